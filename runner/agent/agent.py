@@ -1,0 +1,307 @@
+"""The guest agent: PID 1 of the guest, serving the host over a virtio-serial port.
+
+Standard library only: it runs on the guest's Debian python3. Protocol: one JSON
+object per line each way. The host sends requests ({"id": N, "op": ...}) and gets
+one reply per request ({"id": N, "ok": true, ...} or {"id": N, "ok": false,
+"error": ...}); the agent also sends events without an id: terminal output
+({"ev": "out"}) and session exits ({"ev": "exit"}).
+
+Kernel messages never pass through here: they go out on the serial console, so a
+dead agent still leaves the whole kernel log on the host.
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import fcntl
+import json
+import os
+import pty
+import pwd
+import select
+import signal
+import socket
+import struct
+import sys
+import termios
+import time
+import traceback
+from pathlib import Path
+
+PROTOCOL = 1
+PORT_NAME = "org.kblog.agent.0"
+READ_SIZE = 65536
+
+
+def find_port() -> str | None:
+    """The /dev node of our virtio-serial port (there is no udev to name it)."""
+    for entry in Path("/sys/class/virtio-ports").glob("*"):
+        try:
+            if (entry / "name").read_text().strip() == PORT_NAME:
+                return f"/dev/{entry.name}"
+        except OSError:
+            continue
+    return None
+
+
+def setup_system() -> None:
+    """What an init system would do, reduced to what the sessions need."""
+    for target, fstype, options in (
+        ("/dev/pts", "devpts", "gid=5,mode=620,ptmxmode=666"),
+        ("/dev/shm", "tmpfs", "mode=1777"),
+        ("/run", "tmpfs", "mode=755"),
+        ("/tmp", "tmpfs", "mode=1777"),
+    ):
+        os.makedirs(target, exist_ok=True)
+        _mount(fstype, target, fstype, options)
+    socket.sethostname("kblog")
+
+
+def _mount(source: str, target: str, fstype: str, options: str) -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mount(source.encode(), target.encode(), fstype.encode(), 0, options.encode()) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {fstype} on {target}: {os.strerror(err)}")
+
+
+class Session:
+    """A program on a pty: what a person would see in one terminal window."""
+
+    def __init__(self, name: str, pid: int, master: int) -> None:
+        self.name = name
+        self.pid = pid
+        self.master = master
+
+
+def spawn(name: str, req: dict) -> Session:
+    user = pwd.getpwnam(req.get("user", "root"))
+    argv = req["argv"]
+    env = dict(req.get("env", {}))
+    env.setdefault("HOME", user.pw_dir)
+    env.setdefault("USER", user.pw_name)
+    env.setdefault("LOGNAME", user.pw_name)
+    env.setdefault("SHELL", user.pw_shell)
+    cwd = req.get("cwd", user.pw_dir)
+    pid, master = pty.fork()
+    if pid == 0:  # the child: become the user and run the program
+        try:
+            os.initgroups(user.pw_name, user.pw_gid)
+            os.setgid(user.pw_gid)
+            os.setuid(user.pw_uid)
+            os.chdir(cwd)
+            os.execvpe(argv[0], argv, env)
+        except BaseException as exc:  # report on the terminal, as a shell would
+            os.write(2, f"kblog-agent: cannot start {argv[0]}: {exc}\r\n".encode())
+        finally:
+            os._exit(127)
+    rows, cols = req.get("rows", 30), req.get("cols", 100)
+    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    os.set_blocking(master, False)
+    return Session(name, pid, master)
+
+
+class Agent:
+    def __init__(self, port: str) -> None:
+        self.port_path = port
+        self.port = os.open(port, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        self.inbuf = b""
+        self.outbuf = b""
+        self.sessions: dict[str, Session] = {}
+        self.by_pid: dict[int, Session] = {}
+        self.wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+
+    # --- output to the host -------------------------------------------------
+    def send(self, msg: dict) -> None:
+        self.outbuf += json.dumps(msg, separators=(",", ":")).encode() + b"\n"
+
+    def flush(self) -> None:
+        while self.outbuf:
+            try:
+                n = os.write(self.port, self.outbuf)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EPIPE, errno.ENXIO, errno.EIO):
+                    return  # no host connected: keep it for when one is
+                raise
+            self.outbuf = self.outbuf[n:]
+
+    # --- the loop ---------------------------------------------------------------
+    def run(self) -> None:
+        poller = select.poll()
+        while True:
+            poller = select.poll()
+            poller.register(self.port, select.POLLIN | (select.POLLOUT if self.outbuf else 0))
+            poller.register(self.wake_r, select.POLLIN)
+            for s in self.sessions.values():
+                if s.master >= 0:
+                    poller.register(s.master, select.POLLIN)
+            events = poller.poll(1000)
+            hangup = False
+            for fd, mask in events:
+                if fd == self.port:
+                    if mask & select.POLLIN:
+                        self.read_port()
+                    if mask & select.POLLHUP:
+                        hangup = True
+                elif fd == self.wake_r:
+                    _drain(self.wake_r)
+                else:
+                    self.read_session(fd)
+            self.reap()
+            self.flush()
+            if hangup and not any(m & select.POLLIN for _, m in events):
+                time.sleep(0.05)  # host not connected: poll() would spin
+
+    def read_port(self) -> None:
+        try:
+            data = os.read(self.port, READ_SIZE)
+        except BlockingIOError:
+            return
+        if not data:
+            return
+        self.inbuf += data
+        while b"\n" in self.inbuf:
+            line, self.inbuf = self.inbuf.split(b"\n", 1)
+            if line.strip():
+                self.handle(line)
+
+    def handle(self, line: bytes) -> None:
+        try:
+            req = json.loads(line)
+        except ValueError as exc:
+            self.send({"ev": "log", "message": f"bad request: {exc}"})
+            return
+        try:
+            reply = getattr(self, "op_" + req["op"])(req)
+            self.send({"id": req.get("id"), "ok": True, **reply})
+        except Exception as exc:  # one bad request must not kill PID 1
+            self.send(
+                {
+                    "id": req.get("id"),
+                    "ok": False,
+                    "error": f"{type(exc).__name__}: {exc}",
+                    "trace": traceback.format_exc(limit=3),
+                }
+            )
+
+    def read_session(self, fd: int) -> None:
+        session = next((s for s in self.sessions.values() if s.master == fd), None)
+        if session is None:
+            return
+        try:
+            data = os.read(fd, READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:  # EIO: the last process on the pty is gone
+            data = b""
+        if data:
+            self.send({"ev": "out", "session": session.name, "data": _b64(data)})
+        else:
+            os.close(session.master)
+            session.master = -1
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            session = self.by_pid.pop(pid, None)
+            if session is not None:
+                code = os.waitstatus_to_exitcode(status)
+                self.send({"ev": "exit", "session": session.name, "status": code})
+
+    # --- requests ---------------------------------------------------------------
+    def op_hello(self, req: dict) -> dict:
+        return {"protocol": PROTOCOL, "kernel": os.uname().release}
+
+    def op_settime(self, req: dict) -> dict:
+        time.clock_settime(time.CLOCK_REALTIME, float(req["epoch"]))
+        return {}
+
+    def op_spawn(self, req: dict) -> dict:
+        name = req["session"]
+        if name in self.sessions:
+            raise ValueError(f"session {name!r} exists")
+        session = spawn(name, req)
+        self.sessions[name] = session
+        self.by_pid[session.pid] = session
+        return {"pid": session.pid}
+
+    def op_input(self, req: dict) -> dict:
+        session = self.sessions[req["session"]]
+        data = base64.b64decode(req["data"])
+        os.set_blocking(session.master, True)
+        try:
+            os.write(session.master, data)
+        finally:
+            os.set_blocking(session.master, False)
+        return {}
+
+    def op_put(self, req: dict) -> dict:
+        path = Path(req["path"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(req["data"]))
+        path.chmod(req.get("mode", 0o644))
+        owner = req.get("owner")
+        if owner:
+            user = pwd.getpwnam(owner)
+            for p in [path, *_created_parents(path.parent, user.pw_dir)]:
+                os.chown(p, user.pw_uid, user.pw_gid)
+        return {}
+
+    def op_read(self, req: dict) -> dict:
+        return {"data": _b64(Path(req["path"]).read_bytes())}
+
+
+def _created_parents(directory: Path, home: str) -> list[Path]:
+    """The directories between the user's home and `directory`."""
+    out = []
+    while str(directory).startswith(home + "/"):
+        out.append(directory)
+        directory = directory.parent
+    return out
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def main() -> None:
+    try:
+        setup_system()
+    except OSError as exc:
+        print(f"kblog-agent: {exc}", file=sys.stderr)
+    port = None
+    while port is None:  # the port shows up once virtio_console has probed
+        port = find_port()
+        if port is None:
+            time.sleep(0.05)
+    Agent(port).run()
+
+
+if __name__ == "__main__":
+    # As PID 1 the agent must never exit: that would panic the kernel.
+    while True:
+        try:
+            main()
+        except Exception:
+            traceback.print_exc()
+            time.sleep(1)

@@ -1,0 +1,137 @@
+"""The host end of the guest agent's channel (see runner/agent/agent.py)."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+PROTOCOL = 1
+
+
+class AgentError(RuntimeError):
+    """The agent refused a request."""
+
+
+class AgentLost(RuntimeError):
+    """The channel to the agent closed or stopped answering."""
+
+
+class AgentClient:
+    """Requests with replies, plus events (terminal output, exits) to handlers."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._ids = itertools.count(1)
+        self._replies: dict[int, dict] = {}
+        self._cond = threading.Condition()
+        self._closed = False
+        self.on_output: Callable[[str, bytes], None] = lambda session, data: None
+        self.on_exit: Callable[[str, int], None] = lambda session, status: None
+        self.log: list[str] = []
+        self._reader = threading.Thread(target=self._read_loop, daemon=True)
+        self._reader.start()
+
+    @classmethod
+    def connect(cls, path: Path, deadline: float, alive: Callable[[], bool]) -> AgentClient:
+        """Connect to QEMU's end of the port; QEMU creates the socket as it starts."""
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.connect(str(path))
+                return cls(sock)
+            except OSError:
+                sock.close()
+            if time.monotonic() > deadline or not alive():
+                raise AgentLost(f"QEMU's agent socket {path} never accepted a connection")
+            time.sleep(0.02)
+
+    def _read_loop(self) -> None:
+        buf = b""
+        try:
+            while True:
+                data = self._sock.recv(65536)
+                if not data:
+                    break
+                buf += data
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    self._dispatch(json.loads(line))
+        except (OSError, ValueError):
+            pass
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def _dispatch(self, msg: dict) -> None:
+        event = msg.get("ev")
+        if event == "out":
+            self.on_output(msg["session"], base64.b64decode(msg["data"]))
+        elif event == "exit":
+            self.on_exit(msg["session"], msg["status"])
+        elif event == "log":
+            self.log.append(msg["message"])
+        else:
+            with self._cond:
+                self._replies[msg["id"]] = msg
+                self._cond.notify_all()
+
+    def send(self, op: str, **fields: object) -> int:
+        rid = next(self._ids)
+        data = json.dumps({"id": rid, "op": op, **fields}).encode() + b"\n"
+        try:
+            self._sock.sendall(data)
+        except OSError as exc:
+            raise AgentLost(f"agent channel closed: {exc}") from exc
+        return rid
+
+    def wait(self, rid: int, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while rid not in self._replies:
+                remaining = deadline - time.monotonic()
+                if self._closed:
+                    raise AgentLost("agent channel closed")
+                if remaining <= 0:
+                    raise AgentLost(f"agent did not answer within {timeout:.0f} s")
+                self._cond.wait(remaining)
+            reply = self._replies.pop(rid)
+        if not reply.get("ok"):
+            raise AgentError(reply.get("error", "unknown agent error"))
+        return reply
+
+    def request(self, op: str, timeout: float = 30.0, **fields: object) -> dict:
+        return self.wait(self.send(op, **fields), timeout)
+
+    def handshake(self, deadline: float, alive: Callable[[], bool]) -> dict:
+        """Say hello until the agent answers: it starts late in the guest's boot."""
+        while True:
+            rid = self.send("hello")
+            try:
+                reply = self.wait(rid, min(1.0, max(0.05, deadline - time.monotonic())))
+            except AgentLost:
+                if self._closed or time.monotonic() > deadline or not alive():
+                    raise
+                continue
+            if reply.get("protocol") != PROTOCOL:
+                raise AgentError(f"guest agent speaks protocol {reply.get('protocol')}, not {PROTOCOL}")
+            return reply
+
+    def put(self, path: str, data: bytes, mode: int = 0o644, owner: str | None = None) -> None:
+        self.request("put", path=path, data=base64.b64encode(data).decode(), mode=mode, owner=owner)
+
+    def read(self, path: str) -> bytes:
+        return base64.b64decode(self.request("read", path=path)["data"])
+
+    def close(self) -> None:
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._sock.close()
+        self._reader.join(timeout=2)

@@ -1,0 +1,299 @@
+"""Build what a guest boots from: kernel, initramfs and a read-only root disk.
+
+Each artifact is built into a temporary path and renamed into place when done, so a
+crash never leaves a half-built artifact that a later run would trust. Artifacts are
+named by a hash of their inputs, so any change to an input builds a new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import lzma
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner import config, debian
+
+HERE = Path(__file__).resolve().parent
+INIT_SCRIPT = HERE / "guest" / "init"
+AGENT_DIR = HERE / "agent"
+ROOT_IMAGE_MB = 900
+
+Log = Callable[[str], None]
+
+
+class ImageError(RuntimeError):
+    """A guest artifact could not be built."""
+
+
+@dataclass(frozen=True)
+class GuestArtifacts:
+    """Everything QEMU needs to boot one kernel with our userland."""
+
+    kernel: config.Kernel
+    kernel_version: str  # the Debian package version, e.g. 6.1.192-2
+    vmlinuz: Path
+    initrd: Path
+    root_image: Path
+    identity: str  # hash of all of the above: part of every freeze key
+
+
+def _digest(parts: Iterable[bytes | str]) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode() if isinstance(part, str) else part)
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def tree_digest(root: Path) -> str:
+    """A hash of every file's relative path and content under `root`."""
+    parts: list[bytes | str] = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        if "__pycache__" in path.parts:
+            continue
+        parts += [str(path.relative_to(root)), path.read_bytes()]
+    return _digest(parts)
+
+
+def _run(argv: list[str], what: str, **kwargs: object) -> None:
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload]
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+        raise ImageError(f"{what} failed ({' '.join(argv[:3])} ...):\n{tail}")
+
+
+def _publish(tmp: Path, final: Path) -> Path:
+    """Move a finished artifact into place; a concurrent builder may have won."""
+    try:
+        os.rename(tmp, final)
+    except OSError:
+        if not final.exists():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink()
+    return final
+
+
+def kernel_tree(kernel: config.Kernel, log: Log = print) -> tuple[Path, str]:
+    """The unpacked kernel image package: (its root, its Debian version)."""
+    cache = config.cache_dir()
+    final = cache / "kernels" / kernel.release
+    stamp = final / ".version"
+    if stamp.exists():
+        return final, stamp.read_text().strip()
+    log(f"fetching {kernel.image_package} from Debian (about 70 MB)")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
+    try:
+        version = debian.unpack(kernel.image_package, tmp, cache / "debs")
+        # modules.dep is made at install time; make it for the unpacked tree.
+        _run(["depmod", "-b", str(tmp), kernel.release], "depmod")
+        (tmp / ".version").write_text(version + "\n")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return _publish(tmp, final), version
+
+
+def headers_tree(kernel: config.Kernel, log: Log = print) -> Path:
+    """The guest kernel's headers, unpacked (not installed): the KDIR for kbuild."""
+    cache = config.cache_dir()
+    final = cache / "headers" / kernel.release
+    kdir = final / "usr" / "src" / f"linux-headers-{kernel.release}"
+    if (final / ".version").exists():
+        return kdir
+    log(f"fetching {kernel.headers_package} and its kbuild tools from Debian")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
+    try:
+        packages = [kernel.headers_package] + [
+            dep
+            for dep in debian.depends(kernel.headers_package)
+            if dep.startswith(("linux-headers-", "linux-kbuild-"))
+        ]
+        versions = [debian.unpack(pkg, tmp, cache / "debs") for pkg in packages]
+        _relink_absolute_symlinks(tmp)
+        (tmp / ".version").write_text(versions[0] + "\n")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return _publish(tmp, final) / kdir.relative_to(final)
+
+
+def _relink_absolute_symlinks(root: Path) -> None:
+    """Point absolute symlinks (/usr/...) at the same path inside `root`.
+
+    Debian's header packages link to /usr/src/... and /usr/lib/linux-kbuild-*;
+    unpacked elsewhere those links must stay inside the unpacked tree.
+    """
+    for path in root.rglob("*"):
+        if path.is_symlink():
+            target = os.readlink(path)
+            if target.startswith("/"):
+                inside = root / target.lstrip("/")
+                path.unlink()
+                path.symlink_to(os.path.relpath(inside, path.parent))
+
+
+def rootfs(log: Log = print) -> Path:
+    """A debootstrapped Debian userland with our user; shared by every kernel."""
+    cache = config.cache_dir()
+    key = _digest([config.GUEST_SUITE, *config.GUEST_PACKAGES, config.GUEST_USER, "rootfs-2"])
+    final = cache / f"rootfs-{key}"
+    if final.exists():
+        return final
+    log("building the guest userland with debootstrap (about a minute, once)")
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-rootfs-", dir=cache))
+    try:
+        _run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={','.join(config.GUEST_PACKAGES)}",
+                config.GUEST_SUITE,
+                str(tmp),
+            ],
+            "debootstrap",
+        )
+        _configure_rootfs(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return _publish(tmp, final)
+
+
+def _configure_rootfs(root: Path) -> None:
+    user = config.GUEST_USER
+    _run(["chroot", str(root), "useradd", "--create-home", "--shell", "/bin/bash", user], "useradd")
+    sudoers = root / "etc" / "sudoers.d" / "kblog"
+    sudoers.write_text(f"{user} ALL=(ALL) NOPASSWD: ALL\n")
+    sudoers.chmod(0o440)
+    (root / "etc" / "hostname").write_text("kblog\n")
+    (root / "etc" / "hosts").write_text("127.0.0.1 localhost\n127.0.1.1 kblog\n")
+    # Package caches and docs only make the image bigger.
+    for junk in ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man"):
+        shutil.rmtree(root / junk, ignore_errors=True)
+        (root / junk).mkdir(parents=True, exist_ok=True)
+
+
+def root_image(log: Log = print) -> Path:
+    """The root disk: the userland plus the guest agent, as a read-only ext4 image."""
+    base = rootfs(log)
+    key = _digest([base.name, tree_digest(AGENT_DIR), str(ROOT_IMAGE_MB)])
+    final = config.cache_dir() / "images" / f"root-{key}.img"
+    if final.exists():
+        return final
+    log("assembling the guest root disk")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    agent_dest = base / "opt" / "kblog"
+    shutil.rmtree(agent_dest, ignore_errors=True)
+    shutil.copytree(AGENT_DIR, agent_dest, ignore=shutil.ignore_patterns("__pycache__"))
+    fd, tmp_name = tempfile.mkstemp(prefix=".tmp-root-", dir=final.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        _run(
+            ["mkfs.ext4", "-q", "-F", "-L", "kblog-root", "-d", str(base), str(tmp), f"{ROOT_IMAGE_MB}M"],
+            "mkfs.ext4",
+        )
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return _publish(tmp, final)
+
+
+def _module_closure(modroot: Path, wanted: Iterable[str]) -> list[Path]:
+    """The .ko files for `wanted` and their dependencies, in load order."""
+    deps: dict[str, list[str]] = {}
+    by_name: dict[str, str] = {}
+    for line in (modroot / "modules.dep").read_text().splitlines():
+        mod, _, rest = line.partition(":")
+        deps[mod] = rest.split()
+        by_name[_module_name(mod)] = mod
+    builtin = {
+        _module_name(line) for line in (modroot / "modules.builtin").read_text().splitlines()
+    }
+    order: list[str] = []
+
+    def visit(mod: str) -> None:
+        if mod in order:
+            return
+        for dep in deps[mod]:
+            visit(dep)
+        order.append(mod)
+
+    for name in wanted:
+        if name in by_name:
+            visit(by_name[name])
+        elif name.replace("_", "-") not in builtin and name not in builtin:
+            raise ImageError(f"kernel module {name} is neither built in nor in modules.dep")
+    return [modroot / mod for mod in order]
+
+
+def _module_name(path: str) -> str:
+    base = path.rsplit("/", 1)[-1]
+    return base.split(".ko")[0].replace("-", "_")
+
+
+def initramfs(kernel: config.Kernel, log: Log = print) -> Path:
+    """A busybox initramfs that loads the disk and agent drivers, then hands over."""
+    ktree, version = kernel_tree(kernel, log)
+    modroot = ktree / "lib" / "modules" / kernel.release
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        raise ImageError("busybox is missing: install Debian's busybox-static")
+    modules = _module_closure(modroot, config.INITRAMFS_MODULES)
+    key = _digest([version, INIT_SCRIPT.read_bytes(), Path(busybox).read_bytes(), *map(str, modules)])
+    final = config.cache_dir() / "images" / f"initrd-{kernel.release}-{key}.cpio"
+    if final.exists():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=final.parent) as staging_name:
+        staging = Path(staging_name)
+        for d in ("bin", "dev", "proc", "sys", "newroot", "lib/modules", "etc"):
+            (staging / d).mkdir(parents=True)
+        shutil.copy2(busybox, staging / "bin" / "busybox")
+        shutil.copy2(INIT_SCRIPT, staging / "init")
+        names = []
+        for ko in modules:
+            name = _module_name(ko.name) + ".ko"
+            data = ko.read_bytes()
+            # busybox insmod takes plain ELF; Debian compresses modules on newer kernels.
+            if ko.name.endswith(".xz"):
+                data = lzma.decompress(data)
+            elif ko.name.endswith(".zst"):
+                raise ImageError(f"{ko.name}: zstd-compressed modules are not supported")
+            (staging / "lib" / "modules" / name).write_bytes(data)
+            names.append(name)
+        (staging / "etc" / "modules").write_text("\n".join(names) + "\n")
+        files = sorted(str(p.relative_to(staging)) for p in staging.rglob("*"))
+        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-initrd-", dir=final.parent)
+        with os.fdopen(fd, "wb") as out:
+            proc = subprocess.run(
+                ["cpio", "--quiet", "-o", "-H", "newc", "--owner", "0:0"],
+                input="\n".join([".", *files]).encode(),
+                stdout=out,
+                stderr=subprocess.PIPE,
+                cwd=staging,
+                check=False,
+            )
+        if proc.returncode != 0:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise ImageError(f"cpio failed: {proc.stderr.decode().strip()}")
+    return _publish(Path(tmp_name), final)
+
+
+def prepare(kernel: config.Kernel, log: Log = print) -> GuestArtifacts:
+    """Build (or find in the cache) everything needed to boot `kernel`."""
+    ktree, version = kernel_tree(kernel, log)
+    vmlinuz = ktree / "boot" / f"vmlinuz-{kernel.release}"
+    initrd = initramfs(kernel, log)
+    root = root_image(log)
+    identity = _digest([kernel.release, version, initrd.name, root.name])
+    return GuestArtifacts(kernel, version, vmlinuz, initrd, root, identity)

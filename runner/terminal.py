@@ -1,0 +1,160 @@
+"""Terminals as a person sees them: a program on a pty, fed one line at a time.
+
+Shells and Python sessions are started with prompts that carry an invisible
+marker, an OSC escape sequence (ESC ] 777 ; kblog ; KIND ; STATUS BEL). The pty
+echoes whatever is typed, even to a process that is dead, so completion is only
+ever read from a marker the program itself printed, never from the echo.
+KIND is P for a fresh prompt and C for a continuation prompt; STATUS is the
+shell's `$?`, empty for Python.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+MARKER = re.compile(rb"\x1b\]777;kblog;([PC]);(-?\d*)\x07")
+# Terminal control sequences a dumb terminal would not show.
+ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+
+SHELL_PROMPTS = {"P": "$ ", "C": "> "}
+PYTHON_PROMPTS = {"P": ">>> ", "C": "... "}
+
+
+def shell_env(path: str) -> dict[str, str]:
+    """Environment of a bash session whose prompts carry the marker."""
+    return {
+        "PATH": path,
+        "TERM": "dumb",
+        "LANG": "C.UTF-8",
+        "PS1": r"\e]777;kblog;P;$?\a\$ ",
+        "PS2": r"\e]777;kblog;C;\a> ",
+    }
+
+
+SHELL_ARGV = ["bash", "--noprofile", "--norc", "--noediting", "-i"]
+
+
+def python_env(path: str, startup: str) -> dict[str, str]:
+    return {"PATH": path, "TERM": "dumb", "LANG": "C.UTF-8", "PYTHONSTARTUP": startup}
+
+
+PYTHON_ARGV = ["python3", "-q", "-i"]
+
+
+@dataclass
+class Prompt:
+    kind: str  # "P" or "C"
+    status: int | None  # the shell's $? for P prompts
+
+
+@dataclass
+class Exchange:
+    """One line typed and what came back before the next prompt."""
+
+    raw: str  # everything the terminal showed after the line was typed
+    prompt: Prompt | None  # None: no prompt came back in time
+
+
+class Terminal:
+    """The host's view of one terminal; bytes arrive by `feed`, input leaves by `write`."""
+
+    def __init__(self, name: str, write: Callable[[bytes], None]) -> None:
+        self.name = name
+        self._write = write
+        self._buf = bytearray()
+        self._cond = threading.Condition()
+        self.exit_status: int | None = None
+        self.closed = False
+
+    def feed(self, data: bytes) -> None:
+        with self._cond:
+            self._buf += data
+            self._cond.notify_all()
+
+    def close(self, status: int | None) -> None:
+        with self._cond:
+            self.exit_status = status
+            self.closed = True
+            self._cond.notify_all()
+
+    def wait_prompt(self, deadline: float, alive: Callable[[], bool] = lambda: True) -> Exchange:
+        """Wait for the next prompt marker; consume everything up to and including it."""
+        with self._cond:
+            while True:
+                m = MARKER.search(self._buf)
+                if m:
+                    raw = bytes(self._buf[: m.start()])
+                    del self._buf[: m.end()]
+                    status = int(m.group(2)) if m.group(2) else None
+                    return Exchange(_clean(raw), Prompt(m.group(1).decode(), status))
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self.closed or not alive():
+                    raw = bytes(self._buf)
+                    self._buf.clear()
+                    return Exchange(_clean(raw), None)
+                self._cond.wait(min(remaining, 0.25))
+
+    def type_line(self, line: str) -> None:
+        self._write(line.encode() + b"\n")
+
+
+def _clean(raw: bytes) -> str:
+    text = ANSI.sub(b"", raw).decode("utf-8", errors="replace")
+    return text.replace("\r\n", "\n").replace("\r", "")
+
+
+def split_echo(raw: str, prompt_text: str, line: str) -> str:
+    """The output part of `raw`: without the prompt and the tty's echo of `line`."""
+    if raw.startswith(prompt_text):
+        raw = raw[len(prompt_text) :]
+    if raw.startswith(line + "\n"):
+        return raw[len(line) + 1 :]
+    if raw == line:
+        return ""
+    return raw
+
+
+class LocalPty:
+    """A program on a pty of this machine (the build environment), feeding a Terminal."""
+
+    def __init__(self, terminal: Terminal, argv: list[str], env: dict[str, str], cwd: str) -> None:
+        self.terminal = terminal
+        self.pid, self.master = pty.fork()
+        if self.pid == 0:
+            try:
+                os.chdir(cwd)
+                os.execvpe(argv[0], argv, env)
+            finally:
+                os._exit(127)
+        terminal._write = self.write
+        self._thread = threading.Thread(target=self._pump, daemon=True)
+        self._thread.start()
+
+    def write(self, data: bytes) -> None:
+        os.write(self.master, data)
+
+    def _pump(self) -> None:
+        while True:
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            self.terminal.feed(data)
+        _, status = os.waitpid(self.pid, 0)
+        self.terminal.close(os.waitstatus_to_exitcode(status))
+
+    def kill(self) -> None:
+        try:
+            os.kill(self.pid, 9)
+        except ProcessLookupError:
+            pass
+        self._thread.join(timeout=5)
+        os.close(self.master)

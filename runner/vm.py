@@ -1,0 +1,258 @@
+"""One QEMU guest: started, handed to the caller, and always torn down.
+
+QEMU's argv is data with a reason per flag. Two channels leave the guest: the
+serial console (the kernel log, written by QEMU to a file the host reads) and a
+virtio-serial port to the guest agent (commands and terminal output).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner import config
+from runner.agent_client import AgentClient, AgentLost
+from runner.guest_image import GuestArtifacts
+
+AGENT_PORT = "org.kblog.agent.0"
+BOOT_TIMEOUT = {"kvm": 30.0, "tcg": 120.0}
+KVM_SMOKE_TIMEOUT = 20.0
+PR_SET_PDEATHSIG = 1
+
+
+class VMError(RuntimeError):
+    """The guest could not be started or used."""
+
+
+class BootError(VMError):
+    """The guest never reached its agent; carries the last console lines."""
+
+
+class GuestLost(VMError):
+    """QEMU exited (a panic with panic=-1, a crash) while the guest was in use."""
+
+
+@dataclass(frozen=True)
+class Accel:
+    name: str  # "kvm" or "tcg"
+    reason: str  # why this one was chosen, for the reader and the logs
+
+
+def qemu_binary() -> str:
+    path = shutil.which("qemu-system-x86_64")
+    if path is None:
+        raise VMError("qemu-system-x86_64 not found: install Debian's qemu-system-x86")
+    return path
+
+
+def qemu_version() -> str:
+    out = subprocess.run([qemu_binary(), "--version"], capture_output=True, text=True, check=True)
+    m = re.search(r"version (\S+)", out.stdout)
+    return m.group(1) if m else out.stdout.split("\n")[0]
+
+
+KERNEL_CMDLINE = (
+    "console=ttyS0,115200",  # the kernel log goes out on the serial port
+    "ignore_loglevel",  # every message reaches the console, as dmesg shows them
+    "printk.time=1",  # timestamps, as in dmesg
+    "panic=-1",  # reboot at once on panic; with -no-reboot QEMU then exits
+    "rdinit=/init",  # our busybox init in the initramfs
+    "mitigations=off",  # speculative-execution mitigations only slow TCG down
+    "random.trust_cpu=on",  # no wait for entropy on a fresh VM
+)
+
+
+def qemu_argv(art: GuestArtifacts, accel: Accel, rundir: Path, memory_mb: int) -> list[str]:
+    argv = [qemu_binary()]
+    argv += ["-nodefaults", "-no-user-config"]  # only the devices listed here
+    argv += ["-display", "none"]  # headless
+    argv += ["-no-reboot"]  # a guest reboot (panic=-1) ends QEMU: the host sees it
+    argv += ["-machine", "q35"]
+    if accel.name == "kvm":
+        argv += ["-accel", "kvm", "-cpu", "host", "-smp", "2"]
+    else:
+        # One vCPU: the host has two cores, one of them for the runner.
+        argv += ["-accel", "tcg", "-cpu", "max", "-smp", "1"]
+    argv += ["-m", str(memory_mb)]
+    argv += ["-kernel", str(art.vmlinuz), "-initrd", str(art.initrd)]
+    argv += ["-append", " ".join(KERNEL_CMDLINE)]
+    # The root disk is shared by every VM: read-only here, a tmpfs overlay in the guest.
+    argv += ["-drive", f"file={art.root_image},format=raw,if=virtio,readonly=on"]
+    # The serial console, appended to a file the host reads as the kernel log.
+    argv += ["-chardev", f"file,id=console,path={rundir / 'console.log'}"]
+    argv += ["-serial", "chardev:console"]
+    # The agent channel: a named virtio-serial port behind a unix socket.
+    argv += ["-device", "virtio-serial-pci,id=vser"]
+    argv += ["-chardev", f"socket,id=agent,path={rundir / 'agent.sock'},server=on,wait=off"]
+    argv += ["-device", f"virtserialport,bus=vser.0,chardev=agent,name={AGENT_PORT}"]
+    # QMP, to stop the guest cleanly and, later, to snapshot it.
+    argv += ["-qmp", f"unix:{rundir / 'qmp.sock'},server=on,wait=off"]
+    return argv
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: QEMU gets SIGKILL when the runner dies, however."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def runtime_dir() -> Path:
+    path = config.cache_dir() / "run"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def sweep_stale_rundirs() -> None:
+    """Remove run dirs of runners that were killed before they could clean up."""
+    for d in runtime_dir().glob("vm-*"):
+        pid = int(d.name.split("-")[1])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except PermissionError:
+            pass
+
+
+class Console:
+    """The serial console log, read incrementally by byte offset."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def offset(self) -> int:
+        try:
+            return self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def read(self, start: int = 0, end: int | None = None) -> str:
+        try:
+            with self.path.open("rb") as f:
+                f.seek(start)
+                data = f.read() if end is None else f.read(max(0, end - start))
+        except FileNotFoundError:
+            return ""
+        return data.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "")
+
+    def tail(self, lines: int = 25) -> str:
+        return "\n".join(self.read().splitlines()[-lines:])
+
+
+class VM:
+    """A context manager: boots the guest, yields a connected agent, always cleans up."""
+
+    def __init__(self, artifacts: GuestArtifacts, accel: Accel, boot_timeout: float | None = None):
+        self.artifacts = artifacts
+        self.accel = accel
+        self.boot_timeout = boot_timeout or BOOT_TIMEOUT[accel.name]
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.agent: AgentClient | None = None
+        self.boot_seconds = 0.0
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> VM:
+        try:
+            self._start()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def _start(self) -> None:
+        sweep_stale_rundirs()
+        self.rundir = Path(tempfile.mkdtemp(prefix=f"vm-{os.getpid()}-", dir=runtime_dir()))
+        self._stack.callback(shutil.rmtree, self.rundir, ignore_errors=True)
+        self.console = Console(self.rundir / "console.log")
+        argv = qemu_argv(self.artifacts, self.accel, self.rundir, config.GUEST_MEMORY_MB)
+        stderr = (self.rundir / "qemu.stderr").open("wb")
+        self._stack.callback(stderr.close)
+        started = time.monotonic()
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
+            preexec_fn=_die_with_parent,
+        )
+        self._stack.callback(self._kill)
+        deadline = started + self.boot_timeout
+        try:
+            self.agent = AgentClient.connect(self.rundir / "agent.sock", deadline, self.alive)
+            self._stack.callback(self.agent.close)
+            self.agent.handshake(deadline, self.alive)
+        except AgentLost as exc:
+            raise self._boot_failure(str(exc)) from None
+        self.boot_seconds = time.monotonic() - started
+
+    def _boot_failure(self, why: str) -> BootError:
+        if not self.alive():
+            why = f"QEMU exited with status {self.proc.returncode if self.proc else '?'}"
+            qemu_err = (self.rundir / "qemu.stderr").read_text(errors="replace").strip()
+            if qemu_err:
+                why += f": {qemu_err}"
+        elif time.monotonic() >= 0:
+            why = f"no answer from the guest agent within {self.boot_timeout:.0f} s ({why})"
+        tail = self.console.tail() or "(the console printed nothing)"
+        return BootError(f"guest did not boot ({self.accel.name}): {why}\nlast console lines:\n{tail}")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def _kill(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.kill()  # the guest's state is thrown away: nothing to shut down cleanly
+        self.proc.wait(timeout=10)
+
+
+# --- choosing an accelerator ---------------------------------------------------------
+
+
+def _cpu_has_virt() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return bool(re.search(r"^flags\s*:.*\b(vmx|svm)\b", flags, re.M))
+
+
+def choose_accel(artifacts: GuestArtifacts, log=print) -> Accel:
+    """KVM where a short smoke boot under KVM works, else TCG; the answer is cached.
+
+    The existence of /dev/kvm proves nothing: some hypervisors expose a /dev/kvm that
+    accepts KVM_CREATE_VM but never boots a stock kernel.
+    """
+    forced = os.environ.get("KBLOG_ACCEL")
+    if forced in ("kvm", "tcg"):
+        return Accel(forced, "set by KBLOG_ACCEL")
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return Accel("tcg", "no usable /dev/kvm")
+    if not _cpu_has_virt():
+        return Accel("tcg", "/dev/kvm exists but the CPU shows no vmx/svm flag")
+    cache = config.cache_dir() / "accel.json"
+    boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    key = f"{boot_id}:{artifacts.identity}"
+    with contextlib.suppress(OSError, ValueError):
+        saved = json.loads(cache.read_text())
+        if saved.get("key") == key:
+            return Accel(saved["name"], saved["reason"])
+    log("checking whether KVM can boot the guest kernel (a smoke boot)")
+    try:
+        with VM(artifacts, Accel("kvm", "smoke"), boot_timeout=KVM_SMOKE_TIMEOUT) as vm:
+            accel = Accel("kvm", f"a KVM smoke boot reached the agent in {vm.boot_seconds:.1f} s")
+    except VMError as exc:
+        first = str(exc).splitlines()[0]
+        accel = Accel("tcg", f"a KVM smoke boot failed ({first})")
+    cache.write_text(json.dumps({"key": key, "name": accel.name, "reason": accel.reason}))
+    return accel
