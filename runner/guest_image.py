@@ -118,6 +118,7 @@ def headers_tree(kernel: config.Kernel, log: Log = print) -> Path:
         ]
         versions = [debian.unpack(pkg, tmp, cache / "debs") for pkg in packages]
         _relink_absolute_symlinks(tmp)
+        _relocate_makefile(tmp / kdir.relative_to(final) / "Makefile", final)
         (tmp / ".version").write_text(versions[0] + "\n")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -138,6 +139,12 @@ def _relink_absolute_symlinks(root: Path) -> None:
                 inside = root / target.lstrip("/")
                 path.unlink()
                 path.symlink_to(os.path.relpath(inside, path.parent))
+
+
+def _relocate_makefile(makefile: Path, root: Path) -> None:
+    """The arch headers' Makefile includes the common one by absolute path: re-root it."""
+    text = makefile.read_text()
+    makefile.write_text(text.replace("include /usr/src/", f"include {root}/usr/src/"))
 
 
 def rootfs(log: Log = print) -> Path:

@@ -26,13 +26,13 @@ SHELL_PROMPTS = {"P": "$ ", "C": "> "}
 PYTHON_PROMPTS = {"P": ">>> ", "C": "... "}
 
 
-def shell_env(path: str) -> dict[str, str]:
+def shell_env(path: str, prompt: str = r"\$") -> dict[str, str]:
     """Environment of a bash session whose prompts carry the marker."""
     return {
         "PATH": path,
         "TERM": "dumb",
         "LANG": "C.UTF-8",
-        "PS1": r"\e]777;kblog;P;$?\a\$ ",
+        "PS1": r"\e]777;kblog;P;$?\a" + prompt + " ",
         "PS2": r"\e]777;kblog;C;\a> ",
     }
 
@@ -89,10 +89,12 @@ class Terminal:
             while True:
                 m = MARKER.search(self._buf)
                 if m:
+                    # Read the groups before the buffer they point into is cut.
+                    kind, status = m.group(1).decode(), m.group(2)
                     raw = bytes(self._buf[: m.start()])
                     del self._buf[: m.end()]
-                    status = int(m.group(2)) if m.group(2) else None
-                    return Exchange(_clean(raw), Prompt(m.group(1).decode(), status))
+                    prompt = Prompt(kind, int(status) if status else None)
+                    return Exchange(_clean(raw), prompt)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self.closed or not alive():
                     raw = bytes(self._buf)
@@ -109,15 +111,13 @@ def _clean(raw: bytes) -> str:
     return text.replace("\r\n", "\n").replace("\r", "")
 
 
-def split_echo(raw: str, prompt_text: str, line: str) -> str:
-    """The output part of `raw`: without the prompt and the tty's echo of `line`."""
-    if raw.startswith(prompt_text):
-        raw = raw[len(prompt_text) :]
-    if raw.startswith(line + "\n"):
-        return raw[len(line) + 1 :]
-    if raw == line:
-        return ""
-    return raw
+def split_echo(raw: str, line: str) -> tuple[str, str]:
+    """Split what the terminal showed into (the prompt, the output after the echo of `line`)."""
+    for echo in (line + "\n", line):
+        at = raw.find(echo)
+        if at != -1 and "\n" not in raw[:at]:
+            return raw[:at], raw[at + len(echo) :]
+    return "", raw
 
 
 class LocalPty:

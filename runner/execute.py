@@ -1,0 +1,261 @@
+"""Run a Scenario in a fresh guest and return what every step really did."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as dt
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner import config, expect, guest_image, kernel_log, terminal
+from runner.scenario import Provenance, Scenario, ScenarioResult, Step, StepResult
+from runner.vm import VM, Accel, choose_accel, qemu_version
+
+KMOD = config.ROOT / "kmod"
+GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+PYSTARTUP = "/opt/kblog/pystartup.py"
+PROMPT_TIMEOUT = 30.0  # a fresh shell or Python shows its first prompt within this
+SCENARIO_DEADLINE = 900.0
+
+Log = Callable[[str], None]
+Progress = Callable[[int, int, Step, StepResult | None], None]
+
+
+@dataclass
+class Session:
+    term: terminal.Terminal
+    kind: str
+    where: str
+    busy_since: str | None = None  # source of a step still running (expect=hang)
+    handle: terminal.LocalPty | None = None
+
+    @property
+    def prompts(self) -> dict[str, str]:
+        return terminal.PYTHON_PROMPTS if self.kind == "python" else terminal.SHELL_PROMPTS
+
+
+class Run:
+    """The state of one scenario run: its VM, terminals, captures and build tree."""
+
+    def __init__(self, vm: VM, builddir: Path | None, kdir: Path | None, deadline: float):
+        self.vm = vm
+        self.agent = vm.agent
+        assert self.agent is not None
+        self.builddir = builddir
+        self.kdir = kdir
+        self.deadline = deadline
+        self.sessions: dict[str, Session] = {}
+        self.captures: dict[str, str] = {}
+        self.synced: dict[str, tuple[float, int]] = {}
+        self.agent.on_output = self._on_output
+        self.agent.on_exit = self._on_exit
+
+    def _on_output(self, name: str, data: bytes) -> None:
+        if name in self.sessions:
+            self.sessions[name].term.feed(data)
+
+    def _on_exit(self, name: str, status: int) -> None:
+        if name in self.sessions:
+            self.sessions[name].term.close(status)
+
+    # --- files ---------------------------------------------------------------
+    def sync_build_tree(self) -> None:
+        """Copy new or changed files of the build tree into the guest user's home."""
+        if self.builddir is None:
+            return
+        for path in sorted(p for p in self.builddir.rglob("*") if p.is_file()):
+            rel = str(path.relative_to(self.builddir))
+            st = path.stat()
+            if self.synced.get(rel) == (st.st_mtime, st.st_size):
+                continue
+            self.agent.put(
+                f"{config.GUEST_HOME}/{rel}", path.read_bytes(), mode=st.st_mode & 0o777,
+                owner=config.GUEST_USER,
+            )
+            self.synced[rel] = (st.st_mtime, st.st_size)
+
+    # --- sessions ------------------------------------------------------------
+    def session(self, step: Step) -> Session:
+        if step.session in self.sessions:
+            return self.sessions[step.session]
+        if step.where == "build":
+            sess = self._spawn_build(step)
+        else:
+            sess = self._spawn_guest(step)
+        self.sessions[step.session] = sess
+        first = sess.term.wait_prompt(time.monotonic() + PROMPT_TIMEOUT, self.vm.alive)
+        if first.prompt is None:
+            raise RunError(f"{step.source}: session {step.session!r} never showed a prompt: {first.raw!r}")
+        return sess
+
+    def _spawn_guest(self, step: Step) -> Session:
+        name = step.session
+
+        def write(data: bytes) -> None:
+            self.agent.request("input", session=name, data=base64.b64encode(data).decode())
+
+        term = terminal.Terminal(name, write)
+        if step.kind == "python":
+            argv, env = terminal.PYTHON_ARGV, terminal.python_env(GUEST_PATH, PYSTARTUP)
+        else:
+            argv, env = terminal.SHELL_ARGV, terminal.shell_env(GUEST_PATH)
+        sess = Session(term, step.kind, "guest")
+        self.sessions[name] = sess  # before spawning: output may arrive at once
+        self.agent.request(
+            "spawn", session=name, argv=argv, env=env, user=config.GUEST_USER, cwd=config.GUEST_HOME
+        )
+        return sess
+
+    def _spawn_build(self, step: Step) -> Session:
+        assert self.builddir is not None and self.kdir is not None
+        term = terminal.Terminal(step.session, lambda data: None)
+        # "$ " whoever runs it: the reader builds modules as an ordinary user.
+        env = terminal.shell_env(os.environ.get("PATH", GUEST_PATH), prompt="$")
+        env["KDIR"] = str(self.kdir)
+        env["HOME"] = str(self.builddir)
+        handle = terminal.LocalPty(term, terminal.SHELL_ARGV, env, str(self.builddir))
+        return Session(term, "shell", "build", handle=handle)
+
+    def close(self) -> None:
+        for sess in self.sessions.values():
+            if sess.handle is not None:
+                sess.handle.kill()
+
+    # --- steps ---------------------------------------------------------------
+    def run_step(self, index: int, step: Step) -> StepResult:
+        sess = self.session(step)
+        typed = expect.substitute(step.input, self.captures, step.source)
+        lines = typed.split("\n")
+        prompt = sess.prompts["P"]
+        if sess.busy_since:
+            return _not_run(index, step, prompt, typed, f"session still running {sess.busy_since}")
+        console_start = self.vm.console.offset()
+        started = time.monotonic()
+        deadline = min(started + step.timeout, self.deadline)
+        exchange = None
+        for n, line in enumerate(lines):
+            sess.term.type_line(line)
+            exchange = sess.term.wait_prompt(deadline, self.vm.alive)
+            if n == 0:
+                # The terminal shows the prompt its program printed, not the one we expect.
+                prompt = terminal.split_echo(exchange.raw, line)[0] or prompt
+            if exchange.prompt is None or n == len(lines) - 1:
+                break
+        assert exchange is not None
+        duration = time.monotonic() - started
+        output = terminal.split_echo(exchange.raw, lines[-1])[1]
+        if sess.where == "build":
+            self.sync_build_tree()
+        klog = self.vm.console.read(console_start).splitlines()
+        events = kernel_log.events(klog)
+        status = self._status(step, sess, exchange)
+        result = StepResult(
+            index=index,
+            status=status,
+            prompt=prompt,
+            input=typed,
+            output=output,
+            exit_status=exchange.prompt.status if exchange.prompt else None,
+            duration=round(duration, 3),
+            where=sess.where,
+            kernel_log=klog,
+            events=events,
+        )
+        if step.expected is not None and status in ("ok", "hang"):
+            m = expect.match(step.expected, output.splitlines())
+            result.matched, result.diff, result.captures = m.ok, m.diff, m.captures
+            self.captures.update(m.captures)
+        return result
+
+    def _status(self, step: Step, sess: Session, exchange: terminal.Exchange) -> str:
+        if exchange.prompt is not None:
+            return "unexpected-return" if step.expect_hang else "ok"
+        if not self.vm.alive():
+            return "lost"
+        if sess.term.closed:
+            return "lost"
+        if step.expect_hang:
+            sess.busy_since = f"from {step.source}"
+            return "hang"
+        return "timeout"
+
+
+class RunError(RuntimeError):
+    """The scenario could not run (as opposed to a step that failed)."""
+
+
+def _not_run(index: int, step: Step, prompt: str, typed: str, why: str) -> StepResult:
+    return StepResult(
+        index=index, status="not-run", prompt=prompt, input=typed, output=why,
+        exit_status=None, duration=0.0, where=step.where,
+    )
+
+
+def run_scenario(
+    scenario: Scenario,
+    kernel_name: str | None = None,
+    log: Log = print,
+    progress: Progress | None = None,
+    kmod_dir: Path = KMOD,
+    accel: Accel | None = None,
+) -> ScenarioResult:
+    """Boot a fresh guest, run every step in order, and tear everything down."""
+    scenario.validate()
+    kernel = config.kernel(kernel_name)
+    artifacts = guest_image.prepare(kernel, log)
+    accel = accel or choose_accel(artifacts, log)
+    needs_build = any(s.where == "build" for s in scenario.steps)
+    kdir = guest_image.headers_tree(kernel, log) if needs_build else None
+    started = time.monotonic()
+    captured_at = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+    results: list[StepResult] = []
+    error = ""
+    with contextlib.ExitStack() as stack:
+        builddir = None
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kblog-build-")))
+        builddir = tmp / "work"
+        shutil.copytree(kmod_dir, builddir, ignore=shutil.ignore_patterns(*_BUILD_JUNK))
+        vm = stack.enter_context(VM(artifacts, accel))
+        log(f"guest up in {vm.boot_seconds:.1f} s ({accel.name})")
+        run = Run(vm, builddir, kdir, started + SCENARIO_DEADLINE)
+        stack.callback(run.close)
+        run.agent.request("settime", epoch=time.time())
+        run.sync_build_tree()
+        for index, step in enumerate(scenario.steps):
+            if progress:
+                progress(index, len(scenario.steps), step, None)
+            if error:
+                result = _not_run(index, step, "", step.input, error)
+            else:
+                try:
+                    result = run.run_step(index, step)
+                except (RunError, KeyError) as exc:
+                    error = str(exc).strip("'\"")
+                    result = _not_run(index, step, "", step.input, error)
+                if result.status == "lost" or any(e.kind == "panic" for e in result.events):
+                    result.status = "panic" if any(e.kind == "panic" for e in result.events) else "lost"
+                    error = f"{step.source}: the guest {'panicked' if result.status == 'panic' else 'was lost'}"
+            results.append(result)
+            if progress:
+                progress(index, len(scenario.steps), step, result)
+        guest_release = run.agent.request("hello")["kernel"] if vm.alive() else kernel.release
+    provenance = Provenance(
+        kernel=guest_release,
+        kernel_package=artifacts.kernel_version,
+        accel=accel.name,
+        accel_reason=accel.reason,
+        qemu=qemu_version(),
+        captured_at=captured_at,
+        boot_seconds=round(vm.boot_seconds, 2),
+        total_seconds=round(time.monotonic() - started, 2),
+    )
+    return ScenarioResult(scenario.name, provenance, results, error)
+
+
+_BUILD_JUNK = ("*.o", "*.ko", "*.mod", "*.mod.c", ".*.cmd", "modules.order", "Module.symvers")

@@ -1,0 +1,93 @@
+"""Matching a step's real output against what its author wrote.
+
+Rules: a line that is exactly `...` matches any number of lines (none included);
+`...` inside a line matches any text on that line; `@name@` matches one run of
+non-blank characters and captures it under `name` for later inputs.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+
+ELLIPSIS = "..."
+CAPTURE = re.compile(r"@([A-Za-z_][A-Za-z0-9_]*)@")
+
+
+@dataclass
+class Match:
+    ok: bool
+    captures: dict[str, str] = field(default_factory=dict)
+    diff: str = ""
+
+
+def _line_pattern(line: str) -> re.Pattern[str]:
+    parts: list[str] = []
+    pos = 0
+    token = re.compile(r"\.\.\.|@([A-Za-z_][A-Za-z0-9_]*)@")
+    seen: set[str] = set()
+    for m in token.finditer(line):
+        parts.append(re.escape(line[pos : m.start()]))
+        if m.group(0) == ELLIPSIS:
+            parts.append(".*?")
+        elif m.group(1) in seen:
+            parts.append(f"(?P={m.group(1)})")
+        else:
+            seen.add(m.group(1))
+            parts.append(f"(?P<{m.group(1)}>\\S+?)")
+        pos = m.end()
+    parts.append(re.escape(line[pos:]))
+    return re.compile("".join(parts) + r"\Z")
+
+
+def match(expected: list[str], actual: list[str]) -> Match:
+    """Match line lists; on failure the diff shows expected against actual."""
+    patterns = [None if line == ELLIPSIS else _line_pattern(line.rstrip()) for line in expected]
+    actual = [line.rstrip() for line in actual]
+    found = _match_from(patterns, actual, 0, 0, {})
+    if found is not None:
+        return Match(True, found)
+    diff = "\n".join(
+        difflib.unified_diff(expected, actual, "expected", "captured", lineterm="", n=2)
+    )
+    return Match(False, diff=diff)
+
+
+def _match_from(
+    patterns: list[re.Pattern[str] | None],
+    actual: list[str],
+    i: int,
+    j: int,
+    caps: dict[str, str],
+) -> dict[str, str] | None:
+    while i < len(patterns):
+        pattern = patterns[i]
+        if pattern is None:
+            if i == len(patterns) - 1:
+                return caps
+            for k in range(j, len(actual) + 1):
+                found = _match_from(patterns, actual, i + 1, k, dict(caps))
+                if found is not None:
+                    return found
+            return None
+        if j >= len(actual):
+            return None
+        m = pattern.match(actual[j])
+        if m is None:
+            return None
+        caps.update({k: v for k, v in m.groupdict().items() if v is not None})
+        i, j = i + 1, j + 1
+    return caps if j == len(actual) else None
+
+
+def substitute(text: str, captures: dict[str, str], source: str) -> str:
+    """Replace @name@ in an input line with the value captured earlier."""
+
+    def value(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in captures:
+            raise KeyError(f"{source}: @{name}@ is used before any output captured it")
+        return captures[name]
+
+    return CAPTURE.sub(value, text)

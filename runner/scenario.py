@@ -1,0 +1,153 @@
+"""The scenario model: ordered steps in named terminals, and what each one did.
+
+Knows nothing of Markdown or QEMU: the site builds Scenarios from posts, the
+runner executes them, and both exchange them as JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+LANGUAGES = {"console": "shell", "pycon": "python"}
+WHERES = ("guest", "build")
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be run as written; names the step's source."""
+
+
+@dataclass
+class Step:
+    """One line typed (plus its continuation lines) and the output its author expects."""
+
+    session: str
+    language: str  # "console" or "pycon"
+    input: str  # continuation lines joined by "\n", without prompts
+    expected: list[str] | None = None  # None: no expectation (not matched)
+    where: str = "guest"
+    expect_hang: bool = False
+    timeout: float = 60.0
+    source: str = "?"  # "file:line", for error messages
+    block: int = 0  # steps of one fenced block share this number
+
+    def validate(self) -> None:
+        if self.language not in LANGUAGES:
+            raise ScenarioError(f"{self.source}: unknown language {self.language!r}")
+        if self.where not in WHERES:
+            raise ScenarioError(f"{self.source}: where={self.where!r}, expected one of {WHERES}")
+        if not self.session or not self.session.replace("-", "").replace("_", "").isalnum():
+            raise ScenarioError(f"{self.source}: bad session name {self.session!r}")
+        if self.where == "build" and self.language != "console":
+            raise ScenarioError(f"{self.source}: the build environment only runs shell sessions")
+        if self.timeout <= 0:
+            raise ScenarioError(f"{self.source}: timeout must be positive")
+
+    @property
+    def kind(self) -> str:
+        return LANGUAGES[self.language]
+
+
+@dataclass
+class Scenario:
+    name: str
+    steps: list[Step]
+
+    def validate(self) -> None:
+        kinds: dict[str, tuple[str, str]] = {}
+        for step in self.steps:
+            step.validate()
+            seen = kinds.setdefault(step.session, (step.kind, step.where))
+            if seen != (step.kind, step.where):
+                raise ScenarioError(
+                    f"{step.source}: session {step.session!r} is a {seen[0]} session "
+                    f"in the {seen[1]} environment; this step uses it as {step.kind} in {step.where}"
+                )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "steps": [asdict(s) for s in self.steps]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Scenario:
+        try:
+            steps = [Step(**s) for s in data["steps"]]
+            return cls(name=data["name"], steps=steps)
+        except (KeyError, TypeError) as exc:
+            raise ScenarioError(f"malformed scenario: {exc}") from exc
+
+    def digest(self) -> str:
+        """A hash of what is run (sources and line numbers do not count)."""
+        essence = [
+            {k: v for k, v in asdict(s).items() if k not in ("source",)} for s in self.steps
+        ]
+        return hashlib.sha256(json.dumps(essence, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class KernelEvent:
+    kind: str  # "BUG", "Oops", "WARNING", "panic", "recursive-fault", ...
+    line: str  # the console line that announced it
+
+
+@dataclass
+class StepResult:
+    index: int
+    status: str  # ok | hang | timeout | panic | lost | not-run
+    prompt: str  # the prompt shown before the input, e.g. "$ "
+    input: str  # as typed, with captured values substituted
+    output: str  # what the terminal showed after the echo of the input
+    exit_status: int | None  # the shell's $? (None for Python and unfinished steps)
+    duration: float
+    where: str
+    kernel_log: list[str] = field(default_factory=list)
+    events: list[KernelEvent] = field(default_factory=list)
+    matched: bool | None = None  # None: the step has no expectation
+    diff: str = ""
+    captures: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StepResult:
+        data = dict(data)
+        data["events"] = [KernelEvent(**e) for e in data.get("events", [])]
+        return cls(**data)
+
+
+@dataclass
+class Provenance:
+    kernel: str  # uname -r in the guest
+    kernel_package: str  # Debian package version
+    accel: str
+    accel_reason: str
+    qemu: str
+    captured_at: str  # ISO 8601, UTC
+    boot_seconds: float
+    total_seconds: float
+
+
+@dataclass
+class ScenarioResult:
+    scenario: str
+    provenance: Provenance
+    steps: list[StepResult]
+    error: str = ""  # why the run stopped early, if it did
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ScenarioResult:
+        return cls(
+            scenario=data["scenario"],
+            provenance=Provenance(**data["provenance"]),
+            steps=[StepResult.from_json(s) for s in data["steps"]],
+            error=data.get("error", ""),
+        )
+
+    @property
+    def failures(self) -> list[StepResult]:
+        return [s for s in self.steps if s.matched is False or s.status in FAILED_STATUSES]
+
+
+FAILED_STATUSES = ("timeout", "lost", "not-run", "unexpected-hang", "unexpected-return", "panic")
