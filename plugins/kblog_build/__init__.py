@@ -1,0 +1,86 @@
+"""Build the site all or nothing: a failed build leaves output/ and snippets/ as they were.
+
+Pelican logs a post that fails to read and carries on; here any error fails the
+build, the new site is built beside the old one and swapped in by renames, and
+new captures are written only once everything else has succeeded.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pelican import Pelican
+from pelican.settings import read_settings
+
+
+class BuildError(RuntimeError):
+    """The site did not build; the message lists every error, each with its file."""
+
+
+class _Collector(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        # Pelican logs a failed post with logger.exception but without the exception
+        # (unless DEBUG): emit() still runs inside that except block, so ask for it.
+        exc = record.exc_info[1] if record.exc_info else sys.exc_info()[1]
+        if exc is not None:
+            message = f"{message}: {exc}" if str(exc) not in message else message
+        self.messages.append(message)
+
+
+@dataclass
+class BuildReport:
+    output: Path
+    captures_written: list[Path] = field(default_factory=list)
+    vm_runs: int = 0
+    outcomes: list[Any] = field(default_factory=list)
+
+
+def build_site(
+    settings: Path, output: Path, overrides: dict[str, Any] | None = None
+) -> BuildReport:
+    """Build with `settings` into `output`, atomically; raise BuildError on any error."""
+    from kblog_snippets.plugin import captures_for
+
+    output = output.resolve()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.new-", dir=output.parent))
+    collector = _Collector()
+    root_logger = logging.getLogger()
+    root_logger.addHandler(collector)
+    try:
+        conf = read_settings(str(settings), override={"OUTPUT_PATH": str(staging), **(overrides or {})})
+        captures = captures_for(conf)
+        conf["KBLOG_CAPTURES"] = captures
+        conf["_KBLOG_MANAGED"] = True
+        Pelican(conf).run()
+        if collector.messages:
+            raise BuildError("\n\n".join(dict.fromkeys(collector.messages)))
+        written = captures.commit()
+        _swap(staging, output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        root_logger.removeHandler(collector)
+    return BuildReport(output, written, captures.vm_runs, captures.outcomes)
+
+
+def _swap(new: Path, output: Path) -> None:
+    """Put `new` where `output` is, with the old site gone only once the new one is in."""
+    old = output.with_name(f".{output.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if output.exists():
+        output.rename(old)
+    new.rename(output)
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,151 @@
+"""Where a post's results come from: its fresh freeze, or a run in the sandbox.
+
+Nothing is written while a build runs: new captures wait in `pending` until the
+whole build has succeeded, so a failed build leaves snippets/ as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runner import config
+from runner.execute import run_scenario
+from runner.scenario import FAILED_STATUSES, Scenario, ScenarioResult
+
+from . import freeze
+from .parse import SnippetError
+
+log = logging.getLogger(__name__)
+
+MODES = ("auto", "never", "always")
+Runner = Callable[[Scenario, str, Path], ScenarioResult]
+
+
+def _run_in_sandbox(scenario: Scenario, kernel: str, kmod: Path) -> ScenarioResult:
+    def say(msg: str) -> None:
+        log.info("%s: %s", scenario.name, msg)
+
+    return run_scenario(scenario, kernel, log=say, kmod_dir=kmod)
+
+
+@dataclass
+class Outcome:
+    """What a post's build used for one kernel, for the verify table."""
+
+    post: str
+    kernel: str
+    state: str  # fresh | captured | drifted | failed
+    detail: str = ""
+
+
+@dataclass
+class Captures:
+    snippets: Path
+    kmod: Path = config.ROOT / "kmod"
+    mode: str = "auto"  # auto: run stale posts; never: fail on them; always: re-run all
+    kernels: tuple[str, ...] = (config.DEFAULT_KERNEL,)
+    runner: Runner = _run_in_sandbox
+    pending: dict[Path, str] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+    vm_runs: int = 0
+
+    def __post_init__(self) -> None:
+        self.mode = os.environ.get("KBLOG_EXECUTE", self.mode)
+        if self.mode not in MODES:
+            raise ValueError(f"KBLOG_EXECUTE={self.mode!r}: expected one of {', '.join(MODES)}")
+
+    def __deepcopy__(self, memo: dict) -> Captures:
+        return self  # Pelican copies its settings; there is one provider per build
+
+    def kmod_digest(self) -> str:
+        from runner.guest_image import tree_digest
+
+        return tree_digest(self.kmod)
+
+    def results(self, scenario: Scenario, post: str) -> dict[str, ScenarioResult]:
+        """The result per kernel for `scenario`; raises SnippetError on any failure."""
+        path = self.snippets / f"{scenario.name}.json"
+        frozen = freeze.load(path)
+        table = dict(frozen)
+        out: dict[str, ScenarioResult] = {}
+        for name in self.kernels:
+            kernel = config.kernel(name)
+            inputs = freeze.key_inputs(scenario, kernel, self.kmod)
+            entry = frozen.get(kernel.name)
+            fresh = entry is not None and entry.get("key") == freeze.key_of(inputs)
+            if fresh and self.mode != "always":
+                out[kernel.name] = freeze.entry_result(entry)
+                self.outcomes.append(Outcome(post, kernel.name, "fresh"))
+                continue
+            if self.mode == "never":
+                why = "no capture yet" if entry is None else _changed(entry.get("inputs", {}), inputs)
+                self._fail(f"{post}: the capture for kernel {kernel.name} is stale ({why}) "
+                           "and KBLOG_EXECUTE=never forbids running it")
+            self.vm_runs += 1
+            try:
+                result = self.runner(scenario, kernel.name, self.kmod)
+            except Exception as exc:
+                self._fail(f"{post}: running the post on kernel {kernel.name} failed: {exc}")
+            self.check(scenario, result, kernel.name)
+            state = "captured"
+            if fresh and entry is not None:
+                state = "drifted" if _volatile_free(entry) != _volatile_free(
+                    freeze.make_entry(inputs, result)) else "fresh"
+            self.outcomes.append(Outcome(post, kernel.name, state))
+            table[kernel.name] = freeze.make_entry(inputs, result)
+            out[kernel.name] = result
+        if table != frozen:
+            self.pending[path] = freeze.dumps(table, post)
+        return out
+
+    def check(self, scenario: Scenario, result: ScenarioResult, kernel: str) -> None:
+        """Raise a SnippetError for the first step that did not do what the post says."""
+        for step, res in zip(scenario.steps, result.steps, strict=True):
+            where = f"{step.source}: step {res.index + 1} ({step.session}: {step.input.splitlines()[0]!r}, kernel {kernel})"
+            if res.status in FAILED_STATUSES:
+                self._fail(f"{where}: {_explain(res.status, step, res.output)}"
+                           + (f"\n{result.error}" if result.error and res.status != "not-run" else ""))
+            if res.matched is False:
+                self._fail(f"{where}: the output differs from the post:\n{res.diff}")
+
+    def _fail(self, message: str) -> None:
+        self.failed.append(message)
+        raise SnippetError(message)
+
+    def commit(self) -> list[Path]:
+        """Write the new captures; only ever after a build that fully succeeded."""
+        if self.failed:
+            raise RuntimeError("refusing to write captures after a failed build")
+        written = []
+        for path, text in sorted(self.pending.items()):
+            freeze.write_atomic(path, text)
+            written.append(path)
+        self.pending.clear()
+        return written
+
+
+def _explain(status: str, step, output: str) -> str:
+    return {
+        "timeout": f"no prompt came back within {step.timeout:g} s "
+                   "(mark the block expect=hang if that is the point)",
+        "unexpected-return": "the post says this never returns (expect=hang), but it did",
+        "panic": "the kernel panicked",
+        "lost": "the guest was lost (QEMU exited or the session died)",
+        "not-run": f"not run: {output}",
+    }.get(status, status)
+
+
+def _changed(old: dict[str, str], new: dict[str, str]) -> str:
+    names = [k for k in new if old.get(k) != new[k]]
+    return "changed: " + ", ".join(names) if names else "unknown inputs"
+
+
+def _volatile_free(entry: dict) -> list[list[str]]:
+    from .normalize import normalize_lines
+
+    return [normalize_lines(s["output"]) for s in entry["result"]["steps"]]

@@ -1,0 +1,91 @@
+"""The Markdown side: executed fenced blocks become captured terminals.
+
+A preprocessor, run before fenced_code (priority 25) and before meta (27) so line
+numbers are those of the file, finds the blocks that name a session, asks the
+captures provider for the post's results, and stashes the rendered HTML in
+their place. Blocks without a session are left to fenced_code.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from pathlib import Path
+from typing import Any
+
+from markdown import Markdown
+from markdown.extensions import Extension
+from markdown.preprocessors import Preprocessor
+
+from runner.scenario import Scenario, ScenarioError
+
+from . import render
+from .parse import SnippetError, find_blocks
+
+# The post being converted, set by the Pelican reader (Markdown has no notion of it).
+CURRENT_SOURCE: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "kblog_current_source", default=None
+)
+
+
+class SnippetsPreprocessor(Preprocessor):
+    def __init__(self, md: Markdown, ext: SnippetsExtension) -> None:
+        super().__init__(md)
+        self.ext = ext
+
+    def run(self, lines: list[str]) -> list[str]:
+        text = "\n".join(lines)
+        source = CURRENT_SOURCE.get() or self.ext.getConfig("source")
+        blocks = find_blocks(text, source)
+        if not blocks:
+            return lines
+        captures = self.ext.getConfig("captures")
+        if not captures:
+            raise SnippetError(f"{source}: executed blocks but no captures provider configured")
+        scenario = Scenario(Path(source).stem, [s for b in blocks for s in b.steps])
+        try:
+            scenario.validate()
+        except ScenarioError as exc:
+            raise SnippetError(str(exc)) from None
+        per_kernel = captures.results(scenario, source)
+        default = next(iter(per_kernel))
+        results = per_kernel[default].steps
+        pieces, pos, index = [], 0, 0
+        for block in blocks:
+            n = len(block.steps)
+            block_id = f"step-{block.steps[0].block + 1}"
+            html = render.render_block(block_id, block.steps, results[index : index + n])
+            index += n
+            placeholder = self.md.htmlStash.store(html)
+            pieces += [text[pos : block.start], f"\n{placeholder}\n"]
+            pos = block.end
+        pieces.append(text[pos:])
+        prov = per_kernel[default].provenance
+        self.ext.document = {
+            "provenance": render.render_provenance(
+                {**vars(prov), "kmod": captures.kmod_digest()}
+            ),
+            "kernels": list(per_kernel),
+        }
+        return "".join(pieces).split("\n")
+
+
+class SnippetsExtension(Extension):
+    def __init__(self, **kwargs: Any) -> None:
+        self.config = {
+            "captures": ["", "the Captures provider that runs or reuses results"],
+            "source": ["<markdown>", "the post's path, for messages, when no reader sets it"],
+        }
+        self.document: dict[str, Any] = {}
+        super().__init__(**kwargs)
+
+    def extendMarkdown(self, md: Markdown) -> None:  # noqa: N802 (Markdown's API)
+        md.registerExtension(self)
+        self.md = md
+        md.preprocessors.register(SnippetsPreprocessor(md, self), "kblog_snippets", 28)
+
+    def reset(self) -> None:
+        self.document = {}
+
+
+def makeExtension(**kwargs: Any) -> SnippetsExtension:  # noqa: N802 (Markdown's API)
+    return SnippetsExtension(**kwargs)

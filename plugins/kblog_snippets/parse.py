@@ -1,0 +1,195 @@
+"""From fenced blocks of a post to runner Steps.
+
+A block is executed when its attributes name a `session`:
+
+    ```{.console session=term1}        a shell in the guest
+    ```{.console session=b where=build} a shell in the build environment
+    ```{.pycon session=py expect=hang timeout=3}
+
+In a console block, lines starting with "$ " or "# " are typed; "> " lines right
+after them (or any line after one ending in a backslash) continue them. In a
+pycon block ">>> " starts an input and "... " continues it. Every other line is
+the output the author expects from the input above it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from markdown.extensions.attr_list import get_attrs_and_remainder
+from markdown.extensions.fenced_code import FencedBlockPreprocessor
+
+from runner.scenario import LANGUAGES, Step
+
+FENCE_RE = FencedBlockPreprocessor.FENCED_BLOCK_RE
+FENCE_LINE = re.compile(r"^(?:`{3,}|~{3,})")
+KNOWN_ATTRS = {"session", "where", "expect", "timeout"}
+EXPECT_VALUES = {"hang"}
+DEFAULT_TIMEOUT = 60.0
+
+
+class SnippetError(ValueError):
+    """A block that cannot be run as written; the message starts with file:line."""
+
+
+@dataclass
+class Block:
+    """One executed fenced block: where it sits in the text and its steps."""
+
+    start: int  # character offsets of the whole fence in the document
+    end: int
+    line: int  # 1-based line of the opening fence
+    language: str
+    session: str
+    steps: list[Step]
+
+
+def find_blocks(text: str, source: str, first_block: int = 0) -> list[Block]:
+    """Every fenced block of `text` that names a session, in document order."""
+    blocks: list[Block] = []
+    covered: list[tuple[int, int]] = []
+    for m in FENCE_RE.finditer(text):
+        covered.append((m.start(), m.end()))
+        attrs_text = m.group("attrs")
+        if attrs_text is None:
+            continue
+        line = text.count("\n", 0, m.start()) + 1
+        attrs, classes = _attrs(attrs_text, f"{source}:{line}")
+        if "session" not in attrs:
+            ours = KNOWN_ATTRS & attrs.keys()
+            if ours:
+                raise SnippetError(
+                    f"{source}:{line}: {', '.join(sorted(ours))}= needs a session= to run"
+                )
+            continue
+        block_index = first_block + len(blocks)
+        steps = parse_block(m.group("code"), classes, attrs, source, line, block_index)
+        blocks.append(
+            Block(m.start(), m.end(), line, steps[0].language if steps else "", attrs["session"], steps)
+        )
+    _check_unclosed(text, covered, source)
+    return blocks
+
+
+def _attrs(attrs_text: str, where: str) -> tuple[dict[str, str], list[str]]:
+    pairs, rest = get_attrs_and_remainder(attrs_text)
+    if rest.strip():
+        raise SnippetError(f"{where}: cannot read the block attributes {{{attrs_text}}}")
+    attrs: dict[str, str] = {}
+    classes: list[str] = []
+    for key, value in pairs:
+        if key == ".":
+            classes.append(value)
+        elif key != "id":
+            attrs[key] = value
+    return attrs, classes
+
+
+def _check_unclosed(text: str, covered: list[tuple[int, int]], source: str) -> None:
+    """A fence line outside every matched block opens a block that never closes."""
+    offset = 0
+    for number, line in enumerate(text.split("\n"), 1):
+        inside = any(start <= offset < end for start, end in covered)
+        if not inside and FENCE_LINE.match(line):
+            raise SnippetError(f"{source}:{number}: this code fence is never closed")
+        offset += len(line) + 1
+
+
+def parse_block(
+    code: str, classes: list[str], attrs: dict[str, str], source: str, line: int, block: int
+) -> list[Step]:
+    where_ = f"{source}:{line}"
+    unknown = set(attrs) - KNOWN_ATTRS
+    if unknown:
+        raise SnippetError(
+            f"{where_}: unknown attribute {', '.join(sorted(unknown))}= "
+            f"(known: {', '.join(sorted(KNOWN_ATTRS))})"
+        )
+    languages = [c for c in classes if c in LANGUAGES]
+    if len(languages) != 1:
+        raise SnippetError(
+            f"{where_}: an executed block needs exactly one language of "
+            f"{', '.join('.' + lang for lang in LANGUAGES)}; got {classes or 'none'}"
+        )
+    language = languages[0]
+    expect = attrs.get("expect")
+    if expect is not None and expect not in EXPECT_VALUES:
+        raise SnippetError(f"{where_}: expect={expect} is not one of {', '.join(EXPECT_VALUES)}")
+    try:
+        timeout = float(attrs.get("timeout", DEFAULT_TIMEOUT))
+    except ValueError:
+        raise SnippetError(f"{where_}: timeout={attrs['timeout']} is not a number") from None
+    parse = _console_steps if language == "console" else _pycon_steps
+    try:
+        raw_steps = parse(code.split("\n")[:-1] if code.endswith("\n") else code.split("\n"))
+    except _Misplaced as exc:
+        raise SnippetError(f"{source}:{line + 1 + exc.offset}: {exc.why}") from None
+    if not raw_steps:
+        raise SnippetError(f"{where_}: the block has no input line")
+    steps = []
+    for offset, lines, expected in raw_steps:
+        steps.append(
+            Step(
+                session=attrs["session"],
+                language=language,
+                input="\n".join(lines),
+                expected=expected,
+                where=attrs.get("where", "guest"),
+                timeout=timeout,
+                source=f"{source}:{line + 1 + offset}",
+                block=block,
+            )
+        )
+    if expect == "hang":
+        steps[-1].expect_hang = True
+    for step in steps:
+        try:
+            step.validate()
+        except ValueError as exc:
+            raise SnippetError(str(exc)) from None
+    return steps
+
+
+class _Misplaced(Exception):
+    def __init__(self, offset: int, why: str) -> None:
+        self.offset, self.why = offset, why
+
+
+RawStep = tuple[int, list[str], list[str]]  # (line offset in block, input lines, expected)
+
+
+def _console_steps(lines: list[str]) -> list[RawStep]:
+    steps: list[RawStep] = []
+    continuing = False
+    for n, text in enumerate(lines):
+        if text.startswith(("$ ", "# ")) and not continuing:
+            steps.append((n, [text[2:]], []))
+            continuing = text.endswith("\\")
+        elif steps and (continuing or (text.startswith("> ") and not steps[-1][2])):
+            body = text[2:] if text.startswith("> ") else text
+            steps[-1][1].append(body)
+            continuing = body.endswith("\\")
+        elif steps:
+            steps[-1][2].append(text)
+        elif text.strip():
+            raise _Misplaced(n, "output before any input line")
+    return steps
+
+
+def _pycon_steps(lines: list[str]) -> list[RawStep]:
+    steps: list[RawStep] = []
+    for n, text in enumerate(lines):
+        if text.startswith(">>> ") or text == ">>>":
+            steps.append((n, [text[4:]], []))
+        elif steps and not steps[-1][2] and (text.startswith("... ") or (text.startswith("...") and text != "...")):
+            steps[-1][1].append(text[4:])
+        elif steps:
+            steps[-1][2].append(text)
+        elif text.strip():
+            raise _Misplaced(n, "output before any input line")
+    for _, inputs, _ in steps:
+        # An indented last line leaves the REPL inside a block: a blank line ends it.
+        if len(inputs) > 1 and inputs[-1][:1].isspace():
+            inputs.append("")
+    return steps

@@ -1,0 +1,81 @@
+"""Pelican glue: the reader that knows which post is converting, and settings."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from pelican import signals
+from pelican.readers import MarkdownReader
+
+from runner import config
+
+from .captures import Captures
+from .extension import CURRENT_SOURCE, SnippetsExtension
+
+log = logging.getLogger(__name__)
+
+
+class ExecutingMarkdownReader(MarkdownReader):
+    """The Markdown reader, plus the post's path for messages and its provenance."""
+
+    def read(self, source_path: str) -> tuple[str, dict[str, Any]]:
+        root = Path(self.settings.get("PATH", ".")).resolve().parent
+        try:
+            shown = str(Path(source_path).resolve().relative_to(root))
+        except ValueError:
+            shown = source_path
+        token = CURRENT_SOURCE.set(shown)
+        try:
+            content, metadata = super().read(source_path)
+        finally:
+            CURRENT_SOURCE.reset(token)
+        for ext in self._md.registeredExtensions:
+            if isinstance(ext, SnippetsExtension) and ext.document:
+                metadata["kblog_provenance"] = ext.document["provenance"]
+                metadata["kblog_kernels"] = ext.document["kernels"]
+        return content, metadata
+
+
+def captures_for(settings: dict[str, Any]) -> Captures:
+    provided = settings.get("KBLOG_CAPTURES")
+    if provided is not None:
+        return provided
+    root = Path(settings.get("PATH", "content")).resolve().parent
+    return Captures(
+        snippets=root / settings.get("KBLOG_SNIPPETS_DIR", "snippets"),
+        kmod=root / "kmod",
+        mode=settings.get("KBLOG_EXECUTE", "auto"),
+        kernels=tuple(settings.get("KBLOG_KERNELS", (config.DEFAULT_KERNEL,))),
+    )
+
+
+def initialized(pelican: Any) -> None:
+    settings = pelican.settings
+    captures = captures_for(settings)
+    settings["KBLOG_CAPTURES"] = captures
+    markdown = settings.setdefault("MARKDOWN", {})
+    markdown.setdefault("extensions", []).append(SnippetsExtension(captures=captures))
+    settings["_KBLOG_MANAGED"] = settings.get("_KBLOG_MANAGED", False)
+
+
+def readers_init(readers: Any) -> None:
+    for ext in ExecutingMarkdownReader.file_extensions:
+        readers.reader_classes[ext] = ExecutingMarkdownReader
+
+
+def finalized(pelican: Any) -> None:
+    """With plain `pelican`, keep new captures if no post failed; tasks.py does better."""
+    if pelican.settings.get("_KBLOG_MANAGED"):
+        return
+    captures: Captures = pelican.settings["KBLOG_CAPTURES"]
+    if not captures.failed:
+        for path in captures.commit():
+            log.info("wrote %s", path)
+
+
+def register() -> None:
+    signals.initialized.connect(initialized)
+    signals.readers_init.connect(readers_init)
+    signals.finalized.connect(finalized)
