@@ -204,6 +204,7 @@ def run_scenario(
     progress: Progress | None = None,
     kmod_dir: Path = KMOD,
     accel: Accel | None = None,
+    console_copy: Path | None = None,
 ) -> ScenarioResult:
     """Boot a fresh guest, run every step in order, and tear everything down."""
     scenario.validate()
@@ -222,6 +223,9 @@ def run_scenario(
         builddir = tmp / "work"
         shutil.copytree(kmod_dir, builddir, ignore=shutil.ignore_patterns(*_BUILD_JUNK))
         vm = stack.enter_context(VM(artifacts, accel))
+        if console_copy is not None:
+            # Registered after the VM: runs before its teardown removes the log.
+            stack.callback(shutil.copyfile, vm.console.path, console_copy)
         log(f"guest up in {vm.boot_seconds:.1f} s ({accel.name})")
         run = Run(vm, builddir, kdir, started + SCENARIO_DEADLINE)
         stack.callback(run.close)

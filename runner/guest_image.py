@@ -296,6 +296,23 @@ def initramfs(kernel: config.Kernel, log: Log = print) -> Path:
     return _publish(Path(tmp_name), final)
 
 
+def recipe_digest() -> str:
+    """A hash of how guest images are made, computable without building one."""
+    from runner import vm
+
+    return _digest(
+        [
+            config.GUEST_SUITE,
+            *config.GUEST_PACKAGES,
+            config.GUEST_USER,
+            *config.INITRAMFS_MODULES,
+            *vm.KERNEL_CMDLINE,
+            INIT_SCRIPT.read_bytes(),
+            tree_digest(AGENT_DIR),
+        ]
+    )
+
+
 def prepare(kernel: config.Kernel, log: Log = print) -> GuestArtifacts:
     """Build (or find in the cache) everything needed to boot `kernel`."""
     ktree, version = kernel_tree(kernel, log)
