@@ -2,26 +2,68 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from invoke import task
+from invoke.exceptions import Exit
 
 ROOT = Path(__file__).resolve().parent
+sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
+
 CONTENT = ROOT / "content"
 OUTPUT = ROOT / "output"
+SNIPPETS = ROOT / "snippets"
 SETTINGS = ROOT / "pelicanconf.py"
 PUBLISH_SETTINGS = ROOT / "publishconf.py"
 PYTHON = sys.executable
 
 
+def _build(settings: Path, output: Path, **kwargs):
+    from kblog_build import BuildError, build_site
+
+    try:
+        return build_site(settings, output, **kwargs)
+    except BuildError as exc:
+        raise Exit(f"build failed; {output.name}/ and snippets/ are unchanged:\n\n{exc}", 1) from None
+
+
 @task
 def build(c, publish=False):
-    """Build the site into output/, running every stale snippet in the sandbox."""
-    from plugins.kblog_build import build_site
+    """Build the site into output/, running every post whose captures are stale."""
+    report = _build(PUBLISH_SETTINGS if publish else SETTINGS, OUTPUT)
+    for path in report.captures_written:
+        print(f"new captures: {path.relative_to(ROOT)}")
+    print(f"built {OUTPUT.relative_to(ROOT)}/ ({report.vm_runs} post runs in the sandbox)")
 
-    build_site(settings=PUBLISH_SETTINGS if publish else SETTINGS, output=OUTPUT)
+
+@task
+def verify(c, update=False):
+    """Re-run every post in the sandbox, ignoring captures; --update keeps the new ones."""
+    from kblog_build import BuildError, build_site
+
+    with tempfile.TemporaryDirectory(prefix="kblog-verify-") as tmp:
+        try:
+            report = build_site(SETTINGS, Path(tmp) / "site", mode="always", write_captures=update)
+            failed = False
+        except BuildError as exc:
+            report, failed = exc.report, True
+            if report is None:
+                raise Exit(str(exc), 1) from None
+    print(f"{'post':40} {'kernel':8} result")
+    for outcome in report.outcomes:
+        state = {"fresh": "passed", "captured": "passed (new)"}.get(outcome.state, outcome.state)
+        print(f"{outcome.post:40} {outcome.kernel:8} {state}")
+        if outcome.detail:
+            print("    " + outcome.detail.replace("\n", "\n    "))
+    if failed:
+        raise Exit("verification failed", 1)
+    if update:
+        for path in report.captures_written:
+            print(f"updated {path.relative_to(ROOT)}")
 
 
 @task
@@ -33,11 +75,11 @@ def clean(c):
 
 @task
 def test(c, k="", vm=True):
-    """Run the whole test suite and ruff; --no-vm skips tests that boot a guest."""
-    c.run(f"{PYTHON} -m ruff check .", pty=False)
+    """Run ruff and the whole test suite; --no-vm skips the tests that boot a guest."""
+    c.run(shlex.join([PYTHON, "-m", "ruff", "check", str(ROOT)]))
     args = [PYTHON, "-m", "pytest"]
     if k:
         args += ["-k", k]
     if not vm:
         args += ["-m", "not vm"]
-    c.run(" ".join(args), pty=False)
+    c.run(shlex.join(args))

@@ -22,6 +22,10 @@ from pelican.settings import read_settings
 class BuildError(RuntimeError):
     """The site did not build; the message lists every error, each with its file."""
 
+    def __init__(self, message: str, report: BuildReport | None = None) -> None:
+        super().__init__(message)
+        self.report = report
+
 
 class _Collector(logging.Handler):
     def __init__(self) -> None:
@@ -47,9 +51,18 @@ class BuildReport:
 
 
 def build_site(
-    settings: Path, output: Path, overrides: dict[str, Any] | None = None
+    settings: Path,
+    output: Path,
+    overrides: dict[str, Any] | None = None,
+    *,
+    mode: str | None = None,
+    write_captures: bool = True,
 ) -> BuildReport:
-    """Build with `settings` into `output`, atomically; raise BuildError on any error."""
+    """Build with `settings` into `output`, atomically; raise BuildError on any error.
+
+    `mode` overrides KBLOG_EXECUTE ("always" re-runs every post); with
+    `write_captures` False new captures are not kept (a dry verification).
+    """
     from kblog_snippets.plugin import captures_for
 
     output = output.resolve()
@@ -61,19 +74,23 @@ def build_site(
     try:
         conf = read_settings(str(settings), override={"OUTPUT_PATH": str(staging), **(overrides or {})})
         captures = captures_for(conf)
+        if mode is not None:
+            captures.mode = mode
         conf["KBLOG_CAPTURES"] = captures
         conf["_KBLOG_MANAGED"] = True
+        report = BuildReport(output, [], 0, captures.outcomes)
         Pelican(conf).run()
+        report.vm_runs = captures.vm_runs
         if collector.messages:
-            raise BuildError("\n\n".join(dict.fromkeys(collector.messages)))
-        written = captures.commit()
+            raise BuildError("\n\n".join(dict.fromkeys(collector.messages)), report)
+        report.captures_written = captures.commit() if write_captures else []
         _swap(staging, output)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     finally:
         root_logger.removeHandler(collector)
-    return BuildReport(output, written, captures.vm_runs, captures.outcomes)
+    return report
 
 
 def _swap(new: Path, output: Path) -> None:

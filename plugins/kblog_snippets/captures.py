@@ -84,14 +84,20 @@ class Captures:
                 continue
             if self.mode == "never":
                 why = "no capture yet" if entry is None else _changed(entry.get("inputs", {}), inputs)
-                self._fail(f"{post}: the capture for kernel {kernel.name} is stale ({why}) "
-                           "and KBLOG_EXECUTE=never forbids running it")
+                message = (f"{post}: the capture for kernel {kernel.name} is stale ({why}) "
+                           "and no VM may run (KBLOG_EXECUTE=never)")
+                self.outcomes.append(Outcome(post, kernel.name, "stale", message))
+                self._fail(message)
             self.vm_runs += 1
             try:
-                result = self.runner(scenario, kernel.name, self.kmod)
-            except Exception as exc:
-                self._fail(f"{post}: running the post on kernel {kernel.name} failed: {exc}")
-            self.check(scenario, result, kernel.name)
+                try:
+                    result = self.runner(scenario, kernel.name, self.kmod)
+                except Exception as exc:
+                    self._fail(f"{post}: running the post on kernel {kernel.name} failed: {exc}")
+                self.check(scenario, result, kernel.name)
+            except SnippetError as exc:
+                self.outcomes.append(Outcome(post, kernel.name, "failed", str(exc)))
+                raise
             state = "captured"
             if fresh and entry is not None:
                 state = "drifted" if _volatile_free(entry) != _volatile_free(
