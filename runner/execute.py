@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner import config, expect, guest_image, kernel_log, terminal
+from runner import config, expect, guest_image, kernel_log, snapshot, terminal
 from runner.scenario import Provenance, Scenario, ScenarioResult, Step, StepResult
-from runner.vm import VM, Accel, choose_accel, qemu_version
+from runner.vm import VM, Accel, BootError, choose_accel, qemu_version
 
 KMOD = config.ROOT / "kmod"
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -205,6 +205,7 @@ def run_scenario(
     kmod_dir: Path = KMOD,
     accel: Accel | None = None,
     console_copy: Path | None = None,
+    snapshots: bool | None = None,
 ) -> ScenarioResult:
     """Boot a fresh guest, run every step in order, and tear everything down."""
     scenario.validate()
@@ -222,7 +223,7 @@ def run_scenario(
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kblog-build-")))
         builddir = tmp / "work"
         shutil.copytree(kmod_dir, builddir, ignore=shutil.ignore_patterns(*_BUILD_JUNK))
-        vm = stack.enter_context(VM(artifacts, accel))
+        vm = _fresh_vm(stack, artifacts, accel, log, snapshots)
         if console_copy is not None:
             # Registered after the VM: runs before its teardown removes the log.
             stack.callback(shutil.copyfile, vm.console.path, console_copy)
@@ -260,6 +261,22 @@ def run_scenario(
         total_seconds=round(time.monotonic() - started, 2),
     )
     return ScenarioResult(scenario.name, provenance, results, error)
+
+
+def _fresh_vm(
+    stack: contextlib.ExitStack, artifacts, accel: Accel, log: Log, snapshots: bool | None
+) -> VM:
+    """A VM from the saved snapshot where there is one that works, else a cold boot."""
+    if snapshots is None:
+        snapshots = os.environ.get("KBLOG_SNAPSHOTS", "1") != "0"
+    if snapshots:
+        state = snapshot.ensure(artifacts, accel, log)
+        try:
+            return stack.enter_context(VM(artifacts, accel, restore=state))
+        except BootError as exc:
+            log(f"the snapshot did not restore, booting cold: {str(exc).splitlines()[0]}")
+            snapshot.discard(state)
+    return stack.enter_context(VM(artifacts, accel))
 
 
 _BUILD_JUNK = ("*.o", "*.ko", "*.mod", "*.mod.c", ".*.cmd", "modules.order", "Module.symvers")
