@@ -79,6 +79,7 @@ def build_site(
         conf["KBLOG_CAPTURES"] = captures
         conf["_KBLOG_MANAGED"] = True
         report = BuildReport(output, [], 0, captures.outcomes)
+        captures.prefetch(_scenarios(Path(conf["PATH"])))
         Pelican(conf).run()
         report.vm_runs = captures.vm_runs
         if collector.messages:
@@ -91,6 +92,26 @@ def build_site(
     finally:
         root_logger.removeHandler(collector)
     return report
+
+
+def _scenarios(content: Path) -> list[Any]:
+    """The scenarios of every post, read the way the Markdown extension reads them."""
+    from kblog_snippets.parse import SnippetError, find_blocks
+
+    from runner.scenario import Scenario, ScenarioError
+
+    found = []
+    for path in sorted(content.rglob("*.md")):
+        source = str(path.relative_to(content.parent))
+        try:
+            blocks = find_blocks(path.read_text().expandtabs(4), source)
+            scenario = Scenario(path.stem, [s for b in blocks for s in b.steps])
+            scenario.validate()
+        except (SnippetError, ScenarioError, OSError):
+            continue  # the build itself reports it, with its file and line
+        if scenario.steps:
+            found.append(scenario)
+    return found
 
 
 def _swap(new: Path, output: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,8 @@ class Captures:
     failed: list[str] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
     vm_runs: int = 0
+    workers: int = max(1, os.cpu_count() or 1)
+    _prefetched: dict[tuple[str, str], ScenarioResult | Exception] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.mode = os.environ.get("KBLOG_EXECUTE", self.mode)
@@ -66,6 +69,40 @@ class Captures:
         from runner.guest_image import tree_digest
 
         return tree_digest(self.kmod)
+
+    def _stale(self, scenario: Scenario) -> list[str]:
+        frozen = freeze.load(self.snippets / f"{scenario.name}.json")
+        stale = []
+        for name in self.kernels:
+            kernel = config.kernel(name)
+            entry = frozen.get(kernel.name)
+            key = freeze.key_of(freeze.key_inputs(scenario, kernel, self.kmod))
+            if self.mode == "always" or entry is None or entry.get("key") != key:
+                stale.append(kernel.name)
+        return stale
+
+    def prefetch(self, scenarios: list[Scenario]) -> None:
+        """Run the stale scenarios in parallel, one VM per core, before the build asks."""
+        if self.mode == "never":
+            return
+        jobs = [(s, k) for s in scenarios for k in self._stale(s)]
+        if len(jobs) < 2:
+            return  # nothing to overlap: let the build run it in order
+        with ThreadPoolExecutor(max_workers=min(self.workers, len(jobs))) as pool:
+            futures = {pool.submit(self.runner, s, k, self.kmod): (s.digest(), k) for s, k in jobs}
+            for future, key in futures.items():
+                try:
+                    self._prefetched[key] = future.result()
+                except Exception as exc:  # reported when the build reaches that post
+                    self._prefetched[key] = exc
+
+    def _run(self, scenario: Scenario, kernel: str) -> ScenarioResult:
+        found = self._prefetched.pop((scenario.digest(), kernel), None)
+        if found is None:
+            return self.runner(scenario, kernel, self.kmod)
+        if isinstance(found, Exception):
+            raise found
+        return found
 
     def results(self, scenario: Scenario, post: str) -> dict[str, ScenarioResult]:
         """The result per kernel for `scenario`; raises SnippetError on any failure."""
@@ -91,18 +128,18 @@ class Captures:
             self.vm_runs += 1
             try:
                 try:
-                    result = self.runner(scenario, kernel.name, self.kmod)
+                    result = self._run(scenario, kernel.name)
                 except Exception as exc:
                     self._fail(f"{post}: running the post on kernel {kernel.name} failed: {exc}")
                 self.check(scenario, result, kernel.name)
             except SnippetError as exc:
                 self.outcomes.append(Outcome(post, kernel.name, "failed", str(exc)))
                 raise
-            state = "captured"
+            state, detail = "captured", ""
             if fresh and entry is not None:
-                state = "drifted" if _volatile_free(entry) != _volatile_free(
-                    freeze.make_entry(inputs, result)) else "fresh"
-            self.outcomes.append(Outcome(post, kernel.name, state))
+                detail = _drift(entry, freeze.make_entry(inputs, result))
+                state = "drifted" if detail else "fresh"
+            self.outcomes.append(Outcome(post, kernel.name, state, detail))
             table[kernel.name] = freeze.make_entry(inputs, result)
             out[kernel.name] = result
         if table != frozen:
@@ -151,7 +188,16 @@ def _changed(old: dict[str, str], new: dict[str, str]) -> str:
     return "changed: " + ", ".join(names) if names else "unknown inputs"
 
 
-def _volatile_free(entry: dict) -> list[list[str]]:
+def _drift(old: dict, new: dict) -> str:
+    """How the outputs of two captures differ once volatile values are blanked."""
+    import difflib
+
     from .normalize import normalize_lines
 
-    return [normalize_lines(s["output"]) for s in entry["result"]["steps"]]
+    lines = []
+    for a, b in zip(old["result"]["steps"], new["result"]["steps"], strict=False):
+        before, after = normalize_lines(a["output"]), normalize_lines(b["output"])
+        if before != after:
+            lines.append(f"step {b['index'] + 1}: {b['prompt']}{b['input']}")
+            lines += difflib.unified_diff(before, after, "published", "now", lineterm="", n=1)
+    return "\n".join(lines)
