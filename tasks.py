@@ -8,7 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from invoke import task
+from invoke import Context, task
 from invoke.exceptions import Exit
 
 ROOT = Path(__file__).resolve().parent
@@ -83,3 +83,25 @@ def test(c, k="", vm=True):
     if not vm:
         args += ["-m", "not vm"]
     c.run(shlex.join(args))
+
+
+@task
+def serve(c: Context, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Serve output/ with live reload, rebuilding when content/ or theme/ change."""
+    from livereload import Server
+
+    def rebuild() -> None:
+        try:
+            _build(SETTINGS, OUTPUT)
+        except Exit as exc:  # keep serving the last good build
+            print(exc.message, file=sys.stderr)
+        except Exception as exc:  # a content error: file:line: message
+            print(f"build failed: {exc}", file=sys.stderr)
+        else:
+            print(f"rebuilt {OUTPUT.relative_to(ROOT)}/")
+
+    rebuild()
+    server = Server()
+    for watched in (CONTENT, ROOT / "theme", ROOT / "pelicanconf.py"):
+        server.watch(str(watched), rebuild)
+    server.serve(host=host, port=int(port), root=str(OUTPUT), open_url_delay=None)
