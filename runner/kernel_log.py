@@ -10,15 +10,25 @@ import re
 
 from runner.scenario import KernelEvent
 
+TRAP_HEADER = (
+    r"\b(Oops: )?(Oops|invalid opcode|divide error|stack segment|double fault)"
+    r": [0-9a-f]{4} \[#\d+\]"
+)
+
 # (kind, pattern): the first pattern that matches a line names its event.
 SIGNATURES: list[tuple[str, re.Pattern[str]]] = [
-    ("panic", re.compile(r"Kernel panic - not syncing")),
+    # "---[ end Kernel panic - not syncing: ..." closes the same panic: not a second one.
+    ("panic", re.compile(r"(?<!end )Kernel panic - not syncing")),
     ("recursive-fault", re.compile(r"Fixing recursive fault but reboot is needed")),
     ("soft-lockup", re.compile(r"watchdog: BUG: soft lockup")),
     # "unable to handle page fault" since 4.19; "kernel paging request" before it.
     ("BUG", re.compile(r"BUG: (unable to handle|kernel NULL pointer|scheduling while|sleeping)")),
     ("BUG", re.compile(r"(?<!watchdog: )BUG: ")),
-    ("Oops", re.compile(r"\bOops: (Oops: )?[0-9a-f]{4} \[#\d+\]")),
+    # BUG() and BUG_ON(): "kernel BUG at FILE:LINE!", then an oops named after the trap.
+    ("BUG", re.compile(r"\bkernel BUG at \S+")),
+    # The oops header is "TRAP: ERR [#N]": "Oops" for page faults, the trap's name for
+    # the others (BUG() is "invalid opcode" on x86); 6.12 puts "Oops: " before all.
+    ("Oops", re.compile(TRAP_HEADER)),
     ("general-protection", re.compile(r"general protection fault")),
     ("WARNING", re.compile(r"WARNING: CPU: \d+ PID: \d+ at ")),
     ("hung-task", re.compile(r"INFO: task .+ blocked for more than \d+ seconds")),
