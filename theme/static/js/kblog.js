@@ -107,11 +107,12 @@
   }
 
   function init() {
-    document.querySelectorAll(".kb-step").forEach(function (step) {
-      var button = step.querySelector(".kb-copy");
-      if (!button || step.querySelector(".kb-cmd") === null) return;
+    /* One button per terminal head; with one panel per kernel, each copies its own. */
+    document.querySelectorAll(".kb-step .kb-copy").forEach(function (button) {
+      var scope = button.closest(".kb-kpanel") || button.closest(".kb-step");
+      if (scope.querySelector(".kb-cmd") === null) return;
       button.hidden = false;
-      wire(button, function () { return stepCommands(step); });
+      wire(button, function () { return stepCommands(scope); });
     });
 
     document.querySelectorAll(".highlight").forEach(function (block) {
