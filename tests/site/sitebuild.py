@@ -53,7 +53,13 @@ class _Errors(logging.Handler):
         self.messages: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
+        message = record.getMessage()
+        # Pelican logs an unreadable post from inside its except block, without the
+        # exception unless DEBUG is on: fetch it, it says what went wrong.
+        exc = record.exc_info[1] if record.exc_info else sys.exc_info()[1]
+        if exc is not None and str(exc) not in message:
+            message = f"{message}: {type(exc).__name__}: {exc}"
+        self.messages.append(message)
 
 
 class BuildLoggedErrors(AssertionError):

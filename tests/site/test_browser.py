@@ -34,7 +34,10 @@ pytestmark = [
 
 # The markup the snippets plugin gives an executed step, in a post of its own,
 # so that this test does not depend on captures or on that plugin being present.
-STEP_HTML = (Path(__file__).parent / "fixtures" / "kb-step.html").read_text()
+FIXTURES = Path(__file__).parent / "fixtures"
+STEP_HTML = (FIXTURES / "kb-step.html").read_text()
+# A step captured on two kernels: one panel per kernel behind radio-button tabs.
+MULTI_HTML = (FIXTURES / "kb-step-multi.html").read_text()
 
 DEMO_POST = f"""\
 Title: Steps demo
@@ -53,6 +56,8 @@ one
 $ uname -r
 6.1.0-56-amd64
 ```
+
+{MULTI_HTML}
 
 ```pycon
 >>> x = 1
@@ -156,10 +161,10 @@ def test_kernel_log_is_collapsed_until_opened(browser: Any, demo_site_url: str) 
 def test_step_copy_button_copies_only_the_commands(browser: Any, demo_site_url: str) -> None:
     page = _page(browser, demo_site_url)
     page.goto(f"{demo_site_url}/steps-demo.html")
-    button = page.locator(".kb-step .kb-copy")
+    button = page.locator("#step-3 .kb-copy")
     assert button.is_visible()  # hidden in the HTML, shown by the script
     button.click()
-    page.wait_for_function("document.querySelector('.kb-step .kb-copy').textContent === 'Copied'")
+    page.wait_for_function("document.querySelector('#step-3 .kb-copy').textContent === 'Copied'")
     copied = page.evaluate("navigator.clipboard.readText()")
     assert copied == "sudo insmod chardev.ko\nsudo dmesg | tail -n 1"
     page.context.close()
@@ -195,9 +200,38 @@ def test_copy_falls_back_without_the_clipboard_api(browser: Any, demo_site_url: 
         """
     )
     page.goto(f"{demo_site_url}/steps-demo.html")
-    page.locator(".kb-step .kb-copy").click()
-    page.wait_for_function("document.querySelector('.kb-step .kb-copy').textContent === 'Copied'")
+    page.locator("#step-3 .kb-copy").click()
+    page.wait_for_function("document.querySelector('#step-3 .kb-copy').textContent === 'Copied'")
     assert page.evaluate("window.__kbCopied") == "sudo insmod chardev.ko\nsudo dmesg | tail -n 1"
+    page.context.close()
+
+
+def test_kernel_tabs_switch_panels_without_script(browser: Any, demo_site_url: str) -> None:
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(f"{demo_site_url}/steps-demo.html")
+    first, second = (
+        page.locator("#step-9 .kb-kpanel.kb-k1"),
+        page.locator("#step-9 .kb-kpanel.kb-k2"),
+    )
+    assert first.is_visible() and not second.is_visible()
+    page.locator("label[for='step-9-k2']").click()
+    assert second.is_visible() and not first.is_visible()
+    assert "(6.12)" in second.inner_text()
+    assert not page.locator("#step-9 .kb-copy").first.is_visible()  # no script, no button
+    context.close()
+
+
+def test_each_kernel_panel_copies_its_own_commands(browser: Any, demo_site_url: str) -> None:
+    page = _page(browser, demo_site_url)
+    page.goto(f"{demo_site_url}/steps-demo.html")
+    page.locator("label[for='step-9-k2']").click()
+    button = page.locator("#step-9 .kb-kpanel.kb-k2 .kb-copy")
+    button.click()
+    page.wait_for_function(
+        "document.querySelector('#step-9 .kb-k2 .kb-copy').textContent === 'Copied'"
+    )
+    assert page.evaluate("navigator.clipboard.readText()") == "ps -o pid,stat,cmd -C python3"
     page.context.close()
 
 
