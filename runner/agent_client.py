@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import socket
@@ -119,7 +120,9 @@ class AgentClient:
                     raise
                 continue
             if reply.get("protocol") != PROTOCOL:
-                raise AgentError(f"guest agent speaks protocol {reply.get('protocol')}, not {PROTOCOL}")
+                raise AgentError(
+                    f"guest agent speaks protocol {reply.get('protocol')}, not {PROTOCOL}"
+                )
             return reply
 
     def put(self, path: str, data: bytes, mode: int = 0o644, owner: str | None = None) -> None:
@@ -129,9 +132,7 @@ class AgentClient:
         return base64.b64decode(self.request("read", path=path)["data"])
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self._sock.close()
         self._reader.join(timeout=2)

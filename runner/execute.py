@@ -43,8 +43,11 @@ class Session:
 class Run:
     """The state of one scenario run: its VM, terminals, captures and build tree."""
 
-    def __init__(self, vm: VM, builddir: Path | None, kdir: Path | None, deadline: float):
+    def __init__(
+        self, vm: VM, kernel: config.Kernel, builddir: Path, kdir: Path | None, deadline: float
+    ):
         self.vm = vm
+        self.kernel = kernel
         self.agent = vm.agent
         assert self.agent is not None
         self.builddir = builddir
@@ -75,7 +78,9 @@ class Run:
             if self.synced.get(rel) == (st.st_mtime, st.st_size):
                 continue
             self.agent.put(
-                f"{config.GUEST_HOME}/{rel}", path.read_bytes(), mode=st.st_mode & 0o777,
+                f"{config.GUEST_HOME}/{rel}",
+                path.read_bytes(),
+                mode=st.st_mode & 0o777,
                 owner=config.GUEST_USER,
             )
             self.synced[rel] = (st.st_mtime, st.st_size)
@@ -84,14 +89,13 @@ class Run:
     def session(self, step: Step) -> Session:
         if step.session in self.sessions:
             return self.sessions[step.session]
-        if step.where == "build":
-            sess = self._spawn_build(step)
-        else:
-            sess = self._spawn_guest(step)
+        sess = self._spawn_build(step) if step.where == "build" else self._spawn_guest(step)
         self.sessions[step.session] = sess
         first = sess.term.wait_prompt(time.monotonic() + PROMPT_TIMEOUT, self.vm.alive)
         if first.prompt is None:
-            raise RunError(f"{step.source}: session {step.session!r} never showed a prompt: {first.raw!r}")
+            raise RunError(
+                f"{step.source}: session {step.session!r} never showed a prompt: {first.raw!r}"
+            )
         return sess
 
     def _spawn_guest(self, step: Step) -> Session:
@@ -168,7 +172,8 @@ class Run:
             events=events,
         )
         if step.expected is not None and status in ("ok", "hang"):
-            m = expect.match(step.expected, output.splitlines())
+            wanted = expect.for_kernel(step.expected, self.kernel.name)
+            m = expect.match(wanted, output.splitlines())
             result.matched, result.diff, result.captures = m.ok, m.diff, m.captures
             self.captures.update(m.captures)
         return result
@@ -192,8 +197,14 @@ class RunError(RuntimeError):
 
 def _not_run(index: int, step: Step, prompt: str, typed: str, why: str) -> StepResult:
     return StepResult(
-        index=index, status="not-run", prompt=prompt, input=typed, output=why,
-        exit_status=None, duration=0.0, where=step.where,
+        index=index,
+        status="not-run",
+        prompt=prompt,
+        input=typed,
+        output=why,
+        exit_status=None,
+        duration=0.0,
+        where=step.where,
     )
 
 
@@ -228,7 +239,7 @@ def run_scenario(
             # Registered after the VM: runs before its teardown removes the log.
             stack.callback(shutil.copyfile, vm.console.path, console_copy)
         log(f"guest up in {vm.boot_seconds:.1f} s ({accel.name})")
-        run = Run(vm, builddir, kdir, started + SCENARIO_DEADLINE)
+        run = Run(vm, kernel, builddir, kdir, started + SCENARIO_DEADLINE)
         stack.callback(run.close)
         run.agent.request("settime", epoch=time.time())
         run.sync_build_tree()
@@ -243,9 +254,12 @@ def run_scenario(
                 except (RunError, KeyError) as exc:
                     error = str(exc).strip("'\"")
                     result = _not_run(index, step, "", step.input, error)
-                if result.status == "lost" or any(e.kind == "panic" for e in result.events):
-                    result.status = "panic" if any(e.kind == "panic" for e in result.events) else "lost"
-                    error = f"{step.source}: the guest {'panicked' if result.status == 'panic' else 'was lost'}"
+                panicked = any(e.kind == "panic" for e in result.events)
+                if panicked:
+                    result.status = "panic"
+                    error = f"{step.source}: the kernel panicked; the guest is gone"
+                elif result.status == "lost":
+                    error = f"{step.source}: the guest was lost (QEMU exited or the session died)"
             results.append(result)
             if progress:
                 progress(index, len(scenario.steps), step, result)

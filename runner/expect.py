@@ -2,7 +2,9 @@
 
 Rules: a line that is exactly `...` matches any number of lines (none included);
 `...` inside a line matches any text on that line; `@name@` matches one run of
-non-blank characters and captures it under `name` for later inputs.
+non-blank characters and captures it under `name` for later inputs. Where a
+kernel behaves differently by design, a line starting with `[on NAME] ` is
+expected on the kernel labelled NAME only (see runner/config.py).
 """
 
 from __future__ import annotations
@@ -13,6 +15,21 @@ from dataclasses import dataclass, field
 
 ELLIPSIS = "..."
 CAPTURE = re.compile(r"@([A-Za-z_][A-Za-z0-9_]*)@")
+
+
+KERNEL_PREFIX = re.compile(r"^\[on ([\w.+-]+)\] ?")
+
+
+def for_kernel(expected: list[str], kernel: str) -> list[str]:
+    """The lines expected on `kernel`: "[on 6.12] text" lines count on 6.12 only."""
+    lines = []
+    for line in expected:
+        m = KERNEL_PREFIX.match(line)
+        if m is None:
+            lines.append(line)
+        elif m.group(1) == kernel:
+            lines.append(line[m.end() :])
+    return lines
 
 
 @dataclass

@@ -63,7 +63,8 @@ class Scenario:
             if seen != (step.kind, step.where):
                 raise ScenarioError(
                     f"{step.source}: session {step.session!r} is a {seen[0]} session "
-                    f"in the {seen[1]} environment; this step uses it as {step.kind} in {step.where}"
+                    f"in the {seen[1]} environment; this step uses it as "
+                    f"{step.kind} in {step.where}"
                 )
 
     def to_json(self) -> dict[str, Any]:
@@ -79,9 +80,7 @@ class Scenario:
 
     def digest(self) -> str:
         """A hash of what is run (sources and line numbers do not count)."""
-        essence = [
-            {k: v for k, v in asdict(s).items() if k not in ("source",)} for s in self.steps
-        ]
+        essence = [{k: v for k, v in asdict(s).items() if k not in ("source",)} for s in self.steps]
         return hashlib.sha256(json.dumps(essence, sort_keys=True).encode()).hexdigest()[:16]
 
 

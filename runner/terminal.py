@@ -10,9 +10,11 @@ shell's `$?`, empty for Python.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pty
 import re
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -152,9 +154,7 @@ class LocalPty:
         self.terminal.close(os.waitstatus_to_exitcode(status))
 
     def kill(self) -> None:
-        try:
-            os.kill(self.pid, 9)
-        except ProcessLookupError:
-            pass
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
         self._thread.join(timeout=5)
         os.close(self.master)

@@ -168,7 +168,9 @@ class VM:
         self.artifacts = artifacts
         self.accel = accel
         self.restore = restore
-        self.boot_timeout = boot_timeout or (RESTORE_TIMEOUT if restore else BOOT_TIMEOUT[accel.name])
+        self.boot_timeout = boot_timeout or (
+            RESTORE_TIMEOUT if restore else BOOT_TIMEOUT[accel.name]
+        )
         self.proc: subprocess.Popen[bytes] | None = None
         self.agent: AgentClient | None = None
         self.boot_seconds = 0.0
@@ -197,7 +199,10 @@ class VM:
         self._stack.callback(stderr.close)
         started = time.monotonic()
         self.proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=stderr,
+            stderr=stderr,
             preexec_fn=_die_with_parent,
         )
         self._stack.callback(self._kill)
@@ -220,7 +225,9 @@ class VM:
             why = f"no answer from the guest agent within {self.boot_timeout:.0f} s ({why})"
         tail = self.console.tail() or "(the console printed nothing)"
         verb = "resume from its snapshot" if self.restore else "boot"
-        return BootError(f"guest did not {verb} ({self.accel.name}): {why}\nlast console lines:\n{tail}")
+        return BootError(
+            f"guest did not {verb} ({self.accel.name}): {why}\nlast console lines:\n{tail}"
+        )
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

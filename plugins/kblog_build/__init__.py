@@ -72,7 +72,9 @@ def build_site(
     root_logger = logging.getLogger()
     root_logger.addHandler(collector)
     try:
-        conf = read_settings(str(settings), override={"OUTPUT_PATH": str(staging), **(overrides or {})})
+        conf = read_settings(
+            str(settings), override={"OUTPUT_PATH": str(staging), **(overrides or {})}
+        )
         captures = captures_for(conf)
         if mode is not None:
             captures.mode = mode
@@ -80,7 +82,10 @@ def build_site(
         conf["_KBLOG_MANAGED"] = True
         report = BuildReport(output, [], 0, captures.outcomes)
         captures.prefetch(_scenarios(Path(conf["PATH"])))
-        Pelican(conf).run()
+        try:
+            Pelican(conf).run()
+        except Exception as exc:  # a plugin's check failed the whole run
+            collector.messages.append(str(exc))
         report.vm_runs = captures.vm_runs
         if collector.messages:
             raise BuildError("\n\n".join(dict.fromkeys(collector.messages)), report)

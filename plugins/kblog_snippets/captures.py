@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,9 +120,13 @@ class Captures:
                 self.outcomes.append(Outcome(post, kernel.name, "fresh"))
                 continue
             if self.mode == "never":
-                why = "no capture yet" if entry is None else _changed(entry.get("inputs", {}), inputs)
-                message = (f"{post}: the capture for kernel {kernel.name} is stale ({why}) "
-                           "and no VM may run (KBLOG_EXECUTE=never)")
+                why = (
+                    "no capture yet" if entry is None else _changed(entry.get("inputs", {}), inputs)
+                )
+                message = (
+                    f"{post}: the capture for kernel {kernel.name} is stale ({why}) "
+                    "and no VM may run (KBLOG_EXECUTE=never)"
+                )
                 self.outcomes.append(Outcome(post, kernel.name, "stale", message))
                 self._fail(message)
             self.vm_runs += 1
@@ -149,10 +153,16 @@ class Captures:
     def check(self, scenario: Scenario, result: ScenarioResult, kernel: str) -> None:
         """Raise a SnippetError for the first step that did not do what the post says."""
         for step, res in zip(scenario.steps, result.steps, strict=True):
-            where = f"{step.source}: step {res.index + 1} ({step.session}: {step.input.splitlines()[0]!r}, kernel {kernel})"
+            first_line = step.input.split("\n")[0]
+            where = (
+                f"{step.source}: step {res.index + 1} "
+                f"({step.session}: {first_line!r}, kernel {kernel})"
+            )
             if res.status in FAILED_STATUSES:
-                self._fail(f"{where}: {_explain(res.status, step, res.output)}"
-                           + (f"\n{result.error}" if result.error and res.status != "not-run" else ""))
+                self._fail(
+                    f"{where}: {_explain(res.status, step, res.output)}"
+                    + (f"\n{result.error}" if result.error and res.status != "not-run" else "")
+                )
             if res.matched is False:
                 self._fail(f"{where}: the output differs from the post:\n{res.diff}")
 
@@ -175,7 +185,7 @@ class Captures:
 def _explain(status: str, step, output: str) -> str:
     return {
         "timeout": f"no prompt came back within {step.timeout:g} s "
-                   "(mark the block expect=hang if that is the point)",
+        "(mark the block expect=hang if that is the point)",
         "unexpected-return": "the post says this never returns (expect=hang), but it did",
         "panic": "the kernel panicked",
         "lost": "the guest was lost (QEMU exited or the session died)",

@@ -47,24 +47,28 @@ class SnippetsPreprocessor(Preprocessor):
         except ScenarioError as exc:
             raise SnippetError(str(exc)) from None
         per_kernel = captures.results(scenario, source)
-        default = next(iter(per_kernel))
-        results = per_kernel[default].steps
         pieces, pos, index = [], 0, 0
+        differences = []
         for block in blocks:
             n = len(block.steps)
             block_id = f"step-{block.steps[0].block + 1}"
-            html = render.render_block(block_id, block.steps, results[index : index + n])
+            block_results = {k: r.steps[index : index + n] for k, r in per_kernel.items()}
+            differs = len(per_kernel) > 1 and render.differs(block_results)
+            if differs:
+                first_line = block.steps[0].input.split("\n")[0]
+                differences.append({"step_id": block_id, "label": f"{block.session}: {first_line}"})
+            html = render.render_block(block_id, block.steps, block_results, differs)
             index += n
             placeholder = self.md.htmlStash.store(html)
             pieces += [text[pos : block.start], f"\n{placeholder}\n"]
             pos = block.end
         pieces.append(text[pos:])
-        prov = per_kernel[default].provenance
         self.ext.document = {
             "provenance": render.render_provenance(
-                {**vars(prov), "kmod": captures.kmod_digest()}
+                [vars(r.provenance) for r in per_kernel.values()], captures.kmod_digest()
             ),
             "kernels": list(per_kernel),
+            "differences": differences,
         }
         return "".join(pieces).split("\n")
 
@@ -78,7 +82,7 @@ class SnippetsExtension(Extension):
         self.document: dict[str, Any] = {}
         super().__init__(**kwargs)
 
-    def extendMarkdown(self, md: Markdown) -> None:  # noqa: N802 (Markdown's API)
+    def extendMarkdown(self, md: Markdown) -> None:
         md.registerExtension(self)
         self.md = md
         md.preprocessors.register(SnippetsPreprocessor(md, self), "kblog_snippets", 28)
@@ -87,5 +91,5 @@ class SnippetsExtension(Extension):
         self.document = {}
 
 
-def makeExtension(**kwargs: Any) -> SnippetsExtension:  # noqa: N802 (Markdown's API)
+def makeExtension(**kwargs: Any) -> SnippetsExtension:
     return SnippetsExtension(**kwargs)

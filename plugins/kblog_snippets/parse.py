@@ -66,7 +66,14 @@ def find_blocks(text: str, source: str, first_block: int = 0) -> list[Block]:
         block_index = first_block + len(blocks)
         steps = parse_block(m.group("code"), classes, attrs, source, line, block_index)
         blocks.append(
-            Block(m.start(), m.end(), line, steps[0].language if steps else "", attrs["session"], steps)
+            Block(
+                m.start(),
+                m.end(),
+                line,
+                steps[0].language if steps else "",
+                attrs["session"],
+                steps,
+            )
         )
     _check_unclosed(text, covered, source)
     return blocks
@@ -182,7 +189,11 @@ def _pycon_steps(lines: list[str]) -> list[RawStep]:
     for n, text in enumerate(lines):
         if text.startswith(">>> ") or text == ">>>":
             steps.append((n, [text[4:]], []))
-        elif steps and not steps[-1][2] and (text.startswith("... ") or (text.startswith("...") and text != "...")):
+        elif (
+            steps
+            and not steps[-1][2]
+            and (text.startswith("... ") or (text.startswith("...") and text != "..."))
+        ):
             steps[-1][1].append(text[4:])
         elif steps:
             steps[-1][2].append(text)

@@ -35,6 +35,7 @@ class ExecutingMarkdownReader(MarkdownReader):
             if isinstance(ext, SnippetsExtension) and ext.document:
                 metadata["kblog_provenance"] = ext.document["provenance"]
                 metadata["kblog_kernels"] = ext.document["kernels"]
+                metadata["kblog_differences"] = ext.document["differences"]
         return content, metadata
 
 

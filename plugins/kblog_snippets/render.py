@@ -15,6 +15,8 @@ from pygments.lexers import BashLexer, KernelLogLexer, PythonLexer
 from runner.kernel_log import SEVERE
 from runner.scenario import Step, StepResult
 
+from .normalize import normalize_lines
+
 _FORMATTER = HtmlFormatter(nowrap=True)
 _INPUT_LEXERS = {"console": BashLexer(), "pycon": PythonLexer()}
 _CONTINUATION = {"console": "> ", "pycon": "... "}
@@ -31,8 +33,6 @@ def _highlight(text: str, language: str) -> str:
 
 def _input_html(step: Step, result: StepResult) -> str:
     lines = result.input.split("\n")
-    if step.language == "pycon" and len(lines) > 1 and lines[-1] == "":
-        lines = lines[:-1] + [""]
     out = []
     prompts = [result.prompt or "$ "] + [_CONTINUATION[step.language]] * (len(lines) - 1)
     for prompt, line in zip(prompts, lines, strict=True):
@@ -53,21 +53,20 @@ def badges(results: list[StepResult]) -> list[tuple[str, str]]:
     return list(seen.items())
 
 
-def render_block(block_id: str, steps: list[Step], results: list[StepResult]) -> str:
+def _panel(steps: list[Step], results: list[StepResult]) -> list[str]:
+    """One kernel's view of a block: terminal head, transcript, status, kernel log."""
     first = steps[0]
-    parts = [
-        f'<div class="kb-step" id="{escape(block_id)}" data-session="{escape(first.session)}" '
-        f'data-where="{escape(results[0].where)}">'
-    ]
     head = [
         f'<span class="kb-session">{escape(first.session)}</span>',
         f'<span class="kb-where">{WHERE_LABELS[results[0].where]}</span>',
     ]
-    head += [f'<span class="kb-badge {css}">{escape(label)}</span>' for label, css in badges(results)]
+    head += [
+        f'<span class="kb-badge {css}">{escape(label)}</span>' for label, css in badges(results)
+    ]
     total = sum(r.duration for r in results)
     head.append(f'<span class="kb-duration">{total:.2f} s</span>')
     head.append('<button class="kb-copy" type="button" hidden>Copy</button>')
-    parts.append(f'<div class="kb-term-head">{" ".join(head)}</div>')
+    parts = [f'<div class="kb-term-head">{" ".join(head)}</div>']
     body = []
     for step, result in zip(steps, results, strict=True):
         body.append(_input_html(step, result))
@@ -91,15 +90,71 @@ def render_block(block_id: str, steps: list[Step], results: list[StepResult]) ->
             f'<details class="kb-klog"><summary>{escape(summary)}</summary>'
             f'<pre class="highlight"><code>{log_html}</code></pre></details>'
         )
+    return parts
+
+
+def render_block(
+    block_id: str, steps: list[Step], per_kernel: dict[str, list[StepResult]], differs: bool
+) -> str:
+    """A block's capture; with several kernels, one panel each and a switch.
+
+    The switch is radio buttons and CSS (`:checked ~`): it works without
+    JavaScript, and the first kernel, the default one, is shown first.
+    """
+    kernels = list(per_kernel)
+    first = per_kernel[kernels[0]]
+    classes = "kb-step kb-multi" if len(kernels) > 1 else "kb-step"
+    mark = ' data-differs=""' if differs else ""
+    parts = [
+        f'<div class="{classes}" id="{escape(block_id)}" data-session="{escape(steps[0].session)}" '
+        f'data-where="{escape(first[0].where)}"{mark}>'
+    ]
+    if len(kernels) == 1:
+        parts += _panel(steps, first)
+    else:
+        for n, kernel in enumerate(kernels, 1):
+            radio = f"{block_id}-k{n}"
+            checked = " checked" if n == 1 else ""
+            parts.append(
+                f'<input type="radio" class="kb-kradio kb-k{n}" name="{escape(block_id)}-kernel" '
+                f'id="{escape(radio)}"{checked}><label class="kb-klabel" for="{escape(radio)}">'
+                f"Linux {escape(kernel)}</label>"
+            )
+        if differs:
+            parts.append('<span class="kb-differs">differs across kernels</span>')
+        for n, kernel in enumerate(kernels, 1):
+            parts.append(f'<div class="kb-kpanel kb-k{n}" data-kernel="{escape(kernel)}">')
+            parts += _panel(steps, per_kernel[kernel])
+            parts.append("</div>")
     parts.append("</div>")
     return "\n".join(parts)
 
 
-def render_provenance(provenance: dict[str, str]) -> str:
-    """One line: where and when the captures on the page were made."""
+def differs(per_kernel: dict[str, list[StepResult]]) -> bool:
+    """Whether the kernels' outputs differ once volatile values are blanked."""
+    views = {
+        tuple(
+            (
+                r.status,
+                tuple(normalize_lines(r.output.splitlines())),
+                tuple(sorted({e.kind for e in r.events})),
+            )
+            for r in results
+        )
+        for results in per_kernel.values()
+    }
+    return len(views) > 1
+
+
+def render_provenance(provenances: list[dict[str, str]], kmod: str) -> str:
+    """One line: on which kernels, how, and when the captures on the page were made."""
+    kernels = " and ".join(
+        f"Linux {escape(p['kernel'])} (Debian {escape(p['kernel_package'])})" for p in provenances
+    )
+    first = provenances[0]
+    dates = sorted({p["captured_at"][:10] for p in provenances})
     return (
-        f"Captured on Linux {escape(provenance['kernel'])} "
-        f"(Debian package {escape(provenance['kernel_package'])}) "
-        f"under QEMU {escape(provenance['qemu'])} with {escape(provenance['accel'].upper())}, "
-        f"kmod/ {escape(provenance['kmod'][:12])}, on {escape(provenance['captured_at'][:10])}."
+        f"Every output on this page was captured on {kernels} "
+        f"under QEMU {escape(first['qemu'])} with {escape(first['accel'].upper())}, "
+        f"from kmod/ {escape(kmod[:12])}, on {escape(' and '.join(dates))}."
     )
