@@ -93,7 +93,10 @@ def _match_from(
         m = pattern.match(actual[j])
         if m is None:
             return None
-        caps.update({k: v for k, v in m.groupdict().items() if v is not None})
+        found = {k: v for k, v in m.groupdict().items() if v is not None}
+        if any(caps.get(k, v) != v for k, v in found.items()):
+            return None  # a name seen on an earlier line stands for the same text here
+        caps.update(found)
         i, j = i + 1, j + 1
     return caps if j == len(actual) else None
 
