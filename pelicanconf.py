@@ -56,3 +56,6 @@ AUTHOR_FEED_RSS = None
 TRANSLATION_FEED_ATOM = None
 
 DELETE_OUTPUT_DIRECTORY = True
+
+# Kernels every post runs on (labels from runner/config.py); the first is shown by default.
+KBLOG_KERNELS = ["6.1", "6.12"]
