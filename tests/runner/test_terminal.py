@@ -1,0 +1,161 @@
+"""runner.terminal: prompt markers, echo splitting, and a real bash on a local pty."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from runner import terminal
+
+
+def marker(kind: str, status: str = "") -> bytes:
+    return f"\x1b]777;kblog;{kind};{status}\x07".encode()
+
+
+def fed(*chunks: bytes) -> terminal.Terminal:
+    term = terminal.Terminal("t", lambda data: None)
+    for chunk in chunks:
+        term.feed(chunk)
+    return term
+
+
+def soon() -> float:
+    return time.monotonic() + 1.0
+
+
+class TestMarkers:
+    def test_prompt_with_status(self) -> None:
+        ex = fed(b"out\r\n" + marker("P", "0") + b"$ ").wait_prompt(soon())
+        assert ex.raw == "out\n"
+        assert ex.prompt == terminal.Prompt("P", 0)
+
+    def test_non_zero_and_negative_status(self) -> None:
+        assert fed(marker("P", "127")).wait_prompt(soon()).prompt == terminal.Prompt("P", 127)
+        assert fed(marker("P", "-1")).wait_prompt(soon()).prompt == terminal.Prompt("P", -1)
+
+    def test_python_and_continuation_prompts_have_no_status(self) -> None:
+        assert fed(marker("P")).wait_prompt(soon()).prompt == terminal.Prompt("P", None)
+        assert fed(marker("C")).wait_prompt(soon()).prompt == terminal.Prompt("C", None)
+
+    def test_marker_split_across_feeds(self) -> None:
+        whole = b"hello\r\n" + marker("P", "42")
+        for cut in range(1, len(whole)):
+            ex = fed(whole[:cut], whole[cut:]).wait_prompt(soon())
+            assert ex.prompt == terminal.Prompt("P", 42), cut
+            assert ex.raw == "hello\n", cut
+
+    def test_marker_fed_byte_by_byte(self) -> None:
+        whole = b"x\r\n" + marker("P", "1") + b"$ "
+        ex = fed(*(whole[i : i + 1] for i in range(len(whole)))).wait_prompt(soon())
+        assert ex.prompt == terminal.Prompt("P", 1)
+
+    def test_half_a_marker_is_not_a_prompt(self) -> None:
+        ex = fed(marker("P", "0")[:-1]).wait_prompt(time.monotonic() + 0.05)
+        assert ex.prompt is None
+
+    def test_marker_arriving_from_another_thread(self) -> None:
+        import threading
+
+        term = fed(b"slow\r\n")
+        timer = threading.Timer(0.1, term.feed, args=(marker("P", "0"),))
+        timer.start()
+        ex = term.wait_prompt(time.monotonic() + 5)
+        timer.join()
+        assert ex.prompt == terminal.Prompt("P", 0)
+        assert ex.raw == "slow\n"
+
+    def test_consumes_one_prompt_at_a_time(self) -> None:
+        term = fed(b"a\r\n" + marker("P", "0") + b"$ b\r\n" + marker("P", "3") + b"$ ")
+        first, second = term.wait_prompt(soon()), term.wait_prompt(soon())
+        assert (first.raw, first.prompt) == ("a\n", terminal.Prompt("P", 0))
+        assert (second.raw, second.prompt) == ("$ b\n", terminal.Prompt("P", 3))
+
+    def test_timeout_returns_what_was_shown(self) -> None:
+        ex = fed(b"partial output").wait_prompt(time.monotonic() + 0.05)
+        assert ex.prompt is None
+        assert ex.raw == "partial output"
+
+    def test_closed_terminal_returns_at_once(self) -> None:
+        term = fed(b"bye\r\n")
+        term.close(0)
+        started = time.monotonic()
+        ex = term.wait_prompt(time.monotonic() + 30)
+        assert time.monotonic() - started < 1
+        assert ex.prompt is None and ex.raw == "bye\n"
+
+    def test_dead_machine_returns_at_once(self) -> None:
+        started = time.monotonic()
+        ex = fed(b"").wait_prompt(time.monotonic() + 30, alive=lambda: False)
+        assert time.monotonic() - started < 1
+        assert ex.prompt is None
+
+    def test_control_sequences_are_dropped(self) -> None:
+        ex = fed(b"\x1b[?2004h\x1b[1mbold\x1b[0m\r\n\x1b]0;title\x07" + marker("P", "0"))
+        assert ex.wait_prompt(soon()).raw == "bold\n"
+
+
+class TestSplitEcho:
+    def test_shell(self) -> None:
+        assert terminal.split_echo("$ ls\nfoo\nbar\n", "ls") == ("$ ", "foo\nbar\n")
+
+    def test_python(self) -> None:
+        assert terminal.split_echo(">>> f.read()\n'x'\n", "f.read()") == (">>> ", "'x'\n")
+
+    def test_no_output(self) -> None:
+        assert terminal.split_echo("$ cd chardev\n", "cd chardev") == ("$ ", "")
+
+    def test_echo_without_newline(self) -> None:
+        assert terminal.split_echo("$ f.read()", "f.read()") == ("$ ", "")
+
+    def test_no_echo_leaves_everything_as_output(self) -> None:
+        assert terminal.split_echo("Segmentation fault\n", "insmod x.ko") == (
+            "", "Segmentation fault\n"
+        )
+
+    def test_echo_only_searched_on_the_first_line(self) -> None:
+        # The same text later in the output is output, not the echo.
+        assert terminal.split_echo("other\nls\n", "ls") == ("", "other\nls\n")
+
+    def test_output_repeating_the_input(self) -> None:
+        assert terminal.split_echo("$ echo hi\nhi\n", "echo hi") == ("$ ", "hi\n")
+
+
+class TestLocalBash:
+    """The build environment's terminal: a real bash with the marker prompts."""
+
+    @pytest.fixture
+    def bash(self, tmp_path):
+        term = terminal.Terminal("build", lambda data: None)
+        env = terminal.shell_env(os.environ["PATH"], prompt="$")
+        handle = terminal.LocalPty(term, terminal.SHELL_ARGV, env, str(tmp_path))
+        first = term.wait_prompt(time.monotonic() + 10)
+        assert first.prompt == terminal.Prompt("P", 0)
+        yield term
+        handle.kill()
+
+    def run(self, term: terminal.Terminal, line: str) -> tuple[str, terminal.Prompt | None]:
+        term.type_line(line)
+        ex = term.wait_prompt(time.monotonic() + 10)
+        return terminal.split_echo(ex.raw, line)[1], ex.prompt
+
+    def test_output_and_status(self, bash: terminal.Terminal) -> None:
+        assert self.run(bash, "echo hello") == ("hello\n", terminal.Prompt("P", 0))
+        assert self.run(bash, "false")[1] == terminal.Prompt("P", 1)
+        assert self.run(bash, "(exit 7)")[1] == terminal.Prompt("P", 7)
+
+    def test_continuation_prompt(self, bash: terminal.Terminal) -> None:
+        assert self.run(bash, "for i in 1 2; do")[1] == terminal.Prompt("C", None)
+        out, prompt = self.run(bash, "echo $i; done")
+        assert prompt == terminal.Prompt("P", 0)
+        assert out == "1\n2\n"
+
+    def test_exit_closes_the_terminal(self, bash: terminal.Terminal) -> None:
+        bash.type_line("exit 3")
+        ex = bash.wait_prompt(time.monotonic() + 10)
+        assert ex.prompt is None
+        deadline = time.monotonic() + 5
+        while not bash.closed and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert bash.closed and bash.exit_status == 3
