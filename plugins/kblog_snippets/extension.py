@@ -40,7 +40,9 @@ class SnippetsPreprocessor(Preprocessor):
             return lines
         captures = self.ext.getConfig("captures")
         if not captures:
-            raise SnippetError(f"{source}: executed blocks but no captures provider configured")
+            raise SnippetError(
+                f"{source}:{blocks[0].line}: executed blocks, but no captures provider"
+            )
         scenario = Scenario(Path(source).stem, [s for b in blocks for s in b.steps])
         try:
             scenario.validate()
@@ -63,7 +65,7 @@ class SnippetsPreprocessor(Preprocessor):
             pieces += [text[pos : block.start], f"\n{placeholder}\n"]
             pos = block.end
         pieces.append(text[pos:])
-        self.ext.document = {
+        self.ext.documents[source] = {
             "provenance": render.render_provenance(
                 [vars(r.provenance) for r in per_kernel.values()], captures.kmod_digest()
             ),
@@ -79,16 +81,15 @@ class SnippetsExtension(Extension):
             "captures": ["", "the Captures provider that runs or reuses results"],
             "source": ["<markdown>", "the post's path, for messages, when no reader sets it"],
         }
-        self.document: dict[str, Any] = {}
+        # What the reader needs after conversion, by post: Pelican's reader calls
+        # reset() again to render the summary, so this must outlive reset().
+        self.documents: dict[str, dict[str, Any]] = {}
         super().__init__(**kwargs)
 
     def extendMarkdown(self, md: Markdown) -> None:
         md.registerExtension(self)
         self.md = md
         md.preprocessors.register(SnippetsPreprocessor(md, self), "kblog_snippets", 28)
-
-    def reset(self) -> None:
-        self.document = {}
 
 
 def makeExtension(**kwargs: Any) -> SnippetsExtension:

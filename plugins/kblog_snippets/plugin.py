@@ -32,10 +32,13 @@ class ExecutingMarkdownReader(MarkdownReader):
         finally:
             CURRENT_SOURCE.reset(token)
         for ext in self._md.registeredExtensions:
-            if isinstance(ext, SnippetsExtension) and ext.document:
-                metadata["kblog_provenance"] = ext.document["provenance"]
-                metadata["kblog_kernels"] = ext.document["kernels"]
-                metadata["kblog_differences"] = ext.document["differences"]
+            if not isinstance(ext, SnippetsExtension):
+                continue
+            document = ext.documents.pop(shown, None)
+            if document:
+                metadata["kblog_provenance"] = document["provenance"]
+                metadata["kblog_kernels"] = document["kernels"]
+                metadata["kblog_differences"] = document["differences"]
         return content, metadata
 
 

@@ -1,0 +1,108 @@
+"""Posts built through the real sandbox: captures, freeze reuse, and bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from conftest import MiniSite, tree_bytes
+from kblog_build import BuildError
+
+pytestmark = pytest.mark.vm
+
+
+def text_of(html: str) -> str:
+    return re.sub(r"<[^>]+>", "", html).replace("&#39;", "'").replace("&quot;", '"')
+
+
+def test_every_tag_runs_and_the_page_shows_the_capture(minisite: MiniSite) -> None:
+    minisite.add("every-tag.md")
+    report = minisite.build()
+    assert report.vm_runs == 1
+    html = (minisite.output / "every-tag.html").read_text()
+    shown = text_of(html)
+    # The build terminal really compiled against the guest's headers.
+    assert "LD [M]" in shown and "linux-headers-6.1.0" in shown
+    # The guest's answer, and the captured value substituted into the next input.
+    assert "Hello, world! The module is loaded." in shown
+    assert '$ echo "greeted world"' in shown
+    # A capture, not the author's text: the elided lines are on the page.
+    assert "a\nb\nc" in shown
+    assert "0\n2" in shown and "1000" in shown
+    # The sleeping step is reported as still running; the other terminal went on.
+    assert "Still running after 2 s" in shown
+    assert re.search(r"pgrep -c python3\n1\n", shown)
+    assert 'class="kb-where">build environment' in html
+    # Plain blocks are only highlighted.
+    assert "/* only highlighted */" in shown
+    frozen = json.loads((minisite.snippets / "every-tag.json").read_text())
+    steps = frozen["kernels"]["6.1"]["result"]["steps"]
+    assert [s["status"] for s in steps][-2:] == ["hang", "ok"]
+
+
+def test_second_build_boots_no_vm_and_an_edit_reruns_that_post_only(minisite: MiniSite) -> None:
+    minisite.add("every-tag.md")
+    minisite.add("second.md")
+    assert minisite.build().vm_runs == 2
+    snapshot = tree_bytes(minisite.snippets)
+    assert minisite.build().vm_runs == 0
+    assert tree_bytes(minisite.snippets) == snapshot
+    edited = (
+        (minisite.content / "second.md")
+        .read_text()
+        .replace("echo second\nsecond", "echo edited\nedited")
+    )
+    minisite.add("second.md", edited)
+    report = minisite.build()
+    assert report.vm_runs == 1
+    assert [o.post for o in report.outcomes if o.state != "fresh"] == ["content/second.md"]
+    assert "edited" in (minisite.output / "second.html").read_text()
+
+
+BAD_POSTS = {
+    "timeout": (
+        "```{.console session=t timeout=2}\n$ sleep 30\n```\n",
+        r"content/bad\.md:8: step 1 \(t: 'sleep 30', kernel 6\.1\): no prompt came back within 2 s",
+    ),
+    "hang-returns": (
+        "```{.console session=t expect=hang timeout=2}\n$ true\n```\n",
+        r"content/bad\.md:8: .*says this never returns \(expect=hang\), but it did",
+    ),
+    "mismatch": (
+        "```{.console session=t}\n$ echo real\nimagined\n```\n",
+        r"content/bad\.md:8: .*output differs from the post:\n"
+        r"--- expected\n\+\+\+ captured\n.*-imagined\n\+real",
+    ),
+    "panic": (
+        "```{.console session=t}\n$ echo c | sudo tee /proc/sysrq-trigger\n```\n",
+        r"content/bad\.md:8: .*the kernel panicked",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_POSTS))
+def test_bad_runs_fail_the_build_and_keep_the_previous_site(minisite: MiniSite, case: str) -> None:
+    minisite.add("second.md")
+    minisite.build()
+    before = tree_bytes(minisite.output), tree_bytes(minisite.snippets)
+    body, message = BAD_POSTS[case]
+    minisite.add("bad.md", f"Title: Bad\nDate: 2026-11-03\nSlug: bad\n\nText.\n\n{body}")
+    with pytest.raises(BuildError, match=re.compile(message, re.S)):
+        minisite.build()
+    assert (tree_bytes(minisite.output), tree_bytes(minisite.snippets)) == before
+
+
+def test_stale_capture_without_vm_fails_saying_why(minisite: MiniSite) -> None:
+    minisite.add("second.md")
+    minisite.build()
+    minisite.add("second.md", (minisite.content / "second.md").read_text() + "\n")
+    assert minisite.build(mode="never").vm_runs == 0  # only whitespace changed: still fresh
+    minisite.add(
+        "second.md", (minisite.content / "second.md").read_text().replace("second\n```", "2nd\n```")
+    )
+    with pytest.raises(
+        BuildError,
+        match=r"content/second\.md: the capture for kernel 6\.1 is stale \(changed: scenario\)",
+    ):
+        minisite.build(mode="never")

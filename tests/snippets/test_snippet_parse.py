@@ -1,0 +1,117 @@
+"""The snippet syntax: which blocks run, how they split into steps, what is refused.
+
+No VM here: these check the Markdown side alone, with Python-Markdown's TestCase.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import markdown
+import pytest
+from kblog_snippets.extension import SnippetsExtension
+from kblog_snippets.parse import SnippetError, find_blocks
+from markdown.test_tools import TestCase
+
+from runner import expect
+
+
+def steps_of(text: str):
+    return [s for b in find_blocks(text, "post.md") for s in b.steps]
+
+
+class PlainBlocksStayPlain(TestCase):
+    """A block without session= is fenced_code's business, even with the extension on."""
+
+    default_kwargs: ClassVar = {"extensions": ["fenced_code", SnippetsExtension(captures="")]}
+
+    def test_highlighted_block_untouched(self) -> None:
+        self.assertMarkdownRenders(
+            "```{.console}\n$ uname -r\n6.1.0\n```",
+            '<pre><code class="language-console">$ uname -r\n6.1.0\n</code></pre>',
+        )
+
+    def test_executed_block_without_provider_is_an_error(self) -> None:
+        with pytest.raises(SnippetError, match=r"<markdown>:1: executed blocks, but no captures"):
+            markdown.markdown(
+                "```{.console session=t}\n$ true\n```",
+                extensions=["fenced_code", SnippetsExtension(captures="")],
+            )
+
+
+def test_console_inputs_outputs_and_continuations() -> None:
+    steps = steps_of(
+        "Intro\n\n```{.console session=t}\n"
+        "$ echo one \\\n  two\none two\n"
+        "$ for i in 1 2; do\n> echo $i\n> done\n1\n2\n"
+        "# id -u\n0\n```\n"
+    )
+    assert [s.input for s in steps] == [
+        "echo one \\\n  two",
+        "for i in 1 2; do\necho $i\ndone",
+        "id -u",
+    ]
+    assert [s.expected for s in steps] == [["one two"], ["1", "2"], ["0"]]
+    assert [s.source for s in steps] == ["post.md:4", "post.md:7", "post.md:12"]
+
+
+def test_pycon_compound_statement_gets_its_closing_blank_line() -> None:
+    (first, second) = steps_of(
+        "```{.pycon session=py}\n>>> for i in range(2):\n...     print(i)\n0\n1\n>>> x = 1\n```\n"
+    )
+    assert first.input == "for i in range(2):\n    print(i)\n"
+    assert first.expected == ["0", "1"]
+    assert second.input == "x = 1" and second.expected == []
+
+
+def test_hang_applies_to_the_last_input_only() -> None:
+    steps = steps_of("```{.pycon session=py expect=hang timeout=3}\n>>> x = 1\n>>> f.read()\n```\n")
+    assert [s.expect_hang for s in steps] == [False, True]
+    assert {s.timeout for s in steps} == {3.0}
+
+
+def test_build_blocks_and_blocks_numbered_in_order() -> None:
+    text = (
+        "```{.console session=b where=build}\n$ make\n...\n```\n\n"
+        "```c\nint x;\n```\n\n"
+        "```{.console session=t}\n$ ls\n```\n"
+    )
+    blocks = find_blocks(text, "post.md")
+    assert [(b.line, b.session, b.steps[0].where, b.steps[0].block) for b in blocks] == [
+        (1, "b", "build", 0),
+        (10, "t", "guest", 1),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "x\n```{.console session=t colour=red}\n$ ls\n```\n",
+            r"post.md:2: unknown attribute colour=",
+        ),
+        ("```{.sh session=t}\n$ ls\n```\n", r"post.md:1: .*exactly one language"),
+        ("a\n\n```{.console session=t}\n$ ls\n", r"post.md:3: this code fence is never closed"),
+        ("```{.console expect=hang}\n$ ls\n```\n", r"post.md:1: expect= needs a session="),
+        ("```{.console session=t}\nhello\n$ ls\n```\n", r"post.md:2: output before any input"),
+        (
+            "```{.console session=t timeout=soon}\n$ ls\n```\n",
+            r"post.md:1: timeout=soon is not a number",
+        ),
+        ("```{.console session=t expect=crash}\n$ ls\n```\n", r"post.md:1: expect=crash"),
+        (
+            "```{.pycon session=t where=build}\n>>> 1\n```\n",
+            r"post.md:2: the build environment only",
+        ),
+        ("```{.console session=t}\n```\n", r"post.md:1: the block has no input line"),
+    ],
+)
+def test_bad_blocks_name_file_and_line(text: str, message: str) -> None:
+    with pytest.raises(SnippetError, match=message):
+        find_blocks(text, "post.md")
+
+
+def test_kernel_specific_expectations() -> None:
+    lines = ["common", "[on 6.1] old wording", "[on 6.12] new wording"]
+    assert expect.for_kernel(lines, "6.1") == ["common", "old wording"]
+    assert expect.for_kernel(lines, "6.12") == ["common", "new wording"]
