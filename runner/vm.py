@@ -27,6 +27,7 @@ from runner.guest_image import GuestArtifacts
 AGENT_PORT = "org.kblog.agent.0"
 BOOT_TIMEOUT = {"kvm": 30.0, "tcg": 120.0}
 KVM_SMOKE_TIMEOUT = 20.0
+EXIT_GRACE = 3.0  # how long a guest that closed the agent channel may take to exit
 RESTORE_TIMEOUT = 15.0  # a restored guest answers in well under a second
 PR_SET_PDEATHSIG = 1
 
@@ -212,15 +213,22 @@ class VM:
             self._stack.callback(self.agent.close)
             self.agent.handshake(deadline, self.alive)
         except AgentLost as exc:
-            raise self._boot_failure(str(exc)) from None
+            raise self._boot_failure(str(exc), early=time.monotonic() < deadline) from None
         self.boot_seconds = time.monotonic() - started
 
-    def _boot_failure(self, why: str) -> BootError:
+    def _boot_failure(self, why: str, early: bool) -> BootError:
+        if early and self.proc is not None:
+            # A guest that panics or powers off closes the agent channel a moment
+            # before QEMU exits: wait for that exit, so the message names it.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=EXIT_GRACE)
         if not self.alive():
             why = f"QEMU exited with status {self.proc.returncode if self.proc else '?'}"
             qemu_err = (self.rundir / "qemu.stderr").read_text(errors="replace").strip()
             if qemu_err:
                 why += f": {qemu_err}"
+        elif early:
+            why = f"the guest agent's channel failed while QEMU runs ({why})"
         else:
             why = f"no answer from the guest agent within {self.boot_timeout:.0f} s ({why})"
         tail = self.console.tail() or "(the console printed nothing)"
