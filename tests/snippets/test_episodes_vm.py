@@ -1,0 +1,93 @@
+"""The real episodes, re-run in the sandbox on every configured kernel, as a reader sees them."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from htmltree import Element, parse
+from kblog_build import build_site
+from kblog_snippets.normalize import normalize_lines
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.vm
+
+
+@pytest.fixture(scope="module")
+def fresh_site(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    """The whole site built with every post re-run (the committed captures untouched)."""
+    root = tmp_path_factory.mktemp("episodes")
+    shutil.copytree(ROOT / "content", root / "content")
+    (root / "kmod").symlink_to(ROOT / "kmod")
+    report = build_site(
+        ROOT / "pelicanconf.py",
+        root / "output",
+        {"PATH": str(root / "content"), "CACHE_CONTENT": False, "LOAD_CONTENT_CACHE": False},
+        mode="always",
+    )
+    return root, report
+
+
+def blocks(page: Path) -> dict[str, Element]:
+    """Each executed block of a built page, by its id."""
+    return {e.attrs["id"]: e for e in parse(page).find_all("div", "kb-step")}
+
+
+def panel(block: Element, kernel: str) -> Element:
+    """One kernel's view of a block."""
+    (found,) = [e for e in block.find_all("div", "kb-kpanel") if e.attrs["data-kernel"] == kernel]
+    return found
+
+
+def shown(block: Element, kernel: str) -> str:
+    """What the reader sees in the terminal for that kernel (not the kernel log)."""
+    return "\n".join(e.text() for e in panel(block, kernel).find_all("pre", "kb-term"))
+
+
+def badges(block: Element, kernel: str) -> list[str]:
+    return [e.text() for e in panel(block, kernel).find_all("span", "kb-badge")]
+
+
+def test_episode_2_shows_what_the_guest_did(fresh_site) -> None:
+    root, report = fresh_site
+    assert report.vm_runs == 4  # two posts, two kernels, nothing reused
+    page = root / "output" / "kernel-segfaults.html"
+    html = page.read_text()
+    steps = blocks(page)
+    for kernel in ("6.1", "6.12"):
+        views = {sid: panel(b, kernel).text() for sid, b in steps.items()}
+        everything = "\n".join(shown(b, kernel) for b in steps.values())
+        first = everything.index("I already told you 0 times Hello world!")
+        assert everything.index("I already told you 1 times Hello world!") > first
+        # The oops is in the kernel log of the step that read the freed module.
+        (read_step,) = [s for s, v in views.items() if ">>> f.read()" in v and "Still running" in v]
+        klog = panel(steps[read_step], kernel).find_all("details", "kb-klog")[0].text()
+        assert "BUG: unable to handle page fault" in klog
+        assert re.search(r"Oops: (Oops: )?0000 \[#1\]", klog)
+        assert "BUG" in badges(steps[read_step], kernel)
+        # ps shows the state /proc/PID/status reports, whatever this kernel's letter is.
+        ps = re.search(r"^\s*\d+ ([A-Z])\S*\s+\[python3\]$", everything, re.M)
+        state = re.search(r"^State:\s+([A-Z]) \(", everything, re.M)
+        assert ps and state and ps.group(1) == state.group(1)
+    assert "captured on Linux 6.1.0" in html and "Linux 6.12." in html
+
+
+def test_only_blocks_that_really_differ_are_marked(fresh_site) -> None:
+    root, _ = fresh_site
+    for name in ("kernel-segfaults.html", "first-kernel-module.html"):
+        page = root / "output" / name
+        marked = set()
+        for sid, block in blocks(page).items():
+            old, new = (normalize_lines(shown(block, k).splitlines()) for k in ("6.1", "6.12"))
+            really = old != new or badges(block, "6.1") != badges(block, "6.12")
+            assert ("data-differs" in block.attrs) == really, (name, sid)
+            if really:
+                marked.add(sid)
+        summary = parse(page).find_all("aside", "kb-differences")
+        listed = {a.attrs["href"][1:] for s in summary for a in s.find_all("a")}
+        assert listed == marked
+    # On these kernels the build output does differ (6.12 links a .module-common.o).
+    assert "data-differs" in blocks(root / "output" / "kernel-segfaults.html")["step-2"].attrs
