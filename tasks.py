@@ -105,3 +105,13 @@ def serve(c: Context, host: str = "127.0.0.1", port: int = 8000) -> None:
     for watched in (CONTENT, ROOT / "theme", ROOT / "pelicanconf.py"):
         server.watch(str(watched), rebuild)
     server.serve(host=host, port=int(port), root=str(OUTPUT), open_url_delay=None)
+
+
+@task
+def bench(c, runs=3, quick=False):
+    """Measure boot, restore, episode 2, verify and warm builds; write bench/results.json."""
+    from bench import measure
+
+    results = measure.run(runs=int(runs), quick=quick)
+    measure.write(results)
+    print(measure.table(results))

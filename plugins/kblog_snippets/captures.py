@@ -15,6 +15,7 @@ from pathlib import Path
 
 from runner import config
 from runner.execute import run_scenario
+from runner.normalize import drift
 from runner.scenario import FAILED_STATUSES, Scenario, ScenarioResult
 
 from . import freeze
@@ -141,7 +142,9 @@ class Captures:
                 raise
             state, detail = "captured", ""
             if fresh and entry is not None:
-                detail = _drift(entry, freeze.make_entry(inputs, result))
+                detail = drift(
+                    entry["result"]["steps"], freeze.make_entry(inputs, result)["result"]["steps"]
+                )
                 state = "drifted" if detail else "fresh"
             self.outcomes.append(Outcome(post, kernel.name, state, detail))
             table[kernel.name] = freeze.make_entry(inputs, result)
@@ -196,18 +199,3 @@ def _explain(status: str, step, output: str) -> str:
 def _changed(old: dict[str, str], new: dict[str, str]) -> str:
     names = [k for k in new if old.get(k) != new[k]]
     return "changed: " + ", ".join(names) if names else "unknown inputs"
-
-
-def _drift(old: dict, new: dict) -> str:
-    """How the outputs of two captures differ once volatile values are blanked."""
-    import difflib
-
-    from .normalize import normalize_lines
-
-    lines = []
-    for a, b in zip(old["result"]["steps"], new["result"]["steps"], strict=False):
-        before, after = normalize_lines(a["output"]), normalize_lines(b["output"])
-        if before != after:
-            lines.append(f"step {b['index'] + 1}: {b['prompt']}{b['input']}")
-            lines += difflib.unified_diff(before, after, "published", "now", lineterm="", n=1)
-    return "\n".join(lines)

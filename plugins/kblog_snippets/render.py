@@ -13,9 +13,8 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import BashLexer, KernelLogLexer, PythonLexer
 
 from runner.kernel_log import SEVERE
+from runner.normalize import normalize_lines
 from runner.scenario import Step, StepResult
-
-from .normalize import normalize_lines
 
 _FORMATTER = HtmlFormatter(nowrap=True)
 _INPUT_LEXERS = {"console": BashLexer(), "pycon": PythonLexer()}

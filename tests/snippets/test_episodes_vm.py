@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from htmltree import Element, parse
 from kblog_build import build_site
-from kblog_snippets.normalize import normalize_lines
+
+from runner.normalize import normalize_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 

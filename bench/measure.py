@@ -1,0 +1,162 @@
+"""Benchmarks of the sandbox and the build: medians of several runs, ratios from one run.
+
+Run with `invoke bench` (or `python -m bench.measure`); prints a table, writes bench/results.json.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from runner import config, guest_image, snapshot
+from runner.execute import run_scenario
+from runner.scenario import Scenario
+from runner.terminal import SHELL_ARGV, Terminal, shell_env
+from runner.vm import VM, choose_accel
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results.json"
+
+
+def median_of(runs: int, measure: Callable[[], float]) -> dict[str, Any]:
+    samples = [measure() for _ in range(runs)]
+    return {"median_s": round(statistics.median(samples), 3), "samples_s": [round(s, 3) for s in samples]}
+
+
+def first_command(vm: VM) -> None:
+    """Open a guest shell and wait for one command's answer."""
+    agent = vm.agent
+    assert agent is not None
+    term = Terminal("bench", lambda data: None)
+    agent.on_output = lambda _session, data: term.feed(data)
+    agent.request("spawn", session="bench", argv=SHELL_ARGV, env=shell_env("/usr/bin:/bin"))
+    term.wait_prompt(time.monotonic() + 30, vm.alive)
+    agent.request("input", session="bench", data="dHJ1ZQo=")  # "true\n"
+    if term.wait_prompt(time.monotonic() + 30, vm.alive).prompt is None:
+        raise RuntimeError("the guest shell did not answer")
+
+
+def vm_to_first_command(artifacts, accel, restore: Path | None) -> float:
+    started = time.monotonic()
+    with VM(artifacts, accel, restore=restore) as vm:
+        first_command(vm)
+        return time.monotonic() - started
+
+
+def episode_scenario(post: str) -> Scenario:
+    from kblog_snippets.parse import find_blocks
+
+    path = ROOT / "content" / post
+    blocks = find_blocks(path.read_text(), f"content/{post}")
+    return Scenario(path.stem, [s for b in blocks for s in b.steps])
+
+
+def site_build(plugin: bool) -> float:
+    """One build of the real site with fresh captures; without the plugin, plain Pelican."""
+    from kblog_build import build_site
+    from pelican import Pelican
+    from pelican.settings import read_settings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.monotonic()
+        if plugin:
+            build_site(ROOT / "pelicanconf.py", Path(tmp) / "out", mode="never")
+        else:
+            conf = read_settings(
+                str(ROOT / "pelicanconf.py"),
+                override={"OUTPUT_PATH": tmp, "PLUGINS": ["kblog_series"]},
+            )
+            Pelican(conf).run()
+        return time.monotonic() - started
+
+
+def verify_series() -> float:
+    from kblog_build import build_site
+
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.monotonic()
+        build_site(ROOT / "pelicanconf.py", Path(tmp) / "out", mode="always", write_captures=False)
+        return time.monotonic() - started
+
+
+def run(runs: int = 3, quick: bool = False) -> dict[str, Any]:
+    kernel = config.kernel()
+    artifacts = guest_image.prepare(kernel, log=lambda _m: None)
+    accel = choose_accel(artifacts, log=lambda _m: None)
+    state = snapshot.ensure(artifacts, accel, log=lambda _m: None)
+    ep2 = episode_scenario("ep2-kernel-segfaults.md")
+    results: dict[str, Any] = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": len(os.sched_getaffinity(0)), "python": platform.python_version()},
+        "kernel": kernel.release,
+        "accel": accel.name,
+        "accel_reason": accel.reason,
+        "runs": runs,
+    }
+    results["cold_boot_to_first_command"] = median_of(
+        max(1, runs if not quick else 1), lambda: vm_to_first_command(artifacts, accel, None)
+    )
+    results["restore_to_first_command"] = median_of(
+        runs, lambda: vm_to_first_command(artifacts, accel, state)
+    )
+
+    def episode() -> float:
+        result = run_scenario(ep2, kernel.name, log=lambda _m: None)
+        if result.failures:
+            raise RuntimeError(f"episode 2 failed: {result.error or result.failures[0].status}")
+        return result.provenance.total_seconds
+
+    results["episode2_scenario"] = median_of(runs, episode)
+    if not quick:
+        results["verify_series"] = median_of(runs, verify_series)
+    # Side by side in one run: plain Pelican, then the warm build, alternately.
+    plain, warm = [], []
+    for _ in range(max(runs, 5)):
+        plain.append(site_build(plugin=False))
+        warm.append(site_build(plugin=True))
+    results["plain_pelican_build"] = {"median_s": round(statistics.median(plain), 3)}
+    results["warm_build"] = {"median_s": round(statistics.median(warm), 3)}
+    results["warm_over_plain"] = round(statistics.median(warm) / statistics.median(plain), 2)
+    return results
+
+
+def table(results: dict[str, Any]) -> str:
+    rows = [
+        ("cold boot to first command", "cold_boot_to_first_command"),
+        ("snapshot restore to first command", "restore_to_first_command"),
+        ("episode 2 scenario (end to end)", "episode2_scenario"),
+        ("invoke verify, whole series", "verify_series"),
+        ("plain Pelican build", "plain_pelican_build"),
+        ("warm make html (captures fresh)", "warm_build"),
+    ]
+    lines = [
+        f"kernel {results['kernel']}, {results['accel']} ({results['accel_reason']}), "
+        f"medians of {results['runs']} runs",
+        f"{'measure':38} {'median':>8}",
+    ]
+    for label, key in rows:
+        if key in results:
+            lines.append(f"{label:38} {results[key]['median_s']:>7.2f}s")
+    lines.append(f"{'warm build / plain Pelican':38} {results['warm_over_plain']:>7.2f}x")
+    return "\n".join(lines)
+
+
+def write(results: dict[str, Any]) -> None:
+    tmp = RESULTS.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=1) + "\n")
+    tmp.replace(RESULTS)
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        res = run()
+        write(res)
+        print(table(res))

@@ -1,0 +1,52 @@
+"""Volatile values (timestamps, addresses, PIDs, durations) blanked for comparisons."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Any
+
+_RULES = [
+    (re.compile(r"/tmp/kblog-build-\w+/"), "/tmp/kblog-build-X/"),  # per-run build dirs
+    (re.compile(r"^\[\s*\d+\.\d+\]"), "[T]"),  # printk timestamps
+    (re.compile(r"\b(0x)?[0-9a-f]{8,16}\b"), "ADDR"),  # kernel addresses, hashes
+    (re.compile(r"\+0x[0-9a-f]+/0x[0-9a-f]+"), "+OFF"),  # symbol offsets
+    (re.compile(r"\b\d+\.\d+\b"), "N.N"),  # uptimes, load, durations
+    # PIDs, sizes, majors; one- and two-digit numbers (counters) are kept.
+    (re.compile(r"\b\d{3,}\b"), "N"),
+]
+
+
+def normalize(line: str) -> str:
+    for pattern, repl in _RULES:
+        line = pattern.sub(repl, line)
+    return line.rstrip()
+
+
+def normalize_lines(lines: list[str]) -> list[str]:
+    return [normalize(line) for line in lines]
+
+
+def _lines(output: str | list[str]) -> list[str]:
+    return output if isinstance(output, list) else output.split("\n")
+
+
+def drift(published: list[dict[str, Any]], now: list[dict[str, Any]]) -> str:
+    """How two captures' outputs differ once volatile values are blanked ("" if not).
+
+    Steps are dicts as stored in snippets/ (output as a string or a list of lines).
+    """
+    lines: list[str] = []
+    if len(published) != len(now):
+        lines.append(f"{len(published)} steps published, {len(now)} now")
+    for old, new in zip(published, now, strict=False):
+        before, after = (
+            normalize_lines(_lines(old["output"])),
+            normalize_lines(_lines(new["output"])),
+        )
+        if before != after or old["status"] != new["status"]:
+            lines.append(f"step {new['index'] + 1}: {new['prompt']}{new['input']}")
+            if old["status"] != new["status"]:
+                lines.append(f"  status: {old['status']} published, {new['status']} now")
+            lines += difflib.unified_diff(before, after, "published", "now", lineterm="", n=1)
+    return "\n".join(lines)
