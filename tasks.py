@@ -28,7 +28,8 @@ def _build(settings: Path, output: Path, **kwargs):
     try:
         return build_site(settings, output, **kwargs)
     except BuildError as exc:
-        raise Exit(f"build failed; {output.name}/ and snippets/ are unchanged:\n\n{exc}", 1) from None
+        unchanged = f"{output.name}/ and snippets/ are unchanged"
+        raise Exit(f"build failed; {unchanged}:\n\n{exc}", 1) from None
 
 
 @task
@@ -64,6 +65,41 @@ def verify(c, update=False):
     if update:
         for path in report.captures_written:
             print(f"updated {path.relative_to(ROOT)}")
+
+
+def _post_scenario(post: str):
+    """The scenario of a post, given as a path or a file name under content/."""
+    from kblog_snippets.parse import find_blocks
+
+    from runner.scenario import Scenario
+
+    path = Path(post) if Path(post).exists() else CONTENT / post
+    if not path.exists():
+        matches = sorted(CONTENT.glob(f"*{post}*.md"))
+        if len(matches) != 1:
+            raise Exit(f"no single post matches {post!r} under content/", 2)
+        path = matches[0]
+    source = str(path.resolve().relative_to(ROOT))
+    blocks = find_blocks(path.read_text().expandtabs(4), source)
+    return path, Scenario(path.stem, [s for b in blocks for s in b.steps])
+
+
+@task
+def run(c, post, kernel="", json=False):
+    """Run one post's snippets in a fresh guest and print what the terminals showed."""
+    import json as json_module
+
+    from runner.__main__ import transcript
+    from runner.execute import run_scenario
+
+    _, scenario = _post_scenario(post)
+    result = run_scenario(scenario, kernel or None, log=lambda msg: print(msg, file=sys.stderr))
+    if json:
+        print(json_module.dumps(result.to_json(), indent=1))
+    else:
+        print(transcript(scenario, result))
+    if result.failures:
+        raise Exit("some steps did not do what the post says", 1)
 
 
 @task
