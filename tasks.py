@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import shutil
 import sys
@@ -87,7 +88,7 @@ def _post_scenario(post: str):
 @task
 def run(c, post, kernel="", json=False):
     """Run one post's snippets in a fresh guest and print what the terminals showed."""
-    import json as json_module
+    import json as json_module  # the --json flag shadows the module here
 
     from runner.__main__ import transcript
     from runner.execute import run_scenario
@@ -100,6 +101,21 @@ def run(c, post, kernel="", json=False):
         print(transcript(scenario, result))
     if result.failures:
         raise Exit("some steps did not do what the post says", 1)
+
+
+@task
+def reproduce(c, post, kernel="", backend="auto"):
+    """Run a post in the sandbox container, step by step, and compare with its captures."""
+    from runner.reproduce import reproduce as run_post
+
+    path, scenario = _post_scenario(post)
+    published = json.loads((SNIPPETS / f"{path.stem}.json").read_text()).get("kernels", {})
+    result, report = run_post(scenario, published, ROOT / "kmod", kernel or None, backend)
+    for step in result.failures:
+        print(f"{step.index + 1}: {step.status}\n{step.diff}".rstrip())
+    print(report)
+    if result.failures or not report.startswith("matches"):
+        raise Exit("the post did not reproduce as published", 1)
 
 
 @task

@@ -68,6 +68,7 @@ def build_site(
     output = output.resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.new-", dir=output.parent))
+    staging.chmod(0o755)  # mkdtemp's 0700 would hide the site from a web server
     collector = _Collector()
     root_logger = logging.getLogger()
     root_logger.addHandler(collector)

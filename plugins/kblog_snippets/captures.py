@@ -57,6 +57,8 @@ class Captures:
     vm_runs: int = 0
     workers: int = max(1, os.cpu_count() or 1)
     _prefetched: dict[tuple[str, str], ScenarioResult | Exception] = field(default_factory=dict)
+    # Each post's scenario and its captures file as this build publishes it.
+    published: dict[str, tuple[Scenario, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.mode = os.environ.get("KBLOG_EXECUTE", self.mode)
@@ -149,8 +151,10 @@ class Captures:
             self.outcomes.append(Outcome(post, kernel.name, state, detail))
             table[kernel.name] = freeze.make_entry(inputs, result)
             out[kernel.name] = result
+        text = freeze.dumps(table, post)
         if table != frozen:
-            self.pending[path] = freeze.dumps(table, post)
+            self.pending[path] = text
+        self.published[scenario.name] = (scenario, text)
         return out
 
     def check(self, scenario: Scenario, result: ScenarioResult, kernel: str) -> None:

@@ -71,6 +71,7 @@ class SnippetsPreprocessor(Preprocessor):
             ),
             "kernels": list(per_kernel),
             "differences": differences,
+            "bundle": scenario.name,
         }
         return "".join(pieces).split("\n")
 

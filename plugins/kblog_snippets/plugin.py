@@ -11,6 +11,7 @@ from pelican.readers import MarkdownReader
 
 from runner import config
 
+from . import bundle
 from .captures import Captures
 from .extension import CURRENT_SOURCE, SnippetsExtension
 
@@ -39,6 +40,12 @@ class ExecutingMarkdownReader(MarkdownReader):
                 metadata["kblog_provenance"] = document["provenance"]
                 metadata["kblog_kernels"] = document["kernels"]
                 metadata["kblog_differences"] = document["differences"]
+                name = document["bundle"]
+                url = f"{self.settings.get('SITEURL', '')}/{bundle.BUNDLES}/{name}.tar.gz"
+                metadata["kblog_reproduce"] = {
+                    "commands": bundle.commands(name, url),
+                    "bundle_url": url,
+                }
         return content, metadata
 
 
@@ -69,11 +76,22 @@ def readers_init(readers: Any) -> None:
         readers.reader_classes[ext] = ExecutingMarkdownReader
 
 
+def write_bundles(captures: Captures, output: Path) -> None:
+    """Each executed post's reproduction bundle, under output/bundles/."""
+    dest = output / bundle.BUNDLES
+    dest.mkdir(parents=True, exist_ok=True)
+    runner_dir = Path(config.__file__).resolve().parent
+    for name, (scenario, text) in sorted(captures.published.items()):
+        data = bundle.make(name, scenario, text, captures.kmod, runner_dir)
+        (dest / f"{name}.tar.gz").write_bytes(data)
+
+
 def finalized(pelican: Any) -> None:
-    """With plain `pelican`, keep new captures if no post failed; tasks.py does better."""
-    if pelican.settings.get("_KBLOG_MANAGED"):
-        return
+    """Write the bundles; with plain `pelican`, also keep new captures if no post failed."""
     captures: Captures = pelican.settings["KBLOG_CAPTURES"]
+    write_bundles(captures, Path(pelican.settings["OUTPUT_PATH"]))
+    if pelican.settings.get("_KBLOG_MANAGED"):
+        return  # kblog_build writes captures once the whole build has succeeded
     if not captures.failed:
         for path in captures.commit():
             log.info("wrote %s", path)

@@ -1,0 +1,65 @@
+"""Each post's reproduction bundle, and the commands its page shows.
+
+A bundle is a .tar.gz holding what reproduces the post without the rest of the
+repository: its scenario, its published captures, the kmod/ sources and the
+runner (which also builds the Docker image). Tar members are sorted and dated
+0, so an unchanged post gives a byte-identical bundle.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.metadata
+import io
+import json
+import tarfile
+from pathlib import Path
+
+from runner.scenario import Scenario
+
+HERE = Path(__file__).resolve().parent
+README = HERE / "bundle-README.txt"
+BUNDLES = "bundles"
+SKIP = ("__pycache__", ".ko", ".o", ".mod", ".mod.c", ".cmd", "modules.order", "Module.symvers")
+
+
+def commands(name: str, url: str) -> list[str]:
+    """The shell commands that reproduce a post from its bundle, for the page."""
+    sdk = importlib.metadata.version("docker")
+    # Without a SITEURL the link is site-relative: the page's download link serves then.
+    fetch = [f"curl -LO {url}"] if url.startswith(("http://", "https://")) else []
+    return [
+        *fetch,
+        f"tar xzf {name}.tar.gz && cd {name}",
+        f"python3 -m venv .venv && .venv/bin/pip install docker=={sdk}",
+        ".venv/bin/python -m runner.reproduce",
+    ]
+
+
+def _add_tree(tar: tarfile.TarFile, root: Path, arcname: str) -> None:
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if path.is_dir() or any(part == "__pycache__" for part in rel.parts):
+            continue
+        if path.name.endswith(SKIP) or path.name.startswith("."):
+            continue
+        _add_bytes(tar, f"{arcname}/{rel}", path.read_bytes(), path.stat().st_mode & 0o777)
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(data), mode, 0
+    tar.addfile(info, io.BytesIO(data))
+
+
+def make(name: str, scenario: Scenario, captures: str, kmod: Path, runner: Path) -> bytes:
+    """The bundle's bytes; the same inputs always give the same bytes."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        _add_bytes(tar, f"{name}/README.txt", README.read_bytes())
+        scenario_json = json.dumps(scenario.to_json(), indent=1) + "\n"
+        _add_bytes(tar, f"{name}/scenario.json", scenario_json.encode())
+        _add_bytes(tar, f"{name}/captures.json", captures.encode())
+        _add_tree(tar, kmod, f"{name}/kmod")
+        _add_tree(tar, runner, f"{name}/runner")
+    return gzip.compress(raw.getvalue(), mtime=0)

@@ -1,0 +1,140 @@
+"""Reproduce a post on this machine and compare with what its page shows.
+
+    python -m runner.reproduce [BUNDLE_DIR] [--kernel 6.1] [--backend auto|docker|local]
+
+BUNDLE_DIR holds scenario.json, captures.json (the published captures) and kmod/,
+as in the bundle each post's page offers; it defaults to the current directory.
+Each step is shown live; at the end, the run is compared with the published
+capture once volatile values (timestamps, addresses, PIDs) are blanked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, TextIO
+
+from runner import config
+from runner.normalize import drift
+from runner.scenario import Scenario, ScenarioResult, Step, StepResult
+
+BAR_WIDTH = 24
+CLEAR_LINE = "\r\x1b[K"  # back to column 0, erase the line
+Backend = Callable[..., ScenarioResult]
+
+
+class LiveProgress:
+    """Step k of N, its session, the elapsed time and a bar; one line per finished step."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.started = time.monotonic()
+        self.live = out.isatty()
+
+    def __call__(self, index: int, total: int, step: Step, result: StepResult | None) -> None:
+        done = index + (result is not None)
+        filled = BAR_WIDTH * done // max(total, 1)
+        bar = "#" * filled + "." * (BAR_WIDTH - filled)
+        elapsed = time.monotonic() - self.started
+        first = (result.input if result else step.input).split("\n")[0]
+        head = f"[{bar}] step {index + 1}/{total} {elapsed:6.1f}s {step.session:>8}: {first}"
+        if result is None:
+            if self.live:
+                self.out.write(f"{CLEAR_LINE}{head[:120]}")
+                self.out.flush()
+            return
+        mark = "ok" if result.status in ("ok", "hang") and result.matched is not False else "FAILED"
+        note = " (still running, as expected)" if result.status == "hang" else ""
+        erase = CLEAR_LINE if self.live else ""
+        self.out.write(f"{erase}{head[:100]}  {mark}{note}\n")
+        self.out.flush()
+
+
+def compare(published: dict[str, Any] | None, result: ScenarioResult) -> str:
+    """A report of how this run relates to the published capture."""
+    if published is None:
+        return "no published capture for this kernel: nothing to compare with"
+    now = json.loads(json.dumps(result.to_json()))
+    diff = drift(published["result"]["steps"], now["steps"])
+    if not diff:
+        return "matches the published capture (volatile values aside)"
+    return "differs from the published capture:\n" + diff
+
+
+def load_bundle(path: Path) -> tuple[Scenario, dict[str, Any], Path]:
+    scenario = Scenario.from_json(json.loads((path / "scenario.json").read_text()))
+    captures_file = path / "captures.json"
+    kernels = {}
+    if captures_file.exists():
+        kernels = json.loads(captures_file.read_text()).get("kernels", {})
+    return scenario, kernels, path / "kmod"
+
+
+def choose_backend(name: str, say: Callable[[str], None]) -> Backend:
+    if name != "local":
+        try:
+            from runner import docker_backend
+        except ImportError as exc:  # the docker SDK is not installed
+            ok, why = False, f"the docker Python package is missing ({exc.name})"
+        else:
+            ok, why = docker_backend.docker_available()
+        if ok:
+            say(f"backend: docker ({why})")
+            return docker_backend.run_in_container
+        if name == "docker":
+            raise RuntimeError(f"the docker backend is not available: {why}")
+        say(f"backend: local QEMU ({why})")
+    from runner.execute import run_scenario
+
+    return run_scenario
+
+
+def reproduce(
+    scenario: Scenario,
+    published: dict[str, Any],
+    kmod: Path,
+    kernel: str | None = None,
+    backend: str = "auto",
+    out: TextIO = sys.stdout,
+) -> tuple[ScenarioResult, str]:
+    """Run the scenario with live progress; return the result and the comparison."""
+    say = lambda msg: print(msg, file=out, flush=True)  # noqa: E731
+    run = choose_backend(backend, say)
+    label = config.kernel(kernel).name
+    say(f"reproducing {scenario.name} ({len(scenario.steps)} steps) on Linux {label}")
+    result = run(scenario, label, kmod_dir=kmod, log=say, progress=LiveProgress(out))
+    return result, compare(published.get(label), result)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m runner.reproduce", description=__doc__)
+    parser.add_argument("bundle", nargs="?", type=Path, default=Path("."))
+    parser.add_argument("--kernel", default=None, help=f"one of {', '.join(config.KERNELS)}")
+    parser.add_argument("--backend", choices=("auto", "docker", "local"), default="auto")
+    parser.add_argument("--json", type=Path, help="also write the new capture here")
+    args = parser.parse_args(argv)
+    try:
+        scenario, published, kmod = load_bundle(args.bundle)
+        result, report = reproduce(scenario, published, kmod, args.kernel, args.backend)
+    except KeyboardInterrupt:
+        print("\ninterrupted; the guest is gone", file=sys.stderr)
+        return 130
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        print(f"cannot reproduce: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        args.json.write_text(json.dumps(asdict(result), indent=1))
+    failures = result.failures
+    for step in failures:
+        print(f"step {step.index + 1} failed: {step.status}\n{step.diff}".rstrip())
+    print(report)
+    return 1 if failures or not report.startswith("matches") else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
