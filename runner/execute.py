@@ -176,6 +176,14 @@ class Run:
             m = expect.match(wanted, output.splitlines())
             result.matched, result.diff, result.captures = m.ok, m.diff, m.captures
             self.captures.update(m.captures)
+            if m.ok and result.exit_status and expect.says_nothing(wanted):
+                # "..." accepts any output, not any outcome: a command the post
+                # expects to fail must show what it prints when it does.
+                result.matched = False
+                result.diff = (
+                    f"exited with status {result.exit_status}, and the post names none of "
+                    "its output lines; if the failure is the point, write what it prints"
+                )
         return result
 
     def _status(self, step: Step, sess: Session, exchange: terminal.Exchange) -> str:

@@ -101,6 +101,11 @@ def _match_from(
     return caps if j == len(actual) else None
 
 
+def says_nothing(expected: list[str]) -> bool:
+    """True when the expectation names no line: none at all, or only `...` lines."""
+    return all(line.strip() == ELLIPSIS for line in expected)
+
+
 def substitute(text: str, captures: dict[str, str], source: str) -> str:
     """Replace @name@ in an input line with the value captured earlier."""
 

@@ -74,6 +74,10 @@ BAD_POSTS = {
         r"content/bad\.md:8: .*output differs from the post:\n"
         r"--- expected\n\+\+\+ captured\n.*-imagined\n\+real",
     ),
+    "silent-failure": (
+        "```{.console session=t where=build}\n$ make -C nowhere\n...\n```\n",
+        r"content/bad\.md:8: .*exited with status 2, and the post names none of its output lines",
+    ),
     "panic": (
         "```{.console session=t}\n$ echo c | sudo tee /proc/sysrq-trigger\n```\n",
         r"content/bad\.md:8: .*the kernel panicked",
