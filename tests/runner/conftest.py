@@ -8,11 +8,10 @@ import signal
 from collections.abc import Iterator
 
 import pytest
-from vmhelp import qemu_children, rundirs
+from vmhelp import Guest, qemu_children, rundirs
 
 from runner import config, guest_image, snapshot
-from runner.guest_image import GuestArtifacts
-from runner.vm import Accel, choose_accel
+from runner.vm import choose_accel
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +34,7 @@ def no_vm_left_behind() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def guest() -> tuple[GuestArtifacts, Accel]:
+def guest() -> Guest:
     """The default kernel's guest, built or found in the cache, with its snapshot saved.
 
     Saving the snapshot here, once, keeps the tests that time a VM's start or kill

@@ -7,10 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner import config
+from runner.guest_image import GuestArtifacts
 from runner.scenario import Scenario, Step
+from runner.vm import Accel
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 TEST_KMOD = ROOT / "tests" / "kmod"
+
+Guest = tuple[GuestArtifacts, Accel]  # what the `guest` fixture gives
 
 
 def sh(session: str, text: str, expected: list[str] | None = None, **kw: object) -> Step:
@@ -102,6 +106,7 @@ def host_modules() -> dict[str, object]:
             modules.append((name, size, state))
     except FileNotFoundError:
         modules = None
-    sysmod = sorted(p.name for p in Path("/sys/module").iterdir()) if Path("/sys/module").is_dir() else None
+    sys_module = Path("/sys/module")
+    sysmod = sorted(p.name for p in sys_module.iterdir()) if sys_module.is_dir() else None
     tainted = Path("/proc/sys/kernel/tainted").read_text().strip()
     return {"proc_modules": modules, "sys_module": sysmod, "tainted": tainted}

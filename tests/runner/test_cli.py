@@ -1,0 +1,80 @@
+"""python -m runner: its JSON output, and what it says about scenarios it cannot run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from vmhelp import ROOT, Guest, py, scenario, sh
+
+from runner import config
+from runner.__main__ import main
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), KBLOG_BACKEND="local")
+    return subprocess.run(
+        [sys.executable, "-m", "runner", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+
+
+@pytest.mark.vm
+def test_json_output(guest: Guest, tmp_path: Path) -> None:
+    path = tmp_path / "cli.json"
+    s = scenario(
+        "cli",
+        sh("t", "uname -r", ["@release@"]),
+        sh("t", "echo kernel @release@", ["kernel ..."]),
+        py("p", "print('a'); print('b')", ["a", "b"]),
+        sh("t", "echo surprise", ["expected"]),
+    )
+    path.write_text(json.dumps(s.to_json()))
+    done = cli(str(path), "--json")
+    assert done.returncode == 1, done.stderr  # the last step's output differs
+    result = json.loads(done.stdout)
+    assert result["scenario"] == "cli"
+    assert result["error"] == ""
+    assert result["provenance"]["kernel"] == config.kernel(None).release
+    steps = result["steps"]
+    assert [s["index"] for s in steps] == [0, 1, 2, 3]
+    assert [s["status"] for s in steps] == ["ok"] * 4
+    assert [s["matched"] for s in steps] == [True, True, True, False]
+    release = steps[0]["captures"]["release"]
+    assert steps[1]["input"] == f"echo kernel {release}"
+    assert steps[2]["output"] == "a\nb\n"
+    assert steps[2]["prompt"] == ">>> "
+    assert "-expected" in steps[3]["diff"] and "+surprise" in steps[3]["diff"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{not json", "Expecting property name"),
+        ('{"name": "x"}', "malformed scenario"),
+        ('{"name": "x", "steps": [{"session": "t", "language": "console"}]}',
+         "malformed scenario"),
+        ('{"name": "x", "steps": [{"session": "t", "language": "bf", "input": "+",'
+         ' "source": "x.md:3"}]}', "x.md:3: unknown language 'bf'"),
+    ],
+    ids=["syntax", "no-steps", "step-without-input", "bad-language"],
+)
+def test_unusable_scenario_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
+) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    assert main([str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{path}: "), err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_missing_scenario_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(tmp_path / "nowhere.json")]) == 2
+    assert "No such file" in capsys.readouterr().err
