@@ -58,6 +58,7 @@ def test_broken_build_then_panic_then_next_scenario(guest: Guest) -> None:
     result = run_scenario(
         scenario(
             "panic",
+            build("make -C broken_build", expected=["..."]),
             build("make -C broken_build"),
             build("make -C panic_on_load"),
             sh("t", "sudo insmod panic_on_load/panic_on_load.ko", timeout=30),
@@ -66,7 +67,7 @@ def test_broken_build_then_panic_then_next_scenario(guest: Guest) -> None:
         kmod_dir=TEST_KMOD,
         **QUIET,
     )
-    broken, built, insmod, after = result.steps
+    broken, unexpected, built, insmod, after = result.steps
 
     # gcc's own diagnostic: FILE:LINE:COL, at the token after the missing semicolon.
     source = (TEST_KMOD / "broken_build" / "broken_build.c").read_text().splitlines()
@@ -77,10 +78,16 @@ def test_broken_build_then_panic_then_next_scenario(guest: Guest) -> None:
     assert int(m.group(1)) == statement + 1
     assert source[statement].strip() == "return 0;"
     assert broken.exit_status not in (None, 0)
-    # The runner reports the build step "ok" and not among the failures: a failed
-    # build is visible only through exit_status (see the report of these tests).
+    # Behind "...", a failed command fails its step all the same.
     assert broken.status == "ok"
-    assert broken not in result.failures
+    assert broken.matched is False
+    assert f"exited with status {broken.exit_status}" in broken.diff
+    assert broken in result.failures
+    # Without any expectation the runner has nothing to hold the status against:
+    # the step stays "ok" and only exit_status tells.
+    assert unexpected.exit_status == broken.exit_status
+    assert (unexpected.status, unexpected.matched) == ("ok", None)
+    assert unexpected not in result.failures
 
     assert built.exit_status == 0
 
@@ -88,7 +95,7 @@ def test_broken_build_then_panic_then_next_scenario(guest: Guest) -> None:
     assert insmod in result.failures
     panics = [e for e in insmod.events if e.kind == "panic"]
     assert panics and "panic_on_load: panicking on purpose" in panics[0].line
-    assert result.error.startswith("panic:3: "), result.error
+    assert result.error.startswith("panic:4: "), result.error
     assert "panicked" in result.error
     assert after.status == "not-run"
     assert after.output == result.error
