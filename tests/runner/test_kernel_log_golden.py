@@ -59,6 +59,8 @@ def test_every_expectation_has_its_log() -> None:
 # a regression in SIGNATURES shows here with a message, not only as a JSON diff.
 KINDS = {
     "ep2-6.1-noref-read": ["BUG", "Oops", "BUG", "Oops", "recursive-fault"],
+    "ep2-6.12-noref-read": ["BUG", "Oops", "BUG", "Oops", "recursive-fault"],
+    "bug-6.12-bug-on-load": ["BUG", "Oops"],
     "warn-6.1-warn-on-load": ["WARNING"],
     "bug-6.1-bug-on-load": ["BUG", "Oops"],
     "panic-6.1-panic-on-load": ["panic"],
