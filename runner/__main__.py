@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from runner import config
-from runner.execute import run_scenario
+from runner.execute import KMOD, run_scenario
 from runner.scenario import Scenario, ScenarioError, ScenarioResult, Step, StepResult
 
 
@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kernel", default=None, help=f"one of {', '.join(config.KERNELS)}")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--console", type=Path, help="save the guest's whole console log here")
+    parser.add_argument(
+        "--kmod", type=Path, default=KMOD, help=f"the tree build steps start in (default: {KMOD})"
+    )
     args = parser.parse_args(argv)
     try:
         scenario = Scenario.from_json(json.loads(args.scenario.read_text()))
@@ -68,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     say = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
     try:
-        result = run_scenario(scenario, args.kernel, log=say, console_copy=args.console)
+        result = run_scenario(
+            scenario, args.kernel, log=say, kmod_dir=args.kmod, console_copy=args.console
+        )
     except KeyboardInterrupt:
         print("interrupted; the guest is gone", file=sys.stderr)
         return 130
