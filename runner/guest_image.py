@@ -102,6 +102,9 @@ def kernel_tree(kernel: config.Kernel, log: Log = print) -> tuple[Path, str]:
 
 def headers_tree(kernel: config.Kernel, log: Log = print) -> Path:
     """The guest kernel's headers, unpacked (not installed): the KDIR for kbuild."""
+    installed = Path("/usr/src") / f"linux-headers-{kernel.release}"
+    if os.environ.get("KBLOG_INSTALLED_HEADERS") and (installed / "Makefile").is_file():
+        return installed  # the package is installed for real (the docker image)
     cache = config.cache_dir()
     final = cache / "headers" / kernel.release
     kdir = final / "usr" / "src" / f"linux-headers-{kernel.release}"
@@ -148,7 +151,14 @@ def _relocate_makefile(makefile: Path, root: Path) -> None:
 
 
 def rootfs(log: Log = print) -> Path:
-    """A debootstrapped Debian userland with our user; shared by every kernel."""
+    """A debootstrapped Debian userland with our user; shared by every kernel.
+
+    With KBLOG_GUEST_ROOTFS set, a userland installed beforehand is used instead of
+    debootstrap (the docker image installs one in a build stage).
+    """
+    prepared = os.environ.get("KBLOG_GUEST_ROOTFS")
+    if prepared:
+        return _prepared_rootfs(Path(prepared), log)
     cache = config.cache_dir()
     key = _digest([config.GUEST_SUITE, *config.GUEST_PACKAGES, config.GUEST_USER, "rootfs-2"])
     final = cache / f"rootfs-{key}"
@@ -173,6 +183,45 @@ def rootfs(log: Log = print) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return _publish(tmp, final)
+
+
+def _prepared_rootfs(src: Path, log: Log) -> Path:
+    """A copy of the userland at `src`, configured as rootfs() configures its own.
+
+    Keyed by the listing of `src` (path, type, mode, size, mtime, link target of
+    every entry), so a changed package or file makes a new copy; `src` itself is
+    never written to.
+    """
+    if not (src / "etc" / "passwd").is_file():
+        raise ImageError(f"KBLOG_GUEST_ROOTFS={src}: not a root filesystem (no etc/passwd)")
+    cache = config.cache_dir()
+    key = _digest(["prepared", _listing_digest(src), config.GUEST_USER, "rootfs-2"])
+    final = cache / f"rootfs-{key}"
+    if final.exists():
+        return final
+    log(f"configuring the guest userland prepared in {src}")
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-rootfs-", dir=cache))
+    try:
+        _run(["cp", "-a", f"{src}/.", str(tmp)], "copying the prepared userland")
+        _configure_rootfs(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return _publish(tmp, final)
+
+
+def _listing_digest(root: Path) -> str:
+    parts: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(dirnames + filenames):
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            link = os.readlink(path) if os.path.islink(path) else ""
+            rel = os.path.relpath(path, root)
+            parts.append(f"{rel}|{st.st_mode:o}|{st.st_size}|{st.st_mtime_ns}|{link}")
+    return _digest(parts)
 
 
 def _configure_rootfs(root: Path) -> None:
