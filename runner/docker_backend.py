@@ -1,0 +1,414 @@
+"""The docker backend: the same scenario run, inside a fresh container.
+
+The image (runner/Dockerfile) holds QEMU, the build tools, the guest kernels'
+headers and the guest artifacts, built in advance. Each run starts a fresh
+container from it, copies the kmod/ tree in, feeds the scenario to
+`python3 -m runner - --json --events` on stdin, relays the progress events it
+writes on stderr and reads the result from stdout; the container is removed
+however the run ends.
+
+The image is labelled with a hash of everything it is built from; a missing or
+outdated image is rebuilt before the run, with progress.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import socket
+import tarfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runner import base_image, config, guest_image
+from runner.execute import _BUILD_JUNK as KMOD_JUNK
+from runner.execute import KMOD
+from runner.scenario import Scenario, ScenarioResult, StepResult
+
+if TYPE_CHECKING:
+    import docker
+    from docker.models.containers import Container
+
+    from runner.execute import Progress
+
+HERE = Path(__file__).resolve().parent
+IMAGE = "kblog/runner"
+TAG = f"{IMAGE}:latest"
+INPUTS_LABEL = "org.kblog.inputs"
+RUN_LABEL = "org.kblog.run"
+WORKDIR = "/opt/kblog"  # the image's runner lives in WORKDIR/runner, kmod goes in WORKDIR/kmod
+CONSOLE_IN_CONTAINER = "/tmp/console.log"
+CONNECT_TIMEOUT = 10
+PASSED_ENV = ("KBLOG_ACCEL", "KBLOG_SNAPSHOTS")  # the runner's own switches, if set here
+# Host-side only: never run in the container, so editing them rebuilds nothing.
+HOST_ONLY = ("docker_backend.py", "base_image.py")
+
+Log = Callable[[str], None]
+
+
+class DockerBackendError(RuntimeError):
+    """The docker backend cannot run, or the run in the container failed."""
+
+
+class DockerUnavailable(DockerBackendError):
+    """No engine answers (or we may not talk to it); the message is one line."""
+
+
+# --- the engine ---------------------------------------------------------------
+
+
+def _where() -> str:
+    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
+def _explain(exc: BaseException) -> str:
+    """One line saying why the engine cannot be used, and what to do about it."""
+    chain = []
+    cur: BaseException | None = exc
+    while cur is not None and len(chain) < 10:
+        chain.append(f"{type(cur).__name__}: {cur}")
+        cur = cur.__cause__ or cur.__context__
+    text = " ".join(chain)
+    where = _where()
+    if "PermissionError" in text or "Permission denied" in text:
+        return (
+            f"permission denied on the Docker socket ({where}): add your user to the "
+            "docker group and log in again, or run as root"
+        )
+    if any(s in text for s in ("FileNotFoundError", "No such file", "Connection refused")):
+        return (
+            f"no Docker engine answers at {where}: start it (`sudo dockerd &` or "
+            "`sudo systemctl start docker`) or set DOCKER_HOST"
+        )
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return f"the Docker engine at {where} cannot be used: {first[:200]}"
+
+
+def connect() -> docker.DockerClient:
+    """A client whose engine has answered a ping; DockerUnavailable otherwise."""
+    try:
+        import docker
+    except ImportError:
+        raise DockerUnavailable(
+            "the docker Python package is missing: pip install -e . in the venv"
+        ) from None
+    try:
+        client = docker.from_env(timeout=CONNECT_TIMEOUT)
+        client.ping()
+    except Exception as exc:  # the SDK wraps socket errors in several ways
+        raise DockerUnavailable(_explain(exc)) from exc
+    return client
+
+
+def docker_available() -> tuple[bool, str]:
+    """(True, what answers) or (False, one line saying why not and what to do)."""
+    try:
+        client = connect()
+    except DockerUnavailable as exc:
+        return False, str(exc)
+    try:
+        version = client.version().get("Version", "?")
+    finally:
+        client.close()
+    return True, f"Docker engine {version} answers at {_where()}"
+
+
+# --- the image ----------------------------------------------------------------
+
+
+def _build_args(base: str) -> dict[str, str]:
+    return {
+        "BASE": base,
+        "GUEST_PACKAGES": " ".join(config.GUEST_PACKAGES),
+        "KERNEL_RELEASES": " ".join(k.release for k in config.KERNELS.values()),
+    }
+
+
+def _context_files() -> list[Path]:
+    """What the build context holds: runner/, less caches and the host-only modules."""
+    files = []
+    for path in sorted(HERE.rglob("*")):
+        rel = path.relative_to(HERE)
+        if "__pycache__" in rel.parts or path.suffix == ".pyc" or str(rel) in HOST_ONLY:
+            continue
+        if path.is_file():
+            files.append(path)
+    return files
+
+
+def inputs_digest(base_id: str) -> str:
+    """A hash of what the image is built from: the base, the context (Dockerfile too), args."""
+    parts: list[bytes | str] = [base_id]
+    parts += [f"{k}={v}" for k, v in sorted(_build_args("").items())]
+    for path in _context_files():
+        parts += [str(path.relative_to(HERE)), path.read_bytes()]
+    return guest_image._digest(parts)
+
+
+def _context() -> io.BytesIO:
+    """The build context as a tar: runner/ only (no build caches, no venv)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for path in _context_files():
+            tar.add(path, arcname=str(path.relative_to(HERE)), recursive=False)
+    buf.seek(0)
+    return buf
+
+
+def _needs_build(
+    client: docker.DockerClient, base: str, force: bool
+) -> tuple[str, str | None, str | None]:
+    """(the label the image should have, its current id, why it must be built or None)."""
+    import docker.errors
+
+    wanted = inputs_digest(client.images.get(base).id)
+    try:
+        image = client.images.get(TAG)
+    except docker.errors.ImageNotFound:
+        return wanted, None, "it does not exist yet"
+    if force:
+        return wanted, image.id, "a rebuild was asked for"
+    if image.labels.get(INPUTS_LABEL) != wanted:
+        return wanted, image.id, "its inputs changed (base, Dockerfile, runner/, kernels)"
+    return wanted, image.id, None
+
+
+def ensure_image(
+    client: docker.DockerClient | None = None,
+    log: Log = print,
+    force: bool = False,
+    verbose: bool = False,
+) -> tuple[str, bool]:
+    """(the image tag, whether it was built now): builds it if missing or outdated."""
+    import docker.errors
+
+    client = client or connect()
+    base = base_image.ensure_base(client, log)
+    wanted, old_id, why = _needs_build(client, base, force)
+    if why is None:
+        return TAG, False
+    log(f"docker image {TAG} needs building: {why}; building it on {base} (a few minutes)")
+    build_image(client, base, wanted, log, verbose)
+    new_id = client.images.get(TAG).id
+    if old_id and old_id != new_id:
+        with contextlib.suppress(docker.errors.APIError):
+            client.images.remove(old_id)  # frees what the new image does not share
+    return TAG, True
+
+
+def build_image(
+    client: docker.DockerClient, base: str, digest: str, log: Log = print, verbose: bool = False
+) -> None:
+    """Build TAG from runner/Dockerfile on `base`, relaying the build's progress."""
+    started = time.monotonic()
+    tail: list[str] = []
+    stream: Iterator[dict[str, Any]] = client.api.build(
+        fileobj=_context(),
+        custom_context=True,
+        dockerfile="Dockerfile",
+        tag=TAG,
+        buildargs=_build_args(base),
+        labels={INPUTS_LABEL: digest},
+        rm=True,
+        forcerm=True,
+        pull=False,
+        decode=True,
+    )
+    for chunk in stream:
+        if "error" in chunk:
+            detail = "\n".join(tail[-15:])
+            raise DockerBackendError(f"building {TAG} failed: {chunk['error'].strip()}\n{detail}")
+        for line in str(chunk.get("stream", "")).splitlines():
+            line = line.rstrip()
+            if not line.strip():
+                continue
+            tail = [*tail[-40:], line]
+            if verbose or line.startswith(("Step ", "kblog: ")):
+                elapsed = time.monotonic() - started
+                log(f"  [{elapsed:4.0f} s] {line[:150]}")
+    log(f"docker image {TAG} built in {time.monotonic() - started:.0f} s")
+
+
+# --- a run ----------------------------------------------------------------------
+
+
+def kvm_devices() -> tuple[list[str], str]:
+    """(devices for the container, why): /dev/kvm only where KVM can be used at all.
+
+    The same first checks as vm.choose_accel; inside the container the runner
+    still makes its own smoke boot before trusting KVM.
+    """
+    from runner import vm
+
+    forced = os.environ.get("KBLOG_ACCEL")
+    if forced == "tcg":
+        return [], "KBLOG_ACCEL=tcg"
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return [], "no usable /dev/kvm on the host"
+    if not vm._cpu_has_virt():
+        return [], "/dev/kvm exists but the CPU shows no vmx/svm flag"
+    return ["/dev/kvm:/dev/kvm:rwm"], "/dev/kvm passed to the container"
+
+
+def _tar_tree(root: Path, arcname: str, skip: tuple[str, ...]) -> bytes:
+    import fnmatch
+
+    buf = io.BytesIO()
+
+    def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        name = info.name.rsplit("/", 1)[-1]
+        if any(fnmatch.fnmatch(name, pat) for pat in skip):
+            return None
+        info.uid = info.gid = 0
+        info.uname = info.gname = "root"
+        return info
+
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.add(root, arcname=arcname, filter=keep)
+    return buf.getvalue()
+
+
+def _send_stdin(client: docker.DockerClient, container: Container, data: bytes) -> None:
+    """Write `data` to the started container's stdin, then close it (EOF)."""
+    sock = client.api.attach_socket(container.id, params={"stdin": 1, "stream": 1})
+    raw = getattr(sock, "_sock", sock)  # the SDK wraps the socket for http
+    try:
+        raw.sendall(data)
+        raw.shutdown(socket.SHUT_WR)
+    finally:
+        sock.close()
+
+
+def _lines(chunks: Iterator[bytes]) -> Iterator[str]:
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            yield line.decode("utf-8", errors="replace")
+    if pending:
+        yield pending.decode("utf-8", errors="replace")
+
+
+def _start(container: Container, privileged: bool) -> None:
+    import docker.errors
+
+    try:
+        container.start()
+    except docker.errors.APIError as exc:
+        text = str(exc)
+        if privileged and "unable to apply caps" in text:
+            raise DockerBackendError(
+                "a privileged container cannot start here: the engine's capability "
+                "bounding set lacks CAP_SYS_RESOURCE (runc: unable to apply caps); "
+                "run without privileged, which the sandbox does not need"
+            ) from None
+        raise DockerBackendError(f"the container did not start: {text}") from None
+
+
+def _remove(client: docker.DockerClient, container_id: str) -> None:
+    import docker.errors
+
+    with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+        client.api.remove_container(container_id, force=True)
+
+
+def run_in_container(
+    scenario: Scenario,
+    kernel_name: str | None = None,
+    *,
+    kmod_dir: Path = KMOD,
+    log: Log = print,
+    progress: Progress | None = None,
+    privileged: bool = False,
+    console_copy: Path | None = None,
+    client: docker.DockerClient | None = None,
+) -> ScenarioResult:
+    """Run `scenario` as run_scenario does, but in a fresh container of the image."""
+    scenario.validate()
+    kernel = config.kernel(kernel_name)
+    client = client or connect()
+    tag, _ = ensure_image(client, log)
+    devices, device_reason = kvm_devices()
+    command = ["-", "--json", "--events", "--backend", "local", "--kernel", kernel.name]
+    command += ["--kmod", f"{WORKDIR}/kmod"]
+    if console_copy is not None:
+        command += ["--console", CONSOLE_IN_CONTAINER]
+    error = ""
+    with contextlib.ExitStack() as stack:
+        # The low-level call takes a host config; stdin_open implies StdinOnce
+        # (the engine closes stdin when the attached writer disconnects).
+        created = client.api.create_container(
+            tag,
+            command=command,
+            stdin_open=True,
+            network_disabled=True,  # the image holds everything; the guest has no NIC
+            labels={RUN_LABEL: scenario.name},
+            environment={k: os.environ[k] for k in PASSED_ENV if k in os.environ},
+            host_config=client.api.create_host_config(devices=devices, privileged=privileged),
+        )
+        stack.callback(_remove, client, created["Id"])  # --rm, on any exit (Ctrl-C too)
+        container = client.containers.get(created["Id"])
+        container.put_archive(WORKDIR, _tar_tree(kmod_dir, "kmod", KMOD_JUNK))
+        _start(container, privileged)
+        log(f"container {container.short_id} started ({device_reason})")
+        _send_stdin(client, container, json.dumps(scenario.to_json()).encode())
+        for line in _lines(container.logs(stream=True, follow=True, stdout=False, stderr=True)):
+            error = _relay(line, scenario, log, progress) or error
+        status = container.wait().get("StatusCode", -1)
+        out = container.logs(stdout=True, stderr=False).decode("utf-8", errors="replace")
+        if console_copy is not None:
+            _copy_out(container, CONSOLE_IN_CONTAINER, console_copy)
+    if status not in (0, 1):
+        why = error or f"the runner in the container exited with status {status}"
+        raise DockerBackendError(why)
+    try:
+        result = ScenarioResult.from_json(json.loads(out))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DockerBackendError(f"unreadable result from the container: {exc}") from None
+    prov = result.provenance
+    if not devices and prov.accel_reason == "no usable /dev/kvm":
+        prov.accel_reason = f"{device_reason}, so the container got no /dev/kvm"
+    return result
+
+
+def _relay(line: str, scenario: Scenario, log: Log, progress: Progress | None) -> str:
+    """Hand one stderr line of the container's runner on; returns an error it reports."""
+    try:
+        event = json.loads(line)
+        kind = event["event"]
+    except (ValueError, KeyError, TypeError):
+        if line.strip():
+            log(line)  # not an event: a traceback, a warning
+        return ""
+    if kind == "log":
+        log(str(event.get("message", "")))
+    elif kind == "step" and progress is not None:
+        index = int(event["index"])
+        result = event.get("result")
+        progress(
+            index,
+            int(event["total"]),
+            scenario.steps[index],
+            StepResult.from_json(result) if result is not None else None,
+        )
+    elif kind == "error":
+        return str(event.get("message", ""))
+    return ""
+
+
+def _copy_out(container: Container, path: str, dest: Path) -> None:
+    import docker.errors
+
+    try:
+        chunks, _ = container.get_archive(path)
+    except docker.errors.NotFound:
+        return
+    with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
+        member = tar.extractfile(tar.getmembers()[0])
+        if member is not None:
+            dest.write_bytes(member.read())
