@@ -1,14 +1,21 @@
-"""python -m runner SCENARIO.json: run a scenario in a fresh guest and show the transcript."""
+"""python -m runner SCENARIO.json: run a scenario in a fresh guest and show the transcript.
+
+SCENARIO.json may be -, read from stdin. --backend docker runs it in a fresh container
+(runner/docker_backend.py); auto does so where a Docker engine answers.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 from runner import config
-from runner.execute import KMOD, run_scenario
+from runner.execute import KMOD, Progress, run_scenario
 from runner.scenario import Scenario, ScenarioError, ScenarioResult, Step, StepResult
 
 
@@ -53,38 +60,110 @@ def _note(res: StepResult) -> str:
     return "; ".join(parts)
 
 
+def _emit(**event: object) -> None:
+    """One progress event, a JSON object on one line of stderr (--events)."""
+    print(json.dumps(event), file=sys.stderr, flush=True)
+
+
+def _reporters(args: argparse.Namespace) -> tuple[Callable[[str], None], Progress | None]:
+    """Where log lines and step progress go: JSON events, stderr, or the terminal."""
+    if args.events:
+
+        def event_progress(index: int, total: int, step: Step, res: StepResult | None) -> None:
+            result = None if res is None else asdict(res)
+            _emit(event="step", index=index, total=total, result=result)
+
+        return (lambda msg: _emit(event="log", message=msg)), event_progress
+    if args.json:
+        return (lambda msg: print(msg, file=sys.stderr)), None
+
+    def show_progress(index: int, total: int, step: Step, res: StepResult | None) -> None:
+        if res is None:
+            line = f"[{index + 1}/{total}] {step.session}: {step.input}"
+            print(line, file=sys.stderr, flush=True)
+
+    return print, show_progress
+
+
+def _run(
+    args: argparse.Namespace,
+    scenario: Scenario,
+    say: Callable[[str], None],
+    progress: Progress | None,
+) -> ScenarioResult:
+    """Run on the backend asked for; auto picks docker where an engine answers."""
+    if args.backend != "local":
+        from runner import docker_backend
+
+        ok, why = docker_backend.docker_available()
+        if args.backend == "auto":
+            say(f"backend: {'docker' if ok else 'local'} ({why})")
+        elif not ok:
+            raise docker_backend.DockerUnavailable(why)
+        if ok:
+            return docker_backend.run_in_container(
+                scenario, args.kernel, kmod_dir=args.kmod, log=say, progress=progress,
+                privileged=args.privileged, console_copy=args.console,
+            )
+    return run_scenario(
+        scenario, args.kernel, log=say, progress=progress, kmod_dir=args.kmod,
+        console_copy=args.console,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runner", description=__doc__)
-    parser.add_argument("scenario", type=Path, help="a scenario as JSON (name, steps)")
+    parser.add_argument(
+        "scenario", type=Path, help="a scenario as JSON (name, steps); - reads it from stdin"
+    )
     parser.add_argument("--kernel", default=None, help=f"one of {', '.join(config.KERNELS)}")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--console", type=Path, help="save the guest's whole console log here")
     parser.add_argument(
         "--kmod", type=Path, default=KMOD, help=f"the tree build steps start in (default: {KMOD})"
     )
+    parser.add_argument(
+        "--events", action="store_true",
+        help="report log lines and step progress as JSON lines on stderr",
+    )
+    parser.add_argument(
+        "--backend", choices=("local", "docker", "auto"),
+        default=os.environ.get("KBLOG_BACKEND", "local"),
+        help="run here, in a fresh container, or in one where Docker answers "
+        "(default: $KBLOG_BACKEND or local)",
+    )
+    parser.add_argument(
+        "--privileged", action="store_true", help="docker backend: a privileged container"
+    )
     args = parser.parse_args(argv)
     try:
-        scenario = Scenario.from_json(json.loads(args.scenario.read_text()))
+        text = sys.stdin.read() if str(args.scenario) == "-" else args.scenario.read_text()
+        scenario = Scenario.from_json(json.loads(text))
         scenario.validate()
     except (OSError, ValueError, ScenarioError) as exc:
-        print(f"{args.scenario}: {exc}", file=sys.stderr)
+        _fail(args, f"{args.scenario}: {exc}")
         return 2
-    say = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
+    say, progress = _reporters(args)
     try:
-        result = run_scenario(
-            scenario, args.kernel, log=say, kmod_dir=args.kmod, console_copy=args.console
-        )
+        result = _run(args, scenario, say, progress)
     except KeyboardInterrupt:
-        print("interrupted; the guest is gone", file=sys.stderr)
+        _fail(args, "interrupted; the guest is gone")
         return 130
     except (RuntimeError, KeyError, OSError) as exc:
-        print(f"{args.scenario}: {exc}", file=sys.stderr)
+        _fail(args, f"{args.scenario}: {exc}")
         return 2
     if args.json:
         print(json.dumps(result.to_json(), indent=1))
     else:
         print(transcript(scenario, result))
     return 1 if result.failures else 0
+
+
+def _fail(args: argparse.Namespace, message: str) -> None:
+    if args.events:
+        _emit(event="error", message=message)
+    else:
+        print(message, file=sys.stderr)
 
 
 if __name__ == "__main__":
