@@ -1,0 +1,186 @@
+"""The docker backend: the captures the local backend makes, and failures said plainly."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from runner import docker_backend
+from runner.docker_backend import DockerBackendError, run_in_container
+from runner.normalize import normalize as blank
+from runner.scenario import Scenario, ScenarioResult, Step, StepResult
+
+if TYPE_CHECKING:
+    import docker
+
+ROOT = Path(__file__).resolve().parents[2]
+EP2 = Path(__file__).resolve().parent / "ep2.json"
+NOWHERE = "unix:///nonexistent/kblog-docker.sock"
+
+# The headers' path differs between the backends (unpacked under build/ here,
+# installed in /usr/src in the image); runner.normalize blanks the rest (build
+# directories, printk times, addresses, PIDs, device numbers).
+_KDIR = re.compile(r"(?:/[^\s']*)?/usr/src/linux-headers-[^\s/']+")
+
+
+def normalize(text: str) -> list[str]:
+    return [blank(_KDIR.sub("KDIR", line)) for line in text.splitlines()]
+
+
+def captures(result: ScenarioResult) -> list[dict[str, Any]]:
+    """What each step showed, normalised; kernel events by kind and first line."""
+    return [
+        {
+            "status": s.status,
+            "prompt": s.prompt,
+            "input": normalize(s.input),
+            "exit_status": s.exit_status,
+            "output": normalize(s.output),
+            "matched": s.matched,
+            "events": [(e.kind, normalize(e.line)) for e in s.events],
+        }
+        for s in result.steps
+    ]
+
+
+def scenario(name: str = "ep2") -> Scenario:
+    sc = Scenario.from_json(json.loads(EP2.read_text()))
+    sc.name = name
+    return sc
+
+
+def tiny(name: str) -> Scenario:
+    return Scenario(name, [Step("t", "console", "uname -r")])
+
+
+def cli(
+    *args: str, stdin: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "runner", *args],
+        input=stdin, capture_output=True, text=True, env=full_env, cwd=ROOT, timeout=600,
+        check=False,
+    )
+
+
+def leftovers(client: docker.DockerClient, name: str) -> list[str]:
+    found = client.containers.list(
+        all=True, filters={"label": f"{docker_backend.RUN_LABEL}={name}"}
+    )
+    for c in found:
+        c.remove(force=True)
+    return [c.short_id for c in found]
+
+
+# --- without an engine ----------------------------------------------------------
+
+
+def test_missing_engine_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", NOWHERE)
+    ok, why = docker_backend.docker_available()
+    assert not ok
+    assert "\n" not in why
+    assert why.startswith(f"no Docker engine answers at {NOWHERE}")
+
+
+def test_cli_docker_backend_without_engine_says_why() -> None:
+    proc = cli(str(EP2), "--backend", "docker", env={"DOCKER_HOST": NOWHERE})
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert f"no Docker engine answers at {NOWHERE}" in proc.stderr
+
+
+@pytest.mark.vm
+def test_cli_auto_falls_back_to_local() -> None:
+    proc = cli(
+        "-", "--backend", "auto", "--json",
+        stdin=json.dumps(tiny("auto-fallback").to_json()), env={"DOCKER_HOST": NOWHERE},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"backend: local (no Docker engine answers at {NOWHERE}" in proc.stderr
+    result = ScenarioResult.from_json(json.loads(proc.stdout))
+    assert result.steps[0].output.strip() == result.provenance.kernel
+
+
+# --- with an engine ---------------------------------------------------------------
+
+
+@pytest.mark.docker
+def test_image_is_reused_while_its_inputs_hold(
+    docker_client: docker.DockerClient, runner_image: str
+) -> None:
+    tag, built = docker_backend.ensure_image(docker_client, log=lambda msg: None)
+    assert (tag, built) == (runner_image, False)
+    label = docker_client.images.get(tag).labels[docker_backend.INPUTS_LABEL]
+    base = docker_backend.base_image.ensure_base(docker_client, log=lambda msg: None)
+    assert label == docker_backend.inputs_digest(docker_client.images.get(base).id)
+
+
+@pytest.mark.docker
+@pytest.mark.vm
+def test_ep2_captures_match_the_local_backend(
+    docker_client: docker.DockerClient, runner_image: str
+) -> None:
+    # Locally, through the CLI's stdin and event modes (what the container runs).
+    local = cli("-", "--json", "--events", "--backend", "local", stdin=EP2.read_text())
+    assert local.returncode in (0, 1), local.stderr
+    events = [json.loads(line) for line in local.stderr.splitlines()]
+    local_result = ScenarioResult.from_json(json.loads(local.stdout))
+
+    seen: list[tuple[int, bool]] = []
+
+    def progress(index: int, total: int, step: Step, res: StepResult | None) -> None:
+        seen.append((index, res is None))
+
+    sc = scenario("ep2-docker-test")
+    in_docker = run_in_container(sc, client=docker_client, progress=progress, log=lambda m: None)
+
+    n = len(sc.steps)
+    assert seen == [(i, start) for i in range(n) for start in (True, False)]
+    step_events = [(e["index"], e["result"] is None) for e in events if e["event"] == "step"]
+    assert step_events == seen
+    assert captures(in_docker) == captures(local_result)
+    for field in ("kernel", "kernel_package", "accel", "qemu"):
+        assert getattr(in_docker.provenance, field) == getattr(local_result.provenance, field)
+    assert in_docker.error == local_result.error
+    assert leftovers(docker_client, sc.name) == []
+
+
+@pytest.mark.docker
+@pytest.mark.vm
+def test_interrupt_removes_the_container(
+    docker_client: docker.DockerClient, runner_image: str
+) -> None:
+    sc = scenario("ep2-interrupted")
+
+    def progress(index: int, total: int, step: Step, res: StepResult | None) -> None:
+        if index == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_in_container(sc, client=docker_client, progress=progress, log=lambda m: None)
+    assert leftovers(docker_client, sc.name) == []
+
+
+@pytest.mark.docker
+@pytest.mark.vm
+def test_privileged_runs_or_says_what_is_missing(
+    docker_client: docker.DockerClient, runner_image: str
+) -> None:
+    sc = tiny("privileged")
+    try:
+        result = run_in_container(sc, client=docker_client, privileged=True, log=lambda m: None)
+    except DockerBackendError as exc:
+        assert "CAP_SYS_RESOURCE" in str(exc)
+        assert "without privileged" in str(exc)
+    else:
+        assert result.steps[0].status == "ok"
+    assert leftovers(docker_client, sc.name) == []
