@@ -167,3 +167,23 @@ def bench(c, runs=3, quick=False):
     results = measure.run(runs=int(runs), quick=quick)
     measure.write(results)
     print(measure.table(results))
+
+
+@task
+def image(c: Context, force: bool = False, verbose: bool = False) -> None:
+    """Build the docker backend's image, making its Debian base with debootstrap if needed."""
+    from runner import docker_backend
+
+    ok, why = docker_backend.docker_available()
+    if not ok:
+        raise Exit(f"docker: {why}", 1)
+    client = docker_backend.connect()
+    try:
+        tag, built = docker_backend.ensure_image(client, force=force, verbose=verbose)
+    except RuntimeError as exc:  # a failed build, or no base image to build on
+        raise Exit(str(exc), 1) from None
+    img = client.images.get(tag)
+    state = "built" if built else "up to date"
+    label = img.labels.get(docker_backend.INPUTS_LABEL)
+    size = img.attrs["Size"] / 1e9
+    print(f"{tag} {state}: {img.short_id.removeprefix('sha256:')}, {size:.2f} GB, inputs {label}")
