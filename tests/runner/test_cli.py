@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from vmhelp import ROOT, Guest, py, scenario, sh
+from vmhelp import ROOT, Guest, is_dead, py, qemu_children, rundirs, scenario, sh
 
 from runner import config
 from runner.__main__ import main
 
+ENV = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", KBLOG_BACKEND="local")
+
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), KBLOG_BACKEND="local")
     return subprocess.run(
         [sys.executable, "-m", "runner", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300,
     )
 
 
@@ -49,6 +52,35 @@ def test_json_output(guest: Guest, tmp_path: Path) -> None:
     assert steps[2]["output"] == "a\nb\n"
     assert steps[2]["prompt"] == ">>> "
     assert "-expected" in steps[3]["diff"] and "+surprise" in steps[3]["diff"]
+
+
+@pytest.mark.vm
+def test_ctrl_c_at_the_terminal(guest: Guest, tmp_path: Path) -> None:
+    """Ctrl-C reaches the runner and its QEMU alike (one process group): exit 130, no leftovers."""
+    path = tmp_path / "long.json"
+    path.write_text(json.dumps(scenario("long", sh("t", "sleep 300", timeout=400)).to_json()))
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "runner", str(path)], cwd=ROOT, env=ENV, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        assert runner.stdout is not None
+        for line in runner.stdout:
+            if "guest up" in line:
+                break
+        qemus = qemu_children(runner.pid)
+        assert len(qemus) == 1
+        time.sleep(0.5)  # into the step
+        os.killpg(runner.pid, signal.SIGINT)
+        rest = runner.stdout.read()
+        assert runner.wait(timeout=30) == 130
+    finally:
+        if runner.poll() is None:
+            os.killpg(runner.pid, signal.SIGKILL)
+            runner.wait()
+    assert "interrupted" in rest
+    assert is_dead(qemus[0].pid)
+    assert rundirs(runner.pid) == []
 
 
 @pytest.mark.parametrize(
