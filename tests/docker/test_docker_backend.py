@@ -184,3 +184,12 @@ def test_privileged_runs_or_says_what_is_missing(
     else:
         assert result.steps[0].status == "ok"
     assert leftovers(docker_client, sc.name) == []
+
+
+def test_permission_denied_is_one_line() -> None:
+    exc = OSError("Error while fetching server API version")
+    exc.__cause__ = PermissionError(13, "Permission denied")
+    why = docker_backend._explain(exc)
+    assert "\n" not in why
+    assert why.startswith("permission denied on the Docker socket")
+    assert "docker group" in why
