@@ -129,6 +129,7 @@ def clean(c):
 def test(c, k="", vm=True):
     """Run ruff and the whole test suite; --no-vm skips the tests that boot a guest."""
     c.run(shlex.join([PYTHON, "-m", "ruff", "check", str(ROOT)]))
+    c.run(shlex.join([PYTHON, "-m", "ruff", "format", "--check", str(ROOT)]))
     args = [PYTHON, "-m", "pytest"]
     if k:
         args += ["-k", k]

@@ -28,7 +28,10 @@ RESULTS = ROOT / "bench" / "results.json"
 
 def median_of(runs: int, measure: Callable[[], float]) -> dict[str, Any]:
     samples = [measure() for _ in range(runs)]
-    return {"median_s": round(statistics.median(samples), 3), "samples_s": [round(s, 3) for s in samples]}
+    return {
+        "median_s": round(statistics.median(samples), 3),
+        "samples_s": [round(s, 3) for s in samples],
+    }
 
 
 def first_command(vm: VM) -> None:

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from runner import config
-from runner.execute import KMOD, Progress, run_scenario
+from runner import backends, config
+from runner.execute import KMOD, Progress
 from runner.scenario import Scenario, ScenarioError, ScenarioResult, Step, StepResult
 
 
@@ -92,22 +91,16 @@ def _run(
     progress: Progress | None,
 ) -> ScenarioResult:
     """Run on the backend asked for; auto picks docker where an engine answers."""
-    if args.backend != "local":
-        from runner import docker_backend
-
-        ok, why = docker_backend.docker_available()
-        if args.backend == "auto":
-            say(f"backend: {'docker' if ok else 'local'} ({why})")
-        elif not ok:
-            raise docker_backend.DockerUnavailable(why)
-        if ok:
-            return docker_backend.run_in_container(
-                scenario, args.kernel, kmod_dir=args.kmod, log=say, progress=progress,
-                privileged=args.privileged, console_copy=args.console,
-            )
-    return run_scenario(
-        scenario, args.kernel, log=say, progress=progress, kmod_dir=args.kmod,
+    name, run = backends.select(args.backend, say)
+    extra = {"privileged": args.privileged} if name == "docker" else {}
+    return run(
+        scenario,
+        args.kernel,
+        log=say,
+        progress=progress,
+        kmod_dir=args.kmod,
         console_copy=args.console,
+        **extra,
     )
 
 
@@ -123,14 +116,16 @@ def main(argv: list[str] | None = None) -> int:
         "--kmod", type=Path, default=KMOD, help=f"the tree build steps start in (default: {KMOD})"
     )
     parser.add_argument(
-        "--events", action="store_true",
+        "--events",
+        action="store_true",
         help="report log lines and step progress as JSON lines on stderr",
     )
     parser.add_argument(
-        "--backend", choices=("local", "docker", "auto"),
-        default=os.environ.get("KBLOG_BACKEND", "local"),
-        help="run here, in a fresh container, or in one where Docker answers "
-        "(default: $KBLOG_BACKEND or local)",
+        "--backend",
+        choices=backends.NAMES,
+        default=backends.default_name(),
+        help="in a fresh container where Docker answers (auto), always (docker), or "
+        "with QEMU on this host (local); default: $KBLOG_BACKEND or auto",
     )
     parser.add_argument(
         "--privileged", action="store_true", help="docker backend: a privileged container"

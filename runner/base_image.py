@@ -95,9 +95,21 @@ def make_base(client: docker.DockerClient, log: Log = print) -> str:
         tarball = tmp / "base.tar"
         log("base image: packing the tree")
         proc = subprocess.run(
-            ["tar", "--numeric-owner", "-C", str(root), "-cf", str(tarball),
-             "--exclude=./dev/*", "--exclude=./proc/*", "--exclude=./sys/*", "."],
-            capture_output=True, text=True, check=False,
+            [
+                "tar",
+                "--numeric-owner",
+                "-C",
+                str(root),
+                "-cf",
+                str(tarball),
+                "--exclude=./dev/*",
+                "--exclude=./proc/*",
+                "--exclude=./sys/*",
+                ".",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if proc.returncode != 0:
             raise BaseImageError(f"tar failed: {proc.stderr.strip()[-500:]}")

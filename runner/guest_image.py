@@ -255,7 +255,17 @@ def root_image(log: Log = print) -> Path:
     tmp = Path(tmp_name)
     try:
         _run(
-            ["mkfs.ext4", "-q", "-F", "-L", "kblog-root", "-d", str(base), str(tmp), f"{ROOT_IMAGE_MB}M"],
+            [
+                "mkfs.ext4",
+                "-q",
+                "-F",
+                "-L",
+                "kblog-root",
+                "-d",
+                str(base),
+                str(tmp),
+                f"{ROOT_IMAGE_MB}M",
+            ],
             "mkfs.ext4",
         )
     except BaseException:
@@ -305,7 +315,9 @@ def initramfs(kernel: config.Kernel, log: Log = print) -> Path:
     if busybox is None:
         raise ImageError("busybox is missing: install Debian's busybox-static")
     modules = _module_closure(modroot, config.INITRAMFS_MODULES)
-    key = _digest([version, INIT_SCRIPT.read_bytes(), Path(busybox).read_bytes(), *map(str, modules)])
+    key = _digest(
+        [version, INIT_SCRIPT.read_bytes(), Path(busybox).read_bytes(), *map(str, modules)]
+    )
     final = config.cache_dir() / "images" / f"initrd-{kernel.release}-{key}.cpio"
     if final.exists():
         return final

@@ -14,18 +14,16 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
-from runner import config
+from runner import backends, config
 from runner.normalize import drift
 from runner.scenario import Scenario, ScenarioResult, Step, StepResult
 
 BAR_WIDTH = 24
 CLEAR_LINE = "\r\x1b[K"  # back to column 0, erase the line
-Backend = Callable[..., ScenarioResult]
 
 
 class LiveProgress:
@@ -75,25 +73,6 @@ def load_bundle(path: Path) -> tuple[Scenario, dict[str, Any], Path]:
     return scenario, kernels, path / "kmod"
 
 
-def choose_backend(name: str, say: Callable[[str], None]) -> Backend:
-    if name != "local":
-        try:
-            from runner import docker_backend
-        except ImportError as exc:  # the docker SDK is not installed
-            ok, why = False, f"the docker Python package is missing ({exc.name})"
-        else:
-            ok, why = docker_backend.docker_available()
-        if ok:
-            say(f"backend: docker ({why})")
-            return docker_backend.run_in_container
-        if name == "docker":
-            raise RuntimeError(f"the docker backend is not available: {why}")
-        say(f"backend: local QEMU ({why})")
-    from runner.execute import run_scenario
-
-    return run_scenario
-
-
 def reproduce(
     scenario: Scenario,
     published: dict[str, Any],
@@ -104,7 +83,7 @@ def reproduce(
 ) -> tuple[ScenarioResult, str]:
     """Run the scenario with live progress; return the result and the comparison."""
     say = lambda msg: print(msg, file=out, flush=True)  # noqa: E731
-    run = choose_backend(backend, say)
+    _, run = backends.select(backend, say)
     label = config.kernel(kernel).name
     say(f"reproducing {scenario.name} ({len(scenario.steps)} steps) on Linux {label}")
     result = run(scenario, label, kmod_dir=kmod, log=say, progress=LiveProgress(out))
@@ -115,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runner.reproduce", description=__doc__)
     parser.add_argument("bundle", nargs="?", type=Path, default=Path("."))
     parser.add_argument("--kernel", default=None, help=f"one of {', '.join(config.KERNELS)}")
-    parser.add_argument("--backend", choices=("auto", "docker", "local"), default="auto")
+    parser.add_argument("--backend", choices=backends.NAMES, default=backends.default_name())
     parser.add_argument("--json", type=Path, help="also write the new capture here")
     args = parser.parse_args(argv)
     try:

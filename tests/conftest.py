@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -13,6 +14,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # `import runner` would quietly find that directory as a namespace package.
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+# Tests pick their backend; a dockerd that tests/docker started must not change
+# where the others run (their checks look for QEMU children of this process).
+os.environ.setdefault("KBLOG_BACKEND", "local")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

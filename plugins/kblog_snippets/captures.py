@@ -13,8 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner import config
-from runner.execute import run_scenario
+from runner import backends, config
 from runner.normalize import drift
 from runner.scenario import FAILED_STATUSES, Scenario, ScenarioResult
 
@@ -28,10 +27,13 @@ Runner = Callable[[Scenario, str, Path], ScenarioResult]
 
 
 def _run_in_sandbox(scenario: Scenario, kernel: str, kmod: Path) -> ScenarioResult:
+    """The default runner: the backend $KBLOG_BACKEND names, auto if unset."""
+
     def say(msg: str) -> None:
         log.info("%s: %s", scenario.name, msg)
 
-    return run_scenario(scenario, kernel, log=say, kmod_dir=kmod)
+    _, run = backends.select(backends.default_name(), say)
+    return run(scenario, kernel, log=say, kmod_dir=kmod)
 
 
 @dataclass

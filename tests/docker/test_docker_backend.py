@@ -66,7 +66,12 @@ def cli(
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "runner", *args],
-        input=stdin, capture_output=True, text=True, env=full_env, cwd=ROOT, timeout=600,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=ROOT,
+        timeout=600,
         check=False,
     )
 
@@ -101,8 +106,12 @@ def test_cli_docker_backend_without_engine_says_why() -> None:
 @pytest.mark.vm
 def test_cli_auto_falls_back_to_local() -> None:
     proc = cli(
-        "-", "--backend", "auto", "--json",
-        stdin=json.dumps(tiny("auto-fallback").to_json()), env={"DOCKER_HOST": NOWHERE},
+        "-",
+        "--backend",
+        "auto",
+        "--json",
+        stdin=json.dumps(tiny("auto-fallback").to_json()),
+        env={"DOCKER_HOST": NOWHERE},
     )
     assert proc.returncode == 0, proc.stderr
     assert f"backend: local (no Docker engine answers at {NOWHERE}" in proc.stderr

@@ -26,8 +26,9 @@ def no_vm_left_behind() -> Iterator[None]:
         os.waitpid(p.pid, 0)
     for d in dirs:
         shutil.rmtree(d, ignore_errors=True)
-    problems = [f"QEMU pid {p.pid} (state {p.state}) still a child of the test process"
-                for p in leaked]
+    problems = [
+        f"QEMU pid {p.pid} (state {p.state}) still a child of the test process" for p in leaked
+    ]
     problems += [f"run dir {d} left behind" for d in dirs]
     if problems:
         pytest.fail("; ".join(problems))

@@ -22,7 +22,11 @@ ENV = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", KBLOG_BACKEND
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "runner", *args],
-        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -60,8 +64,13 @@ def test_ctrl_c_at_the_terminal(guest: Guest, tmp_path: Path) -> None:
     path = tmp_path / "long.json"
     path.write_text(json.dumps(scenario("long", sh("t", "sleep 300", timeout=400)).to_json()))
     runner = subprocess.Popen(
-        [sys.executable, "-m", "runner", str(path)], cwd=ROOT, env=ENV, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        [sys.executable, "-m", "runner", str(path)],
+        cwd=ROOT,
+        env=ENV,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         assert runner.stdout is not None
@@ -88,10 +97,12 @@ def test_ctrl_c_at_the_terminal(guest: Guest, tmp_path: Path) -> None:
     [
         ("{not json", "Expecting property name"),
         ('{"name": "x"}', "malformed scenario"),
-        ('{"name": "x", "steps": [{"session": "t", "language": "console"}]}',
-         "malformed scenario"),
-        ('{"name": "x", "steps": [{"session": "t", "language": "bf", "input": "+",'
-         ' "source": "x.md:3"}]}', "x.md:3: unknown language 'bf'"),
+        ('{"name": "x", "steps": [{"session": "t", "language": "console"}]}', "malformed scenario"),
+        (
+            '{"name": "x", "steps": [{"session": "t", "language": "bf", "input": "+",'
+            ' "source": "x.md:3"}]}',
+            "x.md:3: unknown language 'bf'",
+        ),
     ],
     ids=["syntax", "no-steps", "step-without-input", "bad-language"],
 )

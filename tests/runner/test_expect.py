@@ -64,8 +64,10 @@ class TestInlineEllipsis:
 
 class TestCaptures:
     def test_capture_one_word(self) -> None:
-        m = expect.match(["...mknod /dev/chardev c @major@ 0..."],
-                         ["[ 5.6] chardev: ... mknod /dev/chardev c 245 0"])
+        m = expect.match(
+            ["...mknod /dev/chardev c @major@ 0..."],
+            ["[ 5.6] chardev: ... mknod /dev/chardev c 245 0"],
+        )
         assert m.ok
         assert m.captures == {"major": "245"}
 
@@ -101,8 +103,9 @@ class TestDiff:
         assert expect.match(["a"], ["a"]).diff == ""
 
     def test_shows_expected_against_captured(self) -> None:
-        m = expect.match(["I already told you 0 times Hello world!"],
-                         ["I already told you 1 times Hello world!"])
+        m = expect.match(
+            ["I already told you 0 times Hello world!"], ["I already told you 1 times Hello world!"]
+        )
         assert not m.ok
         lines = m.diff.splitlines()
         assert lines[:2] == ["--- expected", "+++ captured"]

@@ -49,7 +49,8 @@ def test_events_match_golden(log: Path, update_golden: bool) -> None:
 
 def test_every_expectation_has_its_log() -> None:
     orphans = [
-        p.name for p in GOLDEN.glob("*.events.json")
+        p.name
+        for p in GOLDEN.glob("*.events.json")
         if not p.with_name(p.name.removesuffix(".events.json") + ".log").exists()
     ]
     assert orphans == []
@@ -76,8 +77,10 @@ def test_event_kinds(name: str) -> None:
 
 
 def test_panic_trailer_is_not_a_second_panic() -> None:
-    tail = ["[  241.390297] Kernel panic - not syncing: Fatal exception",
-            "[  241.390989] ---[ end Kernel panic - not syncing: Fatal exception ]---"]
+    tail = [
+        "[  241.390297] Kernel panic - not syncing: Fatal exception",
+        "[  241.390989] ---[ end Kernel panic - not syncing: Fatal exception ]---",
+    ]
     assert [e.kind for e in kernel_log.events(tail)] == ["panic"]
 
 
@@ -91,8 +94,11 @@ def test_panic_trailer_is_not_a_second_panic() -> None:
         ("BUG: kernel NULL pointer dereference, address: 0000000000000008", "BUG"),
         ("BUG: unable to handle kernel NULL pointer dereference at 0000000000000008", "BUG"),
         ("watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [insmod:110]", "soft-lockup"),
-        ("general protection fault, probably for non-canonical address "
-         "0xdead000000000100: 0000 [#1] PREEMPT SMP NOPTI", "general-protection"),
+        (
+            "general protection fault, probably for non-canonical address "
+            "0xdead000000000100: 0000 [#1] PREEMPT SMP NOPTI",
+            "general-protection",
+        ),
         ("INFO: task python3:121 blocked for more than 120 seconds.", "hung-task"),
     ],
 )

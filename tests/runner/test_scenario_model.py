@@ -24,8 +24,14 @@ def sample() -> Scenario:
         steps=[
             Step("build", "console", "make", where="build", source="ep2.md:10"),
             Step("t", "console", "sudo insmod chardev.ko", source="ep2.md:20", block=1),
-            Step("t", "console", "sudo dmesg | tail -n 1",
-                 expected=["...mknod /dev/chardev c @major@ 0..."], source="ep2.md:21", block=1),
+            Step(
+                "t",
+                "console",
+                "sudo dmesg | tail -n 1",
+                expected=["...mknod /dev/chardev c @major@ 0..."],
+                source="ep2.md:21",
+                block=1,
+            ),
             Step("py", "pycon", 'f = open("/dev/chardev")\nf.read()', source="ep2.md:30"),
             Step("py", "pycon", "f.read()", expect_hang=True, timeout=3, source="ep2.md:40"),
         ],
@@ -44,20 +50,41 @@ class TestRoundTrip:
         )
         step = scenario.steps[0]
         assert (step.where, step.expected, step.expect_hang, step.timeout) == (
-            "guest", None, False, 60.0
+            "guest",
+            None,
+            False,
+            60.0,
         )
 
     def test_result_through_json_text(self) -> None:
         result = ScenarioResult(
             scenario="ep2",
-            provenance=Provenance("6.1.0-56-amd64", "6.1.192-2", "tcg", "no kvm", "7.2.22",
-                                  "2026-11-25T18:00:00+00:00", 6.0, 14.4),
+            provenance=Provenance(
+                "6.1.0-56-amd64",
+                "6.1.192-2",
+                "tcg",
+                "no kvm",
+                "7.2.22",
+                "2026-11-25T18:00:00+00:00",
+                6.0,
+                14.4,
+            ),
             steps=[
                 StepResult(0, "ok", "$ ", "ls", "a\n", 0, 0.1, "guest"),
-                StepResult(1, "hang", ">>> ", "f.read()", "", None, 3.0, "guest",
-                           kernel_log=["[ 7.6] BUG: unable to handle page fault"],
-                           events=[KernelEvent("BUG", "BUG: unable to handle page fault")],
-                           matched=True, captures={"pid": "121"}),
+                StepResult(
+                    1,
+                    "hang",
+                    ">>> ",
+                    "f.read()",
+                    "",
+                    None,
+                    3.0,
+                    "guest",
+                    kernel_log=["[ 7.6] BUG: unable to handle page fault"],
+                    events=[KernelEvent("BUG", "BUG: unable to handle page fault")],
+                    matched=True,
+                    captures={"pid": "121"},
+                ),
             ],
             error="",
         )
@@ -131,8 +158,10 @@ class TestValidation:
             {"steps": []},
             {"name": "s"},
             {"name": "s", "steps": [{"session": "t", "language": "console"}]},
-            {"name": "s", "steps": [{"session": "t", "language": "console", "input": "ls",
-                                     "colour": "red"}]},
+            {
+                "name": "s",
+                "steps": [{"session": "t", "language": "console", "input": "ls", "colour": "red"}],
+            },
             {"name": "s", "steps": ["ls"]},
         ],
     )
@@ -148,9 +177,18 @@ def test_failures() -> None:
     result = ScenarioResult(
         "s",
         Provenance("r", "v", "tcg", "", "q", "t", 0.0, 0.0),
-        [res(0, "ok"), res(1, "ok", True), res(2, "ok", False), res(3, "hang"),
-         res(4, "panic"), res(5, "not-run"), res(6, "timeout"), res(7, "lost"),
-         res(8, "unexpected-return"), res(9, "unexpected-hang")],
+        [
+            res(0, "ok"),
+            res(1, "ok", True),
+            res(2, "ok", False),
+            res(3, "hang"),
+            res(4, "panic"),
+            res(5, "not-run"),
+            res(6, "timeout"),
+            res(7, "lost"),
+            res(8, "unexpected-return"),
+            res(9, "unexpected-hang"),
+        ],
     )
     assert [s.index for s in result.failures] == [2, 4, 5, 6, 7, 8, 9]
     assert asdict(result)["steps"][3]["status"] == "hang"

@@ -111,7 +111,8 @@ class TestSplitEcho:
 
     def test_no_echo_leaves_everything_as_output(self) -> None:
         assert terminal.split_echo("Segmentation fault\n", "insmod x.ko") == (
-            "", "Segmentation fault\n"
+            "",
+            "Segmentation fault\n",
         )
 
     def test_echo_only_searched_on_the_first_line(self) -> None:

@@ -72,8 +72,9 @@ def test_broken_build_then_panic_then_next_scenario(guest: Guest) -> None:
     # gcc's own diagnostic: FILE:LINE:COL, at the token after the missing semicolon.
     source = (TEST_KMOD / "broken_build" / "broken_build.c").read_text().splitlines()
     statement = next(n for n, text in enumerate(source, 1) if "never built" in text)
-    m = re.search(r"broken_build\.c:(\d+):(\d+): error: expected .;. before .return.",
-                  broken.output)
+    m = re.search(
+        r"broken_build\.c:(\d+):(\d+): error: expected .;. before .return.", broken.output
+    )
     assert m, broken.output
     assert int(m.group(1)) == statement + 1
     assert source[statement].strip() == "return 0;"
@@ -198,9 +199,7 @@ def test_unreadable_root_disk(guest: Guest, tmp_path: Path) -> None:
     assert "kblog-init: cannot mount the root disk" in message
 
 
-def test_init_that_never_starts_the_agent(
-    guest: Guest, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_init_that_never_starts_the_agent(guest: Guest, monkeypatch: pytest.MonkeyPatch) -> None:
     artifacts, accel = guest
     # The kernel hands words without "=" to init as arguments: init is `busybox sleep 600`.
     cmdline = [p for p in vm.KERNEL_CMDLINE if not p.startswith("rdinit=")]
@@ -242,7 +241,11 @@ def test_killed_runner_takes_its_qemu_along(guest: Guest, tmp_path: Path) -> Non
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", KBLOG_BACKEND="local")
     runner = subprocess.Popen(
         [sys.executable, "-m", "runner", str(path)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     lines: queue.Queue[str] = queue.Queue()
     reader = threading.Thread(target=lambda: [lines.put(x) for x in runner.stdout or ()])
