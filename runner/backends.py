@@ -40,7 +40,7 @@ def select(name: str, say: Callable[[str], None] = print) -> tuple[str, Backend]
             return "docker", docker_backend.run_in_container
         if name == "docker":
             raise BackendUnavailable(f"the docker backend is not available: {why}")
-        say(f"backend: local QEMU, since {why}")
+        say(f"backend: local ({why})")
     from runner.execute import run_scenario
 
     return "local", run_scenario

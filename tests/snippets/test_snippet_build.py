@@ -6,8 +6,8 @@ import json
 import re
 
 import pytest
-from conftest import MiniSite, tree_bytes
 from kblog_build import BuildError
+from minisite import MiniSite, tree_bytes
 
 pytestmark = pytest.mark.vm
 
