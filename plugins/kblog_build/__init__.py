@@ -27,7 +27,9 @@ class BuildError(RuntimeError):
         self.report = report
 
 
-class _Collector(logging.Handler):
+class ErrorCollector(logging.Handler):
+    """Every ERROR record logged while attached, with the exception Pelican swallowed."""
+
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
         self.messages: list[str] = []
@@ -69,7 +71,7 @@ def build_site(
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.new-", dir=output.parent))
     staging.chmod(0o755)  # mkdtemp's 0700 would hide the site from a web server
-    collector = _Collector()
+    collector = ErrorCollector()
     root_logger = logging.getLogger()
     root_logger.addHandler(collector)
     try:

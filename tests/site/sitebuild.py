@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from kblog_build import ErrorCollector
 from pelican import Pelican
 from pelican.settings import read_settings
 
@@ -47,21 +48,6 @@ def site_settings(**overrides: Any) -> dict[str, Any]:
     return read_settings(str(SETTINGS_FILE), override=overrides)
 
 
-class _Errors(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        # Pelican logs an unreadable post from inside its except block, without the
-        # exception unless DEBUG is on: fetch it, it says what went wrong.
-        exc = record.exc_info[1] if record.exc_info else sys.exc_info()[1]
-        if exc is not None and str(exc) not in message:
-            message = f"{message}: {type(exc).__name__}: {exc}"
-        self.messages.append(message)
-
-
 class BuildLoggedErrors(AssertionError):
     """Pelican finished but logged errors (it skips a post it cannot read)."""
 
@@ -75,7 +61,7 @@ def build(**overrides: Any) -> Path:
     """
     overrides.setdefault("KBLOG_EXECUTE", "never")
     settings = site_settings(**overrides)
-    errors = _Errors()
+    errors = ErrorCollector()
     logging.getLogger().addHandler(errors)
     try:
         Pelican(settings).run()
