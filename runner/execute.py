@@ -15,7 +15,7 @@ from pathlib import Path
 
 from runner import config, expect, guest_image, kernel_log, snapshot, terminal
 from runner.scenario import Provenance, Scenario, ScenarioResult, Step, StepResult
-from runner.vm import VM, Accel, BootError, choose_accel, qemu_version
+from runner.vm import VM, Accel, BootError, choose_accel, qemu_version, runtime_dir
 
 KMOD = config.ROOT / "kmod"
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -239,7 +239,13 @@ def run_scenario(
     error = ""
     with contextlib.ExitStack() as stack:
         builddir = None
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kblog-build-")))
+        # Under the run dir, named by our pid: if this process is killed, the next
+        # runner's sweep removes it, as it does the VM's.
+        tmp = Path(
+            stack.enter_context(
+                tempfile.TemporaryDirectory(prefix=f"build-{os.getpid()}-", dir=runtime_dir())
+            )
+        )
         builddir = tmp / "work"
         shutil.copytree(kmod_dir, builddir, ignore=shutil.ignore_patterns(*_BUILD_JUNK))
         vm = _fresh_vm(stack, artifacts, accel, log, snapshots)

@@ -121,7 +121,7 @@ def runtime_dir() -> Path:
 
 def sweep_stale_rundirs() -> None:
     """Remove run dirs of runners that were killed before they could clean up."""
-    for d in runtime_dir().glob("vm-*"):
+    for d in [*runtime_dir().glob("vm-*"), *runtime_dir().glob("build-*")]:
         pid = int(d.name.split("-")[1])
         try:
             os.kill(pid, 0)
