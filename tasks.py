@@ -110,7 +110,10 @@ def reproduce(c, post, kernel="", backend="auto"):
 
     path, scenario = _post_scenario(post)
     published = json.loads((SNIPPETS / f"{path.stem}.json").read_text()).get("kernels", {})
-    result, report = run_post(scenario, published, ROOT / "kmod", kernel or None, backend)
+    try:
+        result, report = run_post(scenario, published, ROOT / "kmod", kernel or None, backend)
+    except (RuntimeError, OSError, KeyError) as exc:  # no engine, no QEMU, no kernel...
+        raise Exit(f"cannot reproduce {path.name}: {exc}", 2) from None
     for step in result.failures:
         print(f"{step.index + 1}: {step.status}\n{step.diff}".rstrip())
     print(report)

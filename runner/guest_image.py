@@ -164,6 +164,11 @@ def rootfs(log: Log = print) -> Path:
     final = cache / f"rootfs-{key}"
     if final.exists():
         return final
+    if os.geteuid() != 0:
+        raise ImageError(
+            "building the guest userland needs root (debootstrap, chroot): run as root, "
+            "or use the docker backend (KBLOG_BACKEND=docker), whose image carries it"
+        )
     log("building the guest userland with debootstrap (about a minute, once)")
     cache.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-rootfs-", dir=cache))
