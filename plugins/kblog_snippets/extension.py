@@ -57,8 +57,9 @@ class SnippetsPreprocessor(Preprocessor):
             block_results = {k: r.steps[index : index + n] for k, r in per_kernel.items()}
             differs = len(per_kernel) > 1 and render.differs(block_results)
             if differs:
-                first_line = block.steps[0].input.split("\n")[0]
-                differences.append({"step_id": block_id, "label": f"{block.session}: {first_line}"})
+                typed = "; ".join(step.input.split("\n")[0] for step in block.steps)
+                label = typed if len(typed) <= 60 else typed[:59] + "…"
+                differences.append({"step_id": block_id, "label": f"{block.session}: {label}"})
             html = render.render_block(block_id, block.steps, block_results, differs)
             index += n
             placeholder = self.md.htmlStash.store(html)
