@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from runnercli import cli
 
 from runner import docker_backend
 from runner.docker_backend import DockerBackendError, run_in_container
@@ -58,22 +56,6 @@ def scenario(name: str = "ep2") -> Scenario:
 
 def tiny(name: str) -> Scenario:
     return Scenario(name, [Step("t", "console", "uname -r")])
-
-
-def cli(
-    *args: str, stdin: str = "", env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "runner", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=full_env,
-        cwd=ROOT,
-        timeout=600,
-        check=False,
-    )
 
 
 def leftovers(client: docker.DockerClient, name: str) -> list[str]:

@@ -11,23 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+from runnercli import cli
 from vmhelp import ROOT, Guest, is_dead, py, qemu_children, rundirs, scenario, sh
 
 from runner import config
 from runner.__main__ import main
-
-ENV = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", KBLOG_BACKEND="local")
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "runner", *args],
-        cwd=ROOT,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 @pytest.mark.vm
@@ -41,7 +29,7 @@ def test_json_output(guest: Guest, tmp_path: Path) -> None:
         sh("t", "echo surprise", ["expected"]),
     )
     path.write_text(json.dumps(s.to_json()))
-    done = cli(str(path), "--json")
+    done = cli(str(path), "--json", env={"KBLOG_BACKEND": "local"}, timeout=300)
     assert done.returncode == 1, done.stderr  # the last step's output differs
     result = json.loads(done.stdout)
     assert result["scenario"] == "cli"
@@ -66,7 +54,7 @@ def test_ctrl_c_at_the_terminal(guest: Guest, tmp_path: Path) -> None:
     runner = subprocess.Popen(
         [sys.executable, "-m", "runner", str(path)],
         cwd=ROOT,
-        env=ENV,
+        env=dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", KBLOG_BACKEND="local"),
         text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
