@@ -70,9 +70,7 @@ def verify(c, update=False):
 
 def _post_scenario(post: str):
     """The scenario of a post, given as a path or a file name under content/."""
-    from kblog_snippets.parse import find_blocks
-
-    from runner.scenario import Scenario
+    from kblog_snippets.parse import SnippetError, scenario_from_text
 
     path = Path(post) if Path(post).exists() else CONTENT / post
     if not path.exists():
@@ -81,8 +79,10 @@ def _post_scenario(post: str):
             raise Exit(f"no single post matches {post!r} under content/", 2)
         path = matches[0]
     source = str(path.resolve().relative_to(ROOT))
-    blocks = find_blocks(path.read_text().expandtabs(4), source)
-    return path, Scenario(path.stem, [s for b in blocks for s in b.steps])
+    try:
+        return path, scenario_from_text(path.read_text(), source, path.stem)
+    except SnippetError as exc:
+        raise Exit(str(exc), 2) from None
 
 
 @task

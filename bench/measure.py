@@ -55,11 +55,10 @@ def vm_to_first_command(artifacts, accel, restore: Path | None) -> float:
 
 
 def episode_scenario(post: str) -> Scenario:
-    from kblog_snippets.parse import find_blocks
+    from kblog_snippets.parse import scenario_from_text
 
     path = ROOT / "content" / post
-    blocks = find_blocks(path.read_text(), f"content/{post}")
-    return Scenario(path.stem, [s for b in blocks for s in b.steps])
+    return scenario_from_text(path.read_text(), f"content/{post}", path.stem)
 
 
 def site_build(plugin: bool) -> float:

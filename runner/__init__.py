@@ -1,7 +1,36 @@
-"""The sandbox runner: executes a post's snippets in a fresh QEMU guest.
+"""The sandbox runner: executes a post's snippets in a fresh QEMU guest."""
 
-Bump RUNNER_VERSION whenever a change alters what a capture looks like; it is
-part of every freeze key, so stale captures are re-run.
-"""
+from __future__ import annotations
 
-RUNNER_VERSION = "1"
+import hashlib
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+# The sources that shape what a capture looks like: the guest side, how steps are
+# typed and read, matched, and how the kernel log is parsed, and QEMU's argv.
+# Host-only plumbing (backends, docker, reproduce, CLI) is left out: editing it
+# does not make every post stale.
+CAPTURE_SOURCES = (
+    "agent",
+    "guest",
+    "config.py",
+    "execute.py",
+    "expect.py",
+    "kernel_log.py",
+    "scenario.py",
+    "terminal.py",
+    "vm.py",
+)
+
+
+def runner_digest() -> str:
+    """A hash of CAPTURE_SOURCES: part of every freeze key."""
+    from runner import sources
+
+    h = hashlib.sha256()
+    for name in CAPTURE_SOURCES:
+        path = HERE / name
+        for file in sources.files(path) if path.is_dir() else [path]:
+            h.update(str(file.relative_to(HERE)).encode() + b"\0" + file.read_bytes() + b"\0")
+    return h.hexdigest()[:16]

@@ -62,12 +62,16 @@ class AgentClient:
                 buf += data
                 while b"\n" in buf:
                     line, buf = buf.split(b"\n", 1)
-                    self._dispatch(json.loads(line))
-        except (OSError, ValueError):
+                    try:
+                        self._dispatch(json.loads(line))
+                    except Exception as exc:  # one bad message must not stop the channel
+                        self.log.append(f"unreadable message from the agent: {exc!r}")
+        except OSError:
             pass
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
+        finally:
+            with self._cond:
+                self._closed = True
+                self._cond.notify_all()
 
     def _dispatch(self, msg: dict) -> None:
         event = msg.get("ev")

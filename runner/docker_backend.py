@@ -24,8 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner import base_image, config, guest_image
-from runner.execute import _BUILD_JUNK as KMOD_JUNK
+from runner import base_image, config, guest_image, sources
 from runner.execute import KMOD
 from runner.scenario import Scenario, ScenarioResult, StepResult
 
@@ -40,6 +39,7 @@ IMAGE = "kblog/runner"
 TAG = f"{IMAGE}:latest"
 INPUTS_LABEL = "org.kblog.inputs"
 RUN_LABEL = "org.kblog.run"
+OWNER_LABEL = "org.kblog.owner"  # host:pid of the runner that started the container
 WORKDIR = "/opt/kblog"  # the image's runner lives in WORKDIR/runner, kmod goes in WORKDIR/kmod
 CONSOLE_IN_CONTAINER = "/tmp/console.log"
 CONNECT_TIMEOUT = 10
@@ -254,14 +254,12 @@ def kvm_devices() -> tuple[list[str], str]:
     return ["/dev/kvm:/dev/kvm:rwm"], "/dev/kvm passed to the container"
 
 
-def _tar_tree(root: Path, arcname: str, skip: tuple[str, ...]) -> bytes:
-    import fnmatch
-
+def _tar_tree(root: Path, arcname: str) -> bytes:
     buf = io.BytesIO()
 
     def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
         name = info.name.rsplit("/", 1)[-1]
-        if any(fnmatch.fnmatch(name, pat) for pat in skip):
+        if info.name != arcname and sources.ignored(name):
             return None
         info.uid = info.gid = 0
         info.uname = info.gname = "root"
@@ -310,6 +308,25 @@ def _start(container: Container, privileged: bool) -> None:
         raise DockerBackendError(f"the container did not start: {text}") from None
 
 
+def _owner(pid: int) -> str:
+    return f"{socket.gethostname()}:{pid}"
+
+
+def _sweep_orphans(client: docker.DockerClient) -> None:
+    """Remove containers whose runner on this host was killed before removing them."""
+    here = socket.gethostname()
+    for container in client.containers.list(all=True, filters={"label": RUN_LABEL}):
+        host, _, pid = container.labels.get(OWNER_LABEL, "").partition(":")
+        if host != here or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            _remove(client, container.id)
+        except PermissionError:
+            pass
+
+
 def _remove(client: docker.DockerClient, container_id: str) -> None:
     import docker.errors
 
@@ -339,6 +356,7 @@ def run_in_container(
     if console_copy is not None:
         command += ["--console", CONSOLE_IN_CONTAINER]
     error = ""
+    _sweep_orphans(client)
     with contextlib.ExitStack() as stack:
         # The low-level call takes a host config; stdin_open implies StdinOnce
         # (the engine closes stdin when the attached writer disconnects).
@@ -347,13 +365,13 @@ def run_in_container(
             command=command,
             stdin_open=True,
             network_disabled=True,  # the image holds everything; the guest has no NIC
-            labels={RUN_LABEL: scenario.name},
+            labels={RUN_LABEL: scenario.name, OWNER_LABEL: _owner(os.getpid())},
             environment={k: os.environ[k] for k in PASSED_ENV if k in os.environ},
             host_config=client.api.create_host_config(devices=devices, privileged=privileged),
         )
         stack.callback(_remove, client, created["Id"])  # --rm, on any exit (Ctrl-C too)
         container = client.containers.get(created["Id"])
-        container.put_archive(WORKDIR, _tar_tree(kmod_dir, "kmod", KMOD_JUNK))
+        container.put_archive(WORKDIR, _tar_tree(kmod_dir, "kmod"))
         _start(container, privileged)
         log(f"container {container.short_id} started ({device_reason})")
         _send_stdin(client, container, json.dumps(scenario.to_json()).encode())

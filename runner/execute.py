@@ -13,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner import config, expect, guest_image, kernel_log, snapshot, terminal
+from runner import config, expect, guest_image, kernel_log, snapshot, sources, terminal
+from runner.agent_client import AgentError, AgentLost
 from runner.scenario import Provenance, Scenario, ScenarioResult, Step, StepResult
-from runner.vm import VM, Accel, BootError, choose_accel, qemu_version, runtime_dir
+from runner.vm import VM, Accel, BootError, VMError, choose_accel, qemu_version, runtime_dir
 
 KMOD = config.ROOT / "kmod"
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -38,6 +39,16 @@ class Session:
     @property
     def prompts(self) -> dict[str, str]:
         return terminal.PYTHON_PROMPTS if self.kind == "python" else terminal.SHELL_PROMPTS
+
+
+@dataclass
+class Typed:
+    """What typing one step's lines gave."""
+
+    exchange: terminal.Exchange  # the last one: the output of the whole input
+    first_raw: str = ""  # what followed the first line: it shows the prompt
+    last_line: str = ""  # the last line typed, whose echo precedes the output
+    incomplete: bool = False
 
 
 class Run:
@@ -70,8 +81,6 @@ class Run:
     # --- files ---------------------------------------------------------------
     def sync_build_tree(self) -> None:
         """Copy new or changed files of the build tree into the guest user's home."""
-        if self.builddir is None:
-            return
         for path in sorted(p for p in self.builddir.rglob("*") if p.is_file()):
             rel = str(path.relative_to(self.builddir))
             st = path.stat()
@@ -142,23 +151,18 @@ class Run:
         console_start = self.vm.console.offset()
         started = time.monotonic()
         deadline = min(started + step.timeout, self.deadline)
-        exchange = None
-        for n, line in enumerate(lines):
-            sess.term.type_line(line)
-            exchange = sess.term.wait_prompt(deadline, self.vm.alive)
-            if n == 0:
-                # The terminal shows the prompt its program printed, not the one we expect.
-                prompt = terminal.split_echo(exchange.raw, line)[0] or prompt
-            if exchange.prompt is None or n == len(lines) - 1:
-                break
-        assert exchange is not None
+        typed_out = self._type(sess, lines, deadline)
+        exchange, incomplete = typed_out.exchange, typed_out.incomplete
+        if exchange.prompt is not None and not incomplete:
+            # The terminal shows the prompt its program printed, not the one we expect.
+            prompt = terminal.split_echo(typed_out.first_raw, lines[0])[0] or prompt
         duration = time.monotonic() - started
-        output = terminal.split_echo(exchange.raw, lines[-1])[1]
+        output = terminal.split_echo(exchange.raw, typed_out.last_line)[1]
         if sess.where == "build":
             self.sync_build_tree()
         klog = self.vm.console.read(console_start).splitlines()
         events = kernel_log.events(klog)
-        status = self._status(step, sess, exchange)
+        status = "incomplete-input" if incomplete else self._status(step, sess, exchange)
         result = StepResult(
             index=index,
             status=status,
@@ -186,6 +190,35 @@ class Run:
                 )
         return result
 
+    def _type(self, sess: Session, lines: list[str], deadline: float) -> Typed:
+        """Type the lines as a person would: each continuation line only once the
+        program asks for one; note when the input does not fit (the statement ended
+        before its last line, or the program still wants more after it)."""
+        typed = Typed(terminal.Exchange("", None))
+        for n, line in enumerate(lines):
+            sess.term.type_line(line)
+            typed.last_line = line
+            typed.exchange = sess.term.wait_prompt(deadline, self.vm.alive)
+            if n == 0:
+                typed.first_raw = typed.exchange.raw
+            prompt = typed.exchange.prompt
+            if prompt is None:
+                return typed
+            if n < len(lines) - 1 and prompt.kind != "C":
+                typed.incomplete = True  # finished before its continuation lines
+                return typed
+        if typed.exchange.prompt is not None and typed.exchange.prompt.kind == "C":
+            if sess.kind != "python":
+                sess.term.interrupt()  # drop the open line: the session stays usable
+                sess.term.wait_prompt(deadline, self.vm.alive)
+                typed.incomplete = True
+                return typed
+            # A compound statement on one line still wants the blank line that ends it.
+            sess.term.type_line("")
+            typed.last_line = ""
+            typed.exchange = sess.term.wait_prompt(deadline, self.vm.alive)
+        return typed
+
     def _status(self, step: Step, sess: Session, exchange: terminal.Exchange) -> str:
         if exchange.prompt is not None:
             return "unexpected-return" if step.expect_hang else "ok"
@@ -193,10 +226,8 @@ class Run:
             return "lost"
         if sess.term.closed:
             return "lost"
-        if step.expect_hang:
-            sess.busy_since = f"from {step.source}"
-            return "hang"
-        return "timeout"
+        sess.busy_since = f"from {step.source}"  # it still runs: nothing more is typed here
+        return "hang" if step.expect_hang else "timeout"
 
 
 class RunError(RuntimeError):
@@ -247,7 +278,7 @@ def run_scenario(
             )
         )
         builddir = tmp / "work"
-        shutil.copytree(kmod_dir, builddir, ignore=shutil.ignore_patterns(*_BUILD_JUNK))
+        shutil.copytree(kmod_dir, builddir, ignore=shutil.ignore_patterns(*sources.IGNORE))
         vm = _fresh_vm(stack, artifacts, accel, log, snapshots)
         if console_copy is not None:
             # Registered after the VM: runs before its teardown removes the log.
@@ -265,9 +296,13 @@ def run_scenario(
             else:
                 try:
                     result = run.run_step(index, step)
-                except (RunError, KeyError) as exc:
-                    error = str(exc).strip("'\"")
+                except (RunError, expect.CaptureError) as exc:
+                    error = str(exc)
                     result = _not_run(index, step, "", step.input, error)
+                except (AgentLost, AgentError, VMError) as exc:  # keep the steps so far
+                    error = f"{step.source}: the guest stopped answering: {exc}"
+                    result = _not_run(index, step, "", step.input, error)
+                    result.status = "lost"
                 panicked = any(e.kind == "panic" for e in result.events)
                 if panicked:
                     result.status = "panic"
@@ -277,7 +312,10 @@ def run_scenario(
             results.append(result)
             if progress:
                 progress(index, len(scenario.steps), step, result)
-        guest_release = run.agent.request("hello")["kernel"] if vm.alive() else kernel.release
+        guest_release = kernel.release
+        with contextlib.suppress(AgentLost, AgentError):
+            if vm.alive():
+                guest_release = run.agent.request("hello", timeout=5)["kernel"]
     provenance = Provenance(
         kernel=guest_release,
         kernel_package=artifacts.kernel_version,
@@ -298,13 +336,15 @@ def _fresh_vm(
     if snapshots is None:
         snapshots = os.environ.get("KBLOG_SNAPSHOTS", "1") != "0"
     if snapshots:
-        state = snapshot.ensure(artifacts, accel, log)
+        try:
+            state = snapshot.ensure(artifacts, accel, log)
+        except VMError as exc:
+            log(f"no snapshot could be saved, booting cold: {str(exc).splitlines()[0]}")
+            return stack.enter_context(VM(artifacts, accel))
         try:
             return stack.enter_context(VM(artifacts, accel, restore=state))
         except BootError as exc:
             log(f"the snapshot did not restore, booting cold: {str(exc).splitlines()[0]}")
-            snapshot.discard(state)
+            if exc.qemu_exited:  # QEMU refused the file; a slow restore proves nothing
+                snapshot.discard(state)
     return stack.enter_context(VM(artifacts, accel))
-
-
-_BUILD_JUNK = ("*.o", "*.ko", "*.mod", "*.mod.c", ".*.cmd", "modules.order", "Module.symvers")

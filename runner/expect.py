@@ -2,7 +2,8 @@
 
 Rules: a line that is exactly `...` matches any number of lines (none included);
 `...` inside a line matches any text on that line; `@name@` matches one run of
-non-blank characters and captures it under `name` for later inputs. Where a
+non-blank characters and captures it under `name` for later inputs (`@@` is a
+plain `@`, in outputs and inputs alike). Where a
 kernel behaves differently by design, a line starting with `[on NAME] ` is
 expected on the kernel labelled NAME only (see runner/config.py).
 """
@@ -14,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 
 ELLIPSIS = "..."
-CAPTURE = re.compile(r"@([A-Za-z_][A-Za-z0-9_]*)@")
+CAPTURE = re.compile(r"@@|@([A-Za-z_][A-Za-z0-9_]*)@")
 
 
 KERNEL_PREFIX = re.compile(r"^\[on ([\w.+-]+)\] ?")
@@ -42,12 +43,14 @@ class Match:
 def _line_pattern(line: str) -> re.Pattern[str]:
     parts: list[str] = []
     pos = 0
-    token = re.compile(r"\.\.\.|@([A-Za-z_][A-Za-z0-9_]*)@")
+    token = re.compile(r"\.\.\.|@@|@([A-Za-z_][A-Za-z0-9_]*)@")
     seen: set[str] = set()
     for m in token.finditer(line):
         parts.append(re.escape(line[pos : m.start()]))
         if m.group(0) == ELLIPSIS:
             parts.append(".*?")
+        elif m.group(0) == "@@":
+            parts.append("@")
         elif m.group(1) in seen:
             parts.append(f"(?P={m.group(1)})")
         else:
@@ -60,7 +63,9 @@ def _line_pattern(line: str) -> re.Pattern[str]:
 
 def match(expected: list[str], actual: list[str]) -> Match:
     """Match line lists; on failure the diff shows expected against actual."""
-    patterns = [None if line == ELLIPSIS else _line_pattern(line.rstrip()) for line in expected]
+    patterns = [
+        None if line.strip() == ELLIPSIS else _line_pattern(line.rstrip()) for line in expected
+    ]
     actual = [line.rstrip() for line in actual]
     found = _match_from(patterns, actual, 0, 0, {})
     if found is not None:
@@ -106,13 +111,19 @@ def says_nothing(expected: list[str]) -> bool:
     return all(line.strip() == ELLIPSIS for line in expected)
 
 
+class CaptureError(ValueError):
+    """An input uses @name@ before any output captured it."""
+
+
 def substitute(text: str, captures: dict[str, str], source: str) -> str:
-    """Replace @name@ in an input line with the value captured earlier."""
+    """Replace @name@ in an input line with the value captured earlier; @@ is one @."""
 
     def value(m: re.Match[str]) -> str:
         name = m.group(1)
+        if name is None:
+            return "@"
         if name not in captures:
-            raise KeyError(f"{source}: @{name}@ is used before any output captured it")
+            raise CaptureError(f"{source}: @{name}@ is used before any output captured it")
         return captures[name]
 
     return CAPTURE.sub(value, text)

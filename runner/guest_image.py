@@ -7,17 +7,19 @@ named by a hash of their inputs, so any change to an input builds a new one.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import lzma
 import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner import config, debian
+from runner import config, debian, sources
 
 HERE = Path(__file__).resolve().parent
 INIT_SCRIPT = HERE / "guest" / "init"
@@ -52,11 +54,9 @@ def _digest(parts: Iterable[bytes | str]) -> str:
 
 
 def tree_digest(root: Path) -> str:
-    """A hash of every file's relative path and content under `root`."""
+    """A hash of the relative path and content of every file under `root` that counts."""
     parts: list[bytes | str] = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        if "__pycache__" in path.parts:
-            continue
+    for path in sources.files(root):
         parts += [str(path.relative_to(root)), path.read_bytes()]
     return _digest(parts)
 
@@ -102,6 +102,11 @@ def kernel_tree(kernel: config.Kernel, log: Log = print) -> tuple[Path, str]:
 
 def headers_tree(kernel: config.Kernel, log: Log = print) -> Path:
     """The guest kernel's headers, unpacked (not installed): the KDIR for kbuild."""
+    with _cache_lock():
+        return _headers_tree(kernel, log)
+
+
+def _headers_tree(kernel: config.Kernel, log: Log) -> Path:
     installed = Path("/usr/src") / f"linux-headers-{kernel.release}"
     if os.environ.get("KBLOG_INSTALLED_HEADERS") and (installed / "Makefile").is_file():
         return installed  # the package is installed for real (the docker image)
@@ -379,11 +384,26 @@ def recipe_digest() -> str:
     )
 
 
+@contextlib.contextmanager
+def _cache_lock() -> Iterator[None]:
+    """One builder of cache artifacts at a time, across threads and processes.
+
+    root_image() rewrites the agent inside the shared userland before mkfs; two
+    builders at once (parallel posts after an agent change) would mix them up.
+    """
+    cache = config.cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def prepare(kernel: config.Kernel, log: Log = print) -> GuestArtifacts:
     """Build (or find in the cache) everything needed to boot `kernel`."""
-    ktree, version = kernel_tree(kernel, log)
+    with _cache_lock():
+        ktree, version = kernel_tree(kernel, log)
+        initrd = initramfs(kernel, log)
+        root = root_image(log)
     vmlinuz = ktree / "boot" / f"vmlinuz-{kernel.release}"
-    initrd = initramfs(kernel, log)
-    root = root_image(log)
     identity = _digest([kernel.release, version, initrd.name, root.name])
     return GuestArtifacts(kernel, version, vmlinuz, initrd, root, identity)

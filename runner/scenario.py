@@ -149,4 +149,11 @@ class ScenarioResult:
         return [s for s in self.steps if s.matched is False or s.status in FAILED_STATUSES]
 
 
-FAILED_STATUSES = ("timeout", "lost", "not-run", "unexpected-hang", "unexpected-return", "panic")
+FAILED_STATUSES = (
+    "timeout",
+    "lost",
+    "not-run",
+    "unexpected-return",
+    "incomplete-input",
+    "panic",
+)

@@ -18,6 +18,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -53,36 +54,48 @@ def ensure(artifacts: GuestArtifacts, accel: Accel, log: Log = print) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one builder; the others wait and reuse it
         if path.exists():
             return path
+        _sweep_partial(path.parent)
         log(f"booting {artifacts.kernel.release} once to save a snapshot ({accel.name})")
         tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
         try:
-            _save(artifacts, accel, tmp)
-            os.rename(tmp, path)
+            _save(artifacts, accel, tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
     return path
 
 
-def _save(artifacts: GuestArtifacts, accel: Accel, dest: Path) -> None:
+def _save(artifacts: GuestArtifacts, accel: Accel, tmp: Path, final: Path) -> None:
     with VM(artifacts, accel) as vm:
         started = time.monotonic()
         qmp = QMP(vm.rundir / "qmp.sock")
         try:
-            # exec: keeps QEMU writing through a pipe; the path is quoted for the shell.
-            qmp.command("migrate", uri=f"exec:cat > '{dest}'")
-            while True:
+            # The writer renames the file itself once it has written the last byte:
+            # QEMU reports "completed" when the stream has left it, maybe not the pipe.
+            src, dst = shlex.quote(str(tmp)), shlex.quote(str(final))
+            qmp.command("migrate", uri=f"exec:cat > {src} && mv {src} {dst}")
+            while not final.exists():
                 status = qmp.command("query-migrate").get("status")
-                if status == "completed":
-                    break
                 if status in ("failed", "cancelled"):
                     raise SnapshotError(f"saving the guest's state {status}")
                 if time.monotonic() - started > MIGRATE_TIMEOUT:
                     raise SnapshotError("saving the guest's state timed out")
                 time.sleep(0.05)
-        except QMPError as exc:
-            raise SnapshotError(str(exc)) from exc
+        except (QMPError, OSError, ValueError) as exc:
+            raise SnapshotError(f"saving the guest's state failed: {exc}") from exc
         finally:
             qmp.close()
+
+
+def _sweep_partial(directory: Path) -> None:
+    """Remove half-written state files of runners that died while saving."""
+    for tmp in directory.glob(".tmp-*"):
+        pid = int(tmp.name.split("-")[1])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except PermissionError:
+            pass
 
 
 def discard(path: Path) -> None:

@@ -107,6 +107,10 @@ class Terminal:
     def type_line(self, line: str) -> None:
         self._write(line.encode() + b"\n")
 
+    def interrupt(self) -> None:
+        """Ctrl-C, as typed: the tty sends SIGINT to the foreground program."""
+        self._write(b"\x03")
+
 
 def _clean(raw: bytes) -> str:
     text = ANSI.sub(b"", raw).decode("utf-8", errors="replace")
@@ -122,14 +126,24 @@ def split_echo(raw: str, line: str) -> tuple[str, str]:
     return "", raw
 
 
+def restore_default_signals() -> None:
+    """In a child before exec: Python ignores SIGPIPE and SIGXFSZ, and an ignored
+    signal stays ignored across exec (`yes | head -1` would say "Broken pipe")."""
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 class LocalPty:
     """A program on a pty of this machine (the build environment), feeding a Terminal."""
 
     def __init__(self, terminal: Terminal, argv: list[str], env: dict[str, str], cwd: str) -> None:
         self.terminal = terminal
+        self._lock = threading.Lock()
+        self._reaped = False
         self.pid, self.master = pty.fork()
         if self.pid == 0:
             try:
+                restore_default_signals()
                 os.chdir(cwd)
                 os.execvpe(argv[0], argv, env)
             finally:
@@ -142,6 +156,7 @@ class LocalPty:
         os.write(self.master, data)
 
     def _pump(self) -> None:
+        """Owns the master: reads until EOF, then closes it and reaps the shell."""
         while True:
             try:
                 data = os.read(self.master, 65536)
@@ -150,11 +165,15 @@ class LocalPty:
             if not data:
                 break
             self.terminal.feed(data)
+        os.close(self.master)
         _, status = os.waitpid(self.pid, 0)
+        with self._lock:
+            self._reaped = True
         self.terminal.close(os.waitstatus_to_exitcode(status))
 
     def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)
+        """Kill the shell's process group; never a reaped pid that may be reused."""
+        with self._lock, contextlib.suppress(ProcessLookupError):
+            if not self._reaped:
+                os.killpg(self.pid, signal.SIGKILL)
         self._thread.join(timeout=5)
-        os.close(self.master)

@@ -8,12 +8,11 @@ virtio-serial port to the guest agent (commands and terminal output).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import re
+import shlex
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -29,7 +28,6 @@ BOOT_TIMEOUT = {"kvm": 30.0, "tcg": 120.0}
 KVM_SMOKE_TIMEOUT = 20.0
 EXIT_GRACE = 3.0  # how long a guest that closed the agent channel may take to exit
 RESTORE_TIMEOUT = 15.0  # a restored guest answers in well under a second
-PR_SET_PDEATHSIG = 1
 
 
 class VMError(RuntimeError):
@@ -38,6 +36,10 @@ class VMError(RuntimeError):
 
 class BootError(VMError):
     """The guest never reached its agent; carries the last console lines."""
+
+    def __init__(self, message: str, qemu_exited: bool = False) -> None:
+        super().__init__(message)
+        self.qemu_exited = qemu_exited
 
 
 class GuestLost(VMError):
@@ -91,31 +93,37 @@ def qemu_argv(
     argv += ["-kernel", str(art.vmlinuz), "-initrd", str(art.initrd)]
     argv += ["-append", " ".join(KERNEL_CMDLINE)]
     # The root disk is shared by every VM: read-only here, a tmpfs overlay in the guest.
-    argv += ["-drive", f"file={art.root_image},format=raw,if=virtio,readonly=on"]
+    argv += ["-drive", f"file={_opt(art.root_image)},format=raw,if=virtio,readonly=on"]
     # The serial console, appended to a file the host reads as the kernel log.
-    argv += ["-chardev", f"file,id=console,path={rundir / 'console.log'}"]
+    argv += ["-chardev", f"file,id=console,path={_opt(rundir / 'console.log')}"]
     argv += ["-serial", "chardev:console"]
     # The agent channel: a named virtio-serial port behind a unix socket.
     argv += ["-device", "virtio-serial-pci,id=vser"]
-    argv += ["-chardev", f"socket,id=agent,path={rundir / 'agent.sock'},server=on,wait=off"]
+    argv += ["-chardev", f"socket,id=agent,path={_opt(rundir / 'agent.sock')},server=on,wait=off"]
     argv += ["-device", f"virtserialport,bus=vser.0,chardev=agent,name={AGENT_PORT}"]
     # QMP, to stop the guest cleanly and, later, to snapshot it.
-    argv += ["-qmp", f"unix:{rundir / 'qmp.sock'},server=on,wait=off"]
+    argv += ["-qmp", f"unix:{_opt(rundir / 'qmp.sock')},server=on,wait=off"]
     if incoming is not None:
         # Resume a saved guest instead of booting; the devices above must match its own.
-        argv += ["-incoming", f"exec:cat '{incoming}'"]
+        argv += ["-incoming", f"exec:cat {shlex.quote(str(incoming))}"]
     return argv
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: QEMU gets SIGKILL when the runner dies, however."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+def _opt(path: Path) -> str:
+    """A path as a QEMU option value: a comma would end the value, so it is doubled."""
+    return str(path).replace(",", ",,")
+
+
+# QEMU gets SIGKILL when the thread that started it goes away, however the runner
+# dies. setpriv sets that up before exec, so no Python runs in the forked child
+# (preexec_fn is unsafe while other threads run, as in a parallel build).
+DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "KILL", "--"]
 
 
 def runtime_dir() -> Path:
-    path = config.cache_dir() / "run"
-    path.mkdir(parents=True, exist_ok=True)
+    """Run and build dirs: short paths (unix sockets allow 107 bytes), swept by pid."""
+    path = Path(tempfile.gettempdir()) / f"kblog-run-{os.getuid()}"
+    path.mkdir(mode=0o700, exist_ok=True)
     return path
 
 
@@ -200,11 +208,7 @@ class VM:
         self._stack.callback(stderr.close)
         started = time.monotonic()
         self.proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=stderr,
-            stderr=stderr,
-            preexec_fn=_die_with_parent,
+            [*DIE_WITH_PARENT, *argv], stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr
         )
         self._stack.callback(self._kill)
         deadline = started + self.boot_timeout
@@ -234,7 +238,8 @@ class VM:
         tail = self.console.tail() or "(the console printed nothing)"
         verb = "resume from its snapshot" if self.restore else "boot"
         return BootError(
-            f"guest did not {verb} ({self.accel.name}): {why}\nlast console lines:\n{tail}"
+            f"guest did not {verb} ({self.accel.name}): {why}\nlast console lines:\n{tail}",
+            qemu_exited=not self.alive(),
         )
 
     def alive(self) -> bool:

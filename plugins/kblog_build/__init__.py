@@ -104,18 +104,14 @@ def build_site(
 
 def _scenarios(content: Path) -> list[Any]:
     """The scenarios of every post, read the way the Markdown extension reads them."""
-    from kblog_snippets.parse import SnippetError, find_blocks
-
-    from runner.scenario import Scenario, ScenarioError
+    from kblog_snippets.parse import SnippetError, scenario_from_text
 
     found = []
     for path in sorted(content.rglob("*.md")):
         source = str(path.relative_to(content.parent))
         try:
-            blocks = find_blocks(path.read_text().expandtabs(4), source)
-            scenario = Scenario(path.stem, [s for b in blocks for s in b.steps])
-            scenario.validate()
-        except (SnippetError, ScenarioError, OSError):
+            scenario = scenario_from_text(path.read_text(), source, path.stem)
+        except (SnippetError, OSError):
             continue  # the build itself reports it, with its file and line
         if scenario.steps:
             found.append(scenario)

@@ -15,12 +15,12 @@ import json
 import tarfile
 from pathlib import Path
 
+from runner import sources
 from runner.scenario import Scenario
 
 HERE = Path(__file__).resolve().parent
 README = HERE / "bundle-README.txt"
 BUNDLES = "bundles"
-SKIP = ("__pycache__", ".ko", ".o", ".mod", ".mod.c", ".cmd", "modules.order", "Module.symvers")
 
 
 def commands(name: str, url: str) -> list[str]:
@@ -37,12 +37,8 @@ def commands(name: str, url: str) -> list[str]:
 
 
 def _add_tree(tar: tarfile.TarFile, root: Path, arcname: str) -> None:
-    for path in sorted(root.rglob("*")):
+    for path in sources.files(root):
         rel = path.relative_to(root)
-        if path.is_dir() or any(part == "__pycache__" for part in rel.parts):
-            continue
-        if path.name.endswith(SKIP) or path.name.startswith("."):
-            continue
         _add_bytes(tar, f"{arcname}/{rel}", path.read_bytes(), path.stat().st_mode & 0o777)
 
 

@@ -93,13 +93,19 @@ class Captures:
         jobs = [(s, k) for s in scenarios for k in self._stale(s)]
         if len(jobs) < 2:
             return  # nothing to overlap: let the build run it in order
-        with ThreadPoolExecutor(max_workers=min(self.workers, len(jobs))) as pool:
+        pool = ThreadPoolExecutor(max_workers=min(self.workers, len(jobs)))
+        try:
             futures = {pool.submit(self.runner, s, k, self.kmod): (s.digest(), k) for s, k in jobs}
             for future, key in futures.items():
                 try:
                     self._prefetched[key] = future.result()
                 except Exception as exc:  # reported when the build reaches that post
                     self._prefetched[key] = exc
+        except BaseException:
+            # Ctrl-C: start nothing more; the runs under way end with their VMs.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
 
     def _run(self, scenario: Scenario, kernel: str) -> ScenarioResult:
         found = self._prefetched.pop((scenario.digest(), kernel), None)
@@ -196,6 +202,8 @@ def _explain(status: str, step, output: str) -> str:
         "timeout": f"no prompt came back within {step.timeout:g} s "
         "(mark the block expect=hang if that is the point)",
         "unexpected-return": "the post says this never returns (expect=hang), but it did",
+        "incomplete-input": "the input does not fit: the program finished the statement "
+        "before its last line, or still waited for more after it",
         "panic": "the kernel panicked",
         "lost": "the guest was lost (QEMU exited or the session died)",
         "not-run": f"not run: {output}",

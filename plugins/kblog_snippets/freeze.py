@@ -2,7 +2,8 @@
 
 Each kernel's capture is stored with the key it was made under: a hash of the
 post's scenario, the kmod/ sources, the kernel, the guest image recipe and the
-runner version. A capture whose key still matches is reused without a VM.
+runner sources that shape a capture. A capture whose key still matches is reused
+without a VM.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from runner import RUNNER_VERSION, config, guest_image
+from runner import config, guest_image, runner_digest
 from runner.scenario import Scenario, ScenarioResult
 
 FORMAT = 1
@@ -27,7 +28,7 @@ def key_inputs(scenario: Scenario, kernel: config.Kernel, kmod: Path) -> dict[st
         "kmod": guest_image.tree_digest(kmod),
         "kernel": kernel.release,
         "guest": guest_image.recipe_digest(),
-        "runner": RUNNER_VERSION,
+        "runner": runner_digest(),
     }
 
 
@@ -75,8 +76,13 @@ def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would hide it from other users
         with os.fdopen(fd, "w") as f:
             f.write(text)
+            f.flush()
+            os.fsync(f.fileno())  # the rename must not land before the data
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

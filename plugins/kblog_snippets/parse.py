@@ -6,7 +6,7 @@ A block is executed when its attributes name a `session`:
     ```{.console session=b where=build} a shell in the build environment
     ```{.pycon session=py expect=hang timeout=3}
 
-In a console block, lines starting with "$ " or "# " are typed; "> " lines right
+In a console block, lines starting with "$ " are typed; "> " lines right
 after them (or any line after one ending in a backslash) continue them. In a
 pycon block ">>> " starts an input and "... " continues it. Every other line is
 the output the author expects from the input above it.
@@ -17,13 +17,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import markdown.util
 from markdown.extensions.attr_list import get_attrs_and_remainder
 from markdown.extensions.fenced_code import FencedBlockPreprocessor
 
-from runner.scenario import LANGUAGES, Step
+from runner import config
+from runner.expect import KERNEL_PREFIX
+from runner.scenario import LANGUAGES, Scenario, ScenarioError, Step
 
 FENCE_RE = FencedBlockPreprocessor.FENCED_BLOCK_RE
 FENCE_LINE = re.compile(r"^(?:`{3,}|~{3,})")
+INDENTED_SESSION_FENCE = re.compile(r"^\s+(?:`{3,}|~{3,})\s*\{[^}]*\bsession=")
 KNOWN_ATTRS = {"session", "where", "expect", "timeout"}
 EXPECT_VALUES = {"hang"}
 DEFAULT_TIMEOUT = 60.0
@@ -62,6 +66,12 @@ def find_blocks(text: str, source: str, first_block: int = 0) -> list[Block]:
                 raise SnippetError(
                     f"{source}:{line}: {', '.join(sorted(ours))}= needs a session= to run"
                 )
+            if attrs and LANGUAGES.keys() & set(classes):
+                # Likely a misspelt session=: better an error than a block that never runs.
+                raise SnippetError(
+                    f"{source}:{line}: unknown attribute {', '.join(sorted(attrs))}= "
+                    "and no session=, so this block would never run"
+                )
             continue
         block_index = first_block + len(blocks)
         steps = parse_block(m.group("code"), classes, attrs, source, line, block_index)
@@ -94,12 +104,18 @@ def _attrs(attrs_text: str, where: str) -> tuple[dict[str, str], list[str]]:
 
 
 def _check_unclosed(text: str, covered: list[tuple[int, int]], source: str) -> None:
-    """A fence line outside every matched block opens a block that never closes."""
+    """A fence line outside every matched block opens a block that never closes; an
+    indented one (in a list) would be left to Markdown as text, never run."""
     offset = 0
     for number, line in enumerate(text.split("\n"), 1):
         inside = any(start <= offset < end for start, end in covered)
         if not inside and FENCE_LINE.match(line):
             raise SnippetError(f"{source}:{number}: this code fence is never closed")
+        if not inside and INDENTED_SESSION_FENCE.match(line):
+            raise SnippetError(
+                f"{source}:{number}: an executed block must start at the left margin "
+                "(fenced code inside a list item is not run)"
+            )
         offset += len(line) + 1
 
 
@@ -136,6 +152,7 @@ def parse_block(
         raise SnippetError(f"{where_}: the block has no input line")
     steps = []
     for offset, lines, expected in raw_steps:
+        _check_kernel_labels(expected, f"{source}:{line + 1 + offset}")
         steps.append(
             Step(
                 session=attrs["session"],
@@ -158,6 +175,39 @@ def parse_block(
     return steps
 
 
+def _check_kernel_labels(expected: list[str], where: str) -> None:
+    """A mistyped [on NAME] would silently drop its line on every kernel."""
+    for text in expected:
+        m = KERNEL_PREFIX.match(text)
+        if m and m.group(1) not in config.KERNELS:
+            raise SnippetError(
+                f"{where}: [on {m.group(1)}] names no configured kernel "
+                f"(known: {', '.join(config.KERNELS)})"
+            )
+
+
+def normalize_like_markdown(text: str) -> str:
+    """What Python-Markdown's whitespace preprocessor makes of a post (tab length 4).
+
+    Scenarios read straight from a file must equal those the extension sees, or
+    their freeze keys would differ.
+    """
+    text = text.replace(markdown.util.STX, "").replace(markdown.util.ETX, "")
+    text = text.replace("\r\n", "\n").replace("\r", "\n").expandtabs(4)
+    return re.sub(r"(?<=\n) +\n", "\n", text)
+
+
+def scenario_from_text(text: str, source: str, name: str) -> Scenario:
+    """A post's scenario from its raw text, as the Markdown extension would build it."""
+    blocks = find_blocks(normalize_like_markdown(text), source)
+    scenario = Scenario(name, [s for b in blocks for s in b.steps])
+    try:
+        scenario.validate()
+    except ScenarioError as exc:
+        raise SnippetError(str(exc)) from None
+    return scenario
+
+
 class _Misplaced(Exception):
     def __init__(self, offset: int, why: str) -> None:
         self.offset, self.why = offset, why
@@ -170,7 +220,7 @@ def _console_steps(lines: list[str]) -> list[RawStep]:
     steps: list[RawStep] = []
     continuing = False
     for n, text in enumerate(lines):
-        if text.startswith(("$ ", "# ")) and not continuing:
+        if text.startswith("$ ") and not continuing:
             steps.append((n, [text[2:]], []))
             continuing = text.endswith("\\")
         elif steps and (continuing or (text.startswith("> ") and not steps[-1][2])):
@@ -189,11 +239,8 @@ def _pycon_steps(lines: list[str]) -> list[RawStep]:
     for n, text in enumerate(lines):
         if text.startswith(">>> ") or text == ">>>":
             steps.append((n, [text[4:]], []))
-        elif (
-            steps
-            and not steps[-1][2]
-            and (text.startswith("... ") or (text.startswith("...") and text != "..."))
-        ):
+        elif steps and not steps[-1][2] and text.startswith("... "):
+            # Only "... " continues: "...done" is output (an inline wildcard).
             steps[-1][1].append(text[4:])
         elif steps:
             steps[-1][2].append(text)

@@ -32,6 +32,9 @@ from pathlib import Path
 PROTOCOL = 1
 PORT_NAME = "org.kblog.agent.0"
 READ_SIZE = 65536
+# Above this much unsent output, terminals are not read: their writers block, as on a
+# real terminal, instead of PID 1 growing until the OOM killer takes it.
+OUTBUF_LIMIT = 1 << 20
 
 
 def find_port() -> str | None:
@@ -88,6 +91,10 @@ def spawn(name: str, req: dict) -> Session:
     pid, master = pty.fork()
     if pid == 0:  # the child: become the user and run the program
         try:
+            # Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays ignored
+            # across exec: `yes | head -1` would print "Broken pipe" in our terminals.
+            for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+                signal.signal(sig, signal.SIG_DFL)
             os.initgroups(user.pw_name, user.pw_gid)
             os.setgid(user.pw_gid)
             os.setuid(user.pw_uid)
@@ -108,7 +115,7 @@ class Agent:
         self.port_path = port
         self.port = os.open(port, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         self.inbuf = b""
-        self.outbuf = b""
+        self.outbuf = bytearray()
         self.sessions: dict[str, Session] = {}
         self.by_pid: dict[int, Session] = {}
         self.wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -130,18 +137,18 @@ class Agent:
                 if exc.errno in (errno.EPIPE, errno.ENXIO, errno.EIO):
                     return  # no host connected: keep it for when one is
                 raise
-            self.outbuf = self.outbuf[n:]
+            del self.outbuf[:n]
 
     # --- the loop ---------------------------------------------------------------
     def run(self) -> None:
-        poller = select.poll()
         while True:
             poller = select.poll()
             poller.register(self.port, select.POLLIN | (select.POLLOUT if self.outbuf else 0))
             poller.register(self.wake_r, select.POLLIN)
-            for s in self.sessions.values():
-                if s.master >= 0:
-                    poller.register(s.master, select.POLLIN)
+            if len(self.outbuf) < OUTBUF_LIMIT:
+                for s in self.sessions.values():
+                    if s.master >= 0:
+                        poller.register(s.master, select.POLLIN)
             events = poller.poll(1000)
             hangup = False
             for fd, mask in events:
@@ -178,6 +185,9 @@ class Agent:
         except ValueError as exc:
             self.send({"ev": "log", "message": f"bad request: {exc}"})
             return
+        if not isinstance(req, dict):
+            self.send({"ev": "log", "message": "bad request: not a JSON object"})
+            return
         try:
             reply = getattr(self, "op_" + req["op"])(req)
             self.send({"id": req.get("id"), "ok": True, **reply})
@@ -191,21 +201,23 @@ class Agent:
                 }
             )
 
-    def read_session(self, fd: int) -> None:
+    def read_session(self, fd: int) -> bool:
+        """Forward what the terminal printed; False once there is nothing more for now."""
         session = next((s for s in self.sessions.values() if s.master == fd), None)
         if session is None:
-            return
+            return False
         try:
             data = os.read(fd, READ_SIZE)
         except BlockingIOError:
-            return
+            return False
         except OSError:  # EIO: the last process on the pty is gone
             data = b""
         if data:
             self.send({"ev": "out", "session": session.name, "data": _b64(data)})
-        else:
-            os.close(session.master)
-            session.master = -1
+            return True
+        os.close(session.master)
+        session.master = -1
+        return False
 
     def reap(self) -> None:
         while True:
@@ -217,6 +229,9 @@ class Agent:
                 return
             session = self.by_pid.pop(pid, None)
             if session is not None:
+                # Its last words first: whatever is still in the pty precedes the exit.
+                while session.master >= 0 and self.read_session(session.master):
+                    pass
                 code = os.waitstatus_to_exitcode(status)
                 self.send({"ev": "exit", "session": session.name, "status": code})
 
@@ -298,19 +313,24 @@ def main() -> None:
         setup_system()
     except OSError as exc:
         print(f"kblog-agent: {exc}", file=sys.stderr)
-    port = None
-    while port is None:  # the port shows up once virtio_console has probed
+    agent = None
+    while agent is None:  # the port shows up once virtio_console has probed
         port = find_port()
-        if port is None:
+        try:
+            agent = Agent(port) if port else None
+        except OSError:
+            traceback.print_exc()
+        if agent is None:
             time.sleep(0.05)
-    Agent(port).run()
-
-
-if __name__ == "__main__":
-    # As PID 1 the agent must never exit: that would panic the kernel.
+    # As PID 1 the agent must never exit: that would panic the kernel. A failure
+    # restarts the loop only; the system set up above stays as it is.
     while True:
         try:
-            main()
+            agent.run()
         except Exception:
             traceback.print_exc()
             time.sleep(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -126,5 +126,5 @@ class TestSubstitute:
         assert expect.substitute("echo a@b.c", {}, "p:1") == "echo a@b.c"
 
     def test_unknown_name_names_the_source(self) -> None:
-        with pytest.raises(KeyError, match=r"post\.md:12: @major@ is used before"):
+        with pytest.raises(expect.CaptureError, match=r"post\.md:12: @major@ is used before"):
             expect.substitute("mknod c @major@ 0", {}, "post.md:12")

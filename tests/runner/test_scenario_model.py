@@ -187,7 +187,7 @@ def test_failures() -> None:
             res(6, "timeout"),
             res(7, "lost"),
             res(8, "unexpected-return"),
-            res(9, "unexpected-hang"),
+            res(9, "incomplete-input"),
         ],
     )
     assert [s.index for s in result.failures] == [2, 4, 5, 6, 7, 8, 9]

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner import config
+from runner import vm
 from runner.guest_image import GuestArtifacts
 from runner.scenario import Scenario, Step
 from runner.vm import Accel
@@ -87,7 +87,7 @@ def is_dead(pid: int) -> bool:
 
 def rundirs(pid: int | None = None) -> list[Path]:
     """The runner's per-VM directories made by process `pid` (this one by default)."""
-    run = config.cache_dir() / "run"
+    run = vm.runtime_dir()
     return sorted(run.glob(f"vm-{os.getpid() if pid is None else pid}-*"))
 
 

@@ -49,4 +49,4 @@ def test_the_box_commands_reproduce_the_post(minisite: MiniSite, tmp_path: Path)
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "matches the published capture" in done.stdout
-    assert "step 13/13" in done.stdout.replace("\r", "\n")
+    assert "step 16/16" in done.stdout.replace("\r", "\n")

@@ -10,10 +10,11 @@ from typing import ClassVar
 import markdown
 import pytest
 from kblog_snippets.extension import SnippetsExtension
-from kblog_snippets.parse import SnippetError, find_blocks
+from kblog_snippets.parse import SnippetError, find_blocks, scenario_from_text
 from markdown.test_tools import TestCase
 
 from runner import expect
+from runner.scenario import Scenario
 
 
 def steps_of(text: str):
@@ -44,14 +45,19 @@ def test_console_inputs_outputs_and_continuations() -> None:
         "Intro\n\n```{.console session=t}\n"
         "$ echo one \\\n  two\none two\n"
         "$ for i in 1 2; do\n> echo $i\n> done\n1\n2\n"
-        "# id -u\n0\n```\n"
+        "$ grep DEBUG_INFO= config\n# CONFIG_DEBUG_INFO is not set\n```\n"
     )
     assert [s.input for s in steps] == [
         "echo one \\\n  two",
         "for i in 1 2; do\necho $i\ndone",
-        "id -u",
+        "grep DEBUG_INFO= config",
     ]
-    assert [s.expected for s in steps] == [["one two"], ["1", "2"], ["0"]]
+    # "# " starts output, not input: kernel configs and Makefiles are full of it.
+    assert [s.expected for s in steps] == [
+        ["one two"],
+        ["1", "2"],
+        ["# CONFIG_DEBUG_INFO is not set"],
+    ]
     assert [s.source for s in steps] == ["post.md:4", "post.md:7", "post.md:12"]
 
 
@@ -115,3 +121,30 @@ def test_kernel_specific_expectations() -> None:
     lines = ["common", "[on 6.1] old wording", "[on 6.12] new wording"]
     assert expect.for_kernel(lines, "6.1") == ["common", "old wording"]
     assert expect.for_kernel(lines, "6.12") == ["common", "new wording"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("```{.console sesion=t}\n$ ls\n```\n", r"post.md:1: unknown attribute sesion= and no"),
+        ("- item\n\n    ```{.console session=t}\n    $ ls\n    ```\n", r"post.md:3: .*left margin"),
+        ("```{.console session=t}\n$ uname -r\n[on 6.21] 6.21.0\n```\n", r"post.md:2: \[on 6.21\]"),
+    ],
+)
+def test_blocks_that_would_silently_not_run_are_refused(text: str, message: str) -> None:
+    with pytest.raises(SnippetError, match=message):
+        find_blocks(text, "post.md")
+
+
+def test_pycon_output_starting_with_dots_is_output() -> None:
+    (step,) = steps_of("```{.pycon session=py}\n>>> print('...done')\n...done\n```\n")
+    assert step.input == "print('...done')"
+    assert step.expected == ["...done"]
+
+
+def test_prefetch_reads_posts_as_markdown_does() -> None:
+    text = "```{.console session=t}\n$ printf 'a\\tb\\n'\n  \na\tb\n```\n"
+    from_file = scenario_from_text(text, "post.md", "post")
+    md = markdown.Markdown(extensions=["fenced_code"])
+    seen = md.preprocessors["normalize_whitespace"].run(text.split("\n"))
+    assert from_file.digest() == Scenario("post", steps_of("\n".join(seen))).digest()
