@@ -13,6 +13,8 @@ _RULES = [
     (re.compile(r"/build-\d+-\w+/"), "/build-X/"),
     (re.compile(r"^\[\s*\d+\.\d+\]"), "[T]"),  # printk timestamps
     (re.compile(r"\b(0x)?[0-9a-f]{8,16}\b"), "ADDR"),  # kernel addresses, hashes
+    # shorter hex values with a letter and a digit: page-table entries (PGD e414067)
+    (re.compile(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{5,7}\b"), "ADDR"),
     (re.compile(r"\+0x[0-9a-f]+/0x[0-9a-f]+"), "+OFF"),  # symbol offsets
     (re.compile(r"\b\d+\.\d+\b"), "N.N"),  # uptimes, load, durations
     # PIDs, sizes, majors; one- and two-digit numbers (counters) are kept.

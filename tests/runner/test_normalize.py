@@ -1,0 +1,42 @@
+"""Volatile values are blanked for comparisons; what a reader would call a change is not."""
+
+from __future__ import annotations
+
+from runner.normalize import drift, normalize
+
+
+def test_volatile_values_are_blanked() -> None:
+    a = "[   12.191908] PGD 19214067 P4D 19215067 PUD 1eee2067 PMD 135a067 PTE 0"
+    b = "[    9.135409] PGD e414067 P4D e415067 PUD e417067 PMD 1cbd1067 PTE 0"
+    assert normalize(a) == normalize(b)
+    assert normalize("RIP: 0010:vfs_read+0x8a/0x310") == normalize("RIP: 0010:vfs_read+0x7f/0x300")
+    assert normalize("  126 Xs+  [python3]") == normalize("  4711 Xs+  [python3]")
+    local = "make -C /work/main/build/headers/6.1.0-56-amd64/usr/src/linux-headers-6.1.0-56-amd64"
+    docker = "make -C /usr/src/linux-headers-6.1.0-56-amd64"
+    assert normalize(local) == normalize(docker)
+    assert normalize("CC /tmp/kblog-run-0/build-42-x1y/work/a.o") == normalize(
+        "CC /tmp/kblog-run-0/build-7-zz9/work/a.o"
+    )
+
+
+def test_what_a_reader_would_notice_still_differs() -> None:
+    assert normalize("I already told you 0 times") != normalize("I already told you 1 times")
+    assert normalize("  126 Xs+  [python3]") != normalize("  126 D+  [python3]")
+    assert normalize("Oops: 0000 [#1]") != normalize("Oops: Oops: 0000 [#1]")
+
+
+def test_drift_reports_steps_that_differ() -> None:
+    def step(output: list[str], status: str = "ok") -> dict:
+        return {
+            "index": 0,
+            "prompt": "$ ",
+            "input": "cat /dev/chardev",
+            "output": output,
+            "status": status,
+        }
+
+    assert drift([step(["[ 1.0] x ffffffffc02b41d0"])], [step(["[ 2.0] x ffffffffc072a178"])]) == ""
+    report = drift([step(["0 times"])], [step(["1 times"], status="hang")])
+    assert "step 1: $ cat /dev/chardev" in report
+    assert "status: ok published, hang now" in report
+    assert "-0 times" in report and "+1 times" in report
