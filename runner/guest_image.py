@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import hashlib
 import lzma
+import math
 import os
 import shutil
 import subprocess
@@ -24,7 +25,10 @@ from runner import config, debian, sources
 HERE = Path(__file__).resolve().parent
 INIT_SCRIPT = HERE / "guest" / "init"
 AGENT_DIR = HERE / "agent"
-ROOT_IMAGE_MB = 900
+# The root disk is read-only (writes go to a tmpfs overlay), so it needs no free
+# space beyond ext4's own: its size follows the userland's, plus this margin.
+ROOT_IMAGE_SLACK = 1.25
+ROOT_IMAGE_EXTRA_MB = 64
 
 Log = Callable[[str], None]
 
@@ -248,18 +252,29 @@ def _configure_rootfs(root: Path) -> None:
         (root / junk).mkdir(parents=True, exist_ok=True)
 
 
+def _disk_usage_mb(root: Path) -> float:
+    """What the files under `root` take on disk, as du counts it."""
+    total = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in [*files, *_dirs]:
+            total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+    return total / (1 << 20)
+
+
 def root_image(log: Log = print) -> Path:
     """The root disk: the userland plus the guest agent, as a read-only ext4 image."""
     base = rootfs(log)
-    key = _digest([base.name, tree_digest(AGENT_DIR), str(ROOT_IMAGE_MB)])
+    agent_dest = base / "opt" / "kblog"
+    shutil.rmtree(agent_dest, ignore_errors=True)  # a previous image's agent
+    usage = _disk_usage_mb(base) + _disk_usage_mb(AGENT_DIR)
+    size_mb = 64 * math.ceil((usage * ROOT_IMAGE_SLACK + ROOT_IMAGE_EXTRA_MB) / 64)
+    key = _digest([base.name, tree_digest(AGENT_DIR), str(size_mb)])
     final = config.cache_dir() / "images" / f"root-{key}.img"
     if final.exists():
         return final
     log("assembling the guest root disk")
     final.parent.mkdir(parents=True, exist_ok=True)
-    agent_dest = base / "opt" / "kblog"
-    shutil.rmtree(agent_dest, ignore_errors=True)
-    shutil.copytree(AGENT_DIR, agent_dest, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(AGENT_DIR, agent_dest, ignore=shutil.ignore_patterns(*sources.IGNORE))
     fd, tmp_name = tempfile.mkstemp(prefix=".tmp-root-", dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -274,7 +289,7 @@ def root_image(log: Log = print) -> Path:
                 "-d",
                 str(base),
                 str(tmp),
-                f"{ROOT_IMAGE_MB}M",
+                f"{size_mb}M",
             ],
             "mkfs.ext4",
         )
