@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,3 +51,28 @@ def tree_bytes(path: Path) -> dict[str, bytes]:
     if not path.exists():
         return {}
     return {str(p.relative_to(path)): p.read_bytes() for p in path.rglob("*") if p.is_file()}
+
+
+def run_reproduce_box(page: Path, bundle: Path, reader: Path, env: dict[str, str]) -> str:
+    """Run a post page's 'Reproduce this post' commands in `reader`, as a reader would
+    with only the downloaded bundle; return what they printed (asserting success)."""
+    from htmltree import parse
+
+    (box,) = parse(page).find_all("section", "kb-reproduce")
+    (pre,) = box.find_all("pre")
+    commands = [line.removeprefix("$ ") for line in pre.text().splitlines()]
+    assert commands[-1] == ".venv/bin/python -m runner.reproduce"
+    reader.mkdir(parents=True, exist_ok=True)
+    shutil.copy(bundle, reader)  # what the page's download link gives
+    env = {k: v for k, v in env.items() if k != "PYTHONPATH"}  # the bundle alone
+    done = subprocess.run(
+        ["bash", "-euc", "\n".join(commands)],
+        cwd=reader,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout.replace("\r", "\n")
