@@ -6,6 +6,7 @@ whole build has succeeded, so a failed build leaves snippets/ as it was.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -70,10 +71,13 @@ class Captures:
     def __deepcopy__(self, memo: dict) -> Captures:
         return self  # Pelican copies its settings; there is one provider per build
 
-    def kmod_digest(self) -> str:
-        from runner.guest_image import tree_digest
+    @functools.cached_property
+    def shared_inputs(self) -> dict[str, str]:
+        """The key inputs every post shares, hashed once per build."""
+        return freeze.tree_inputs(self.kmod)
 
-        return tree_digest(self.kmod)
+    def kmod_digest(self) -> str:
+        return self.shared_inputs["kmod"]
 
     def _stale(self, scenario: Scenario) -> list[str]:
         frozen = freeze.load(self.snippets / f"{scenario.name}.json")
@@ -81,7 +85,7 @@ class Captures:
         for name in self.kernels:
             kernel = config.kernel(name)
             entry = frozen.get(kernel.name)
-            key = freeze.key_of(freeze.key_inputs(scenario, kernel, self.kmod))
+            key = freeze.key_of(freeze.key_inputs(scenario, kernel, self.shared_inputs))
             if self.mode == "always" or entry is None or entry.get("key") != key:
                 stale.append(kernel.name)
         return stale
@@ -123,7 +127,7 @@ class Captures:
         out: dict[str, ScenarioResult] = {}
         for name in self.kernels:
             kernel = config.kernel(name)
-            inputs = freeze.key_inputs(scenario, kernel, self.kmod)
+            inputs = freeze.key_inputs(scenario, kernel, self.shared_inputs)
             entry = frozen.get(kernel.name)
             fresh = entry is not None and entry.get("key") == freeze.key_of(inputs)
             if fresh and self.mode != "always":

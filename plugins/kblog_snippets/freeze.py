@@ -22,14 +22,18 @@ FORMAT = 1
 TEXT_FIELDS = ("output",)  # stored as lists of lines, so diffs read line by line
 
 
-def key_inputs(scenario: Scenario, kernel: config.Kernel, kmod: Path) -> dict[str, str]:
+def tree_inputs(kmod: Path) -> dict[str, str]:
+    """The inputs every post shares: hashes of kmod/, the guest recipe, the runner."""
     return {
-        "scenario": scenario.digest(),
         "kmod": guest_image.tree_digest(kmod),
-        "kernel": kernel.release,
         "guest": guest_image.recipe_digest(),
         "runner": runner_digest(),
     }
+
+
+def key_inputs(scenario: Scenario, kernel: config.Kernel, shared: dict[str, str]) -> dict[str, str]:
+    """What one post's capture on one kernel depends on; `shared` from tree_inputs()."""
+    return {"scenario": scenario.digest(), "kernel": kernel.release, **shared}
 
 
 def key_of(inputs: dict[str, str]) -> str:
