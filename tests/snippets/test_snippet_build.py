@@ -78,6 +78,14 @@ BAD_POSTS = {
         "```{.console session=t where=build}\n$ make -C nowhere\n...\n```\n",
         r"content/bad\.md:8: .*exited with status 2, and the post names none of its output lines",
     ),
+    "unclosed-quote": (
+        '```{.console session=t}\n$ echo "open\n```\n',
+        r"content/bad\.md:8: .*the input does not fit",
+    ),
+    "pycon-ends-early": (
+        "```{.pycon session=p}\n>>> x = 1\n...     y = 2\n```\n",
+        r"content/bad\.md:8: .*the input does not fit",
+    ),
     "panic": (
         "```{.console session=t}\n$ echo c | sudo tee /proc/sysrq-trigger\n```\n",
         r"content/bad\.md:8: .*the kernel panicked",
