@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import hashlib
 import json
 import os
@@ -61,7 +62,18 @@ def ensure(artifacts: GuestArtifacts, accel: Accel, log: Log = print) -> Path:
             _save(artifacts, accel, tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
+        _drop_superseded(path)
     return path
+
+
+def _drop_superseded(current: Path) -> None:
+    """Older states of the same kernel and accelerator (100 MB each) are never used
+    again: their key named an agent, image or QEMU that has changed since."""
+    prefix = current.name.rsplit("-", 1)[0] + "-"
+    for old in current.parent.glob(f"{glob.escape(prefix)}*.state"):
+        if old != current and old.name.rsplit("-", 1)[0] + "-" == prefix:
+            old.unlink(missing_ok=True)  # a VM restoring from it keeps its open file
+            old.with_suffix(".lock").unlink(missing_ok=True)
 
 
 def _save(artifacts: GuestArtifacts, accel: Accel, tmp: Path, final: Path) -> None:
