@@ -339,13 +339,15 @@ def initramfs(kernel: config.Kernel, log: Log = print) -> Path:
     busybox = shutil.which("busybox")
     if busybox is None:
         raise ImageError("busybox is missing: install Debian's busybox-static")
-    modules = _module_closure(modroot, config.INITRAMFS_MODULES)
+    # The package version and the wanted list fix the module closure, so a built
+    # initramfs is found without the module tree (the Docker image drops it).
     key = _digest(
-        [version, INIT_SCRIPT.read_bytes(), Path(busybox).read_bytes(), *map(str, modules)]
+        [version, INIT_SCRIPT.read_bytes(), Path(busybox).read_bytes(), *config.INITRAMFS_MODULES]
     )
     final = config.cache_dir() / "images" / f"initrd-{kernel.release}-{key}.cpio"
     if final.exists():
         return final
+    modules = _module_closure(modroot, config.INITRAMFS_MODULES)
     final.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=final.parent) as staging_name:
         staging = Path(staging_name)
