@@ -133,6 +133,7 @@ def test(c, k="", vm=True):
     """Run ruff and the whole test suite; --no-vm skips the tests that boot a guest."""
     c.run(shlex.join([PYTHON, "-m", "ruff", "check", str(ROOT)]))
     c.run(shlex.join([PYTHON, "-m", "ruff", "format", "--check", str(ROOT)]))
+    c.run(shlex.join([PYTHON, "-m", "mypy"]))
     args = [PYTHON, "-m", "pytest"]
     if k:
         args += ["-k", k]

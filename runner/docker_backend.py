@@ -67,7 +67,7 @@ def _where() -> str:
 
 def _explain(exc: BaseException) -> str:
     """One line saying why the engine cannot be used, and what to do about it."""
-    chain = []
+    chain: list[str] = []
     cur: BaseException | None = exc
     while cur is not None and len(chain) < 10:
         chain.append(f"{type(cur).__name__}: {cur}")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner import config, expect, guest_image, kernel_log, snapshot, sources, terminal
-from runner.agent_client import AgentError, AgentLost
+from runner.agent_client import AgentClient, AgentError, AgentLost
 from runner.scenario import Provenance, Scenario, ScenarioResult, Step, StepResult
 from runner.vm import VM, Accel, BootError, VMError, choose_accel, qemu_version, runtime_dir
 
@@ -59,8 +59,9 @@ class Run:
     ):
         self.vm = vm
         self.kernel = kernel
-        self.agent = vm.agent
-        assert self.agent is not None
+        if vm.agent is None:
+            raise RunError("the guest has no agent channel")
+        self.agent: AgentClient = vm.agent
         self.builddir = builddir
         self.kdir = kdir
         self.deadline = deadline

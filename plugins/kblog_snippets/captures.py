@@ -130,7 +130,7 @@ class Captures:
             inputs = freeze.key_inputs(scenario, kernel, self.shared_inputs)
             entry = frozen.get(kernel.name)
             fresh = entry is not None and entry.get("key") == freeze.key_of(inputs)
-            if fresh and self.mode != "always":
+            if entry is not None and fresh and self.mode != "always":
                 out[kernel.name] = freeze.entry_result(entry)
                 self.outcomes.append(Outcome(post, kernel.name, "fresh"))
                 continue
