@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 import shutil
 import sys
@@ -106,18 +105,18 @@ def run(c, post, kernel="", json=False):
 @task
 def reproduce(c, post, kernel="", backend="auto"):
     """Run a post in the sandbox container, step by step, and compare with its captures."""
+    from kblog_snippets import freeze
+
     from runner.reproduce import reproduce as run_post
 
     path, scenario = _post_scenario(post)
-    published = json.loads((SNIPPETS / f"{path.stem}.json").read_text()).get("kernels", {})
+    published = freeze.load(SNIPPETS / f"{path.stem}.json")
     try:
-        result, report = run_post(scenario, published, ROOT / "kmod", kernel or None, backend)
+        done = run_post(scenario, published, ROOT / "kmod", kernel or None, backend)
     except (RuntimeError, OSError, KeyError) as exc:  # no engine, no QEMU, no kernel...
         raise Exit(f"cannot reproduce {path.name}: {exc}", 2) from None
-    for step in result.failures:
-        print(f"{step.index + 1}: {step.status}\n{step.diff}".rstrip())
-    print(report)
-    if result.failures or not report.startswith("matches"):
+    print(done.report)
+    if not done.ok:
         raise Exit("the post did not reproduce as published", 1)
 
 

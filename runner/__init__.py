@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ast
-import hashlib
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -26,37 +24,11 @@ CAPTURE_SOURCES = (
 
 
 def runner_digest() -> str:
-    """A hash of CAPTURE_SOURCES: part of every freeze key."""
-    from runner import sources
+    """A hash of CAPTURE_SOURCES, byte for byte: part of every freeze key.
 
-    h = hashlib.sha256()
-    for name in CAPTURE_SOURCES:
-        path = HERE / name
-        for file in sources.files(path) if path.is_dir() else [path]:
-            h.update(str(file.relative_to(HERE)).encode() + b"\0" + _code_of(file) + b"\0")
-    return h.hexdigest()[:16]
+    Bytes, not syntax trees: Python's ast and tokenize output change between
+    versions, and a reader's newer Python must not make every capture stale.
+    """
+    from runner import guest_image
 
-
-def _code_of(file: Path) -> bytes:
-    """What a file does: for Python, its syntax tree without docstrings, comments or
-    annotations, so rewording or retyping the runner does not re-run every post."""
-    if file.suffix != ".py":
-        return file.read_bytes()
-    tree = ast.parse(file.read_text())
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if (
-            isinstance(body, list)
-            and body
-            and isinstance(body[0], ast.Expr)
-            and isinstance(body[0].value, ast.Constant)
-            and isinstance(body[0].value.value, str)
-        ):
-            body[0] = ast.Pass()
-        if isinstance(node, ast.AnnAssign):
-            node.annotation = ast.Constant(None)
-        if isinstance(node, ast.arg):
-            node.annotation = None
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            node.returns = None
-    return ast.dump(tree).encode()
+    return guest_image.tree_digest(HERE, CAPTURE_SOURCES)

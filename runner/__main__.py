@@ -16,6 +16,7 @@ from pathlib import Path
 from runner import backends, config
 from runner.execute import KMOD, Progress
 from runner.scenario import Scenario, ScenarioError, ScenarioResult, Step, StepResult
+from runner.terminal import prompts_for
 
 
 def transcript(scenario: Scenario, result: ScenarioResult) -> str:
@@ -45,7 +46,7 @@ def transcript(scenario: Scenario, result: ScenarioResult) -> str:
 
 
 def _shown_input(step: Step, res: StepResult) -> str:
-    cont = "... " if step.language == "pycon" else "> "
+    cont = prompts_for(step.language)["C"]
     first, *rest = res.input.split("\n")
     return "\n".join([f"{res.prompt or '$ '}{first}", *(cont + line for line in rest)])
 

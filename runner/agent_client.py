@@ -132,9 +132,6 @@ class AgentClient:
     def put(self, path: str, data: bytes, mode: int = 0o644, owner: str | None = None) -> None:
         self.request("put", path=path, data=base64.b64encode(data).decode(), mode=mode, owner=owner)
 
-    def read(self, path: str) -> bytes:
-        return base64.b64decode(self.request("read", path=path)["data"])
-
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)

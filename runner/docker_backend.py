@@ -19,12 +19,13 @@ import json
 import os
 import socket
 import tarfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner import base_image, config, guest_image, sources
+from runner import base_image, config, guest_image, sources, vm
 from runner.execute import KMOD
 from runner.scenario import Scenario, ScenarioResult, StepResult
 
@@ -130,14 +131,7 @@ def _build_args(base: str) -> dict[str, str]:
 
 def _context_files() -> list[Path]:
     """What the build context holds: runner/, less caches and the host-only modules."""
-    files = []
-    for path in sorted(HERE.rglob("*")):
-        rel = path.relative_to(HERE)
-        if "__pycache__" in rel.parts or path.suffix == ".pyc" or str(rel) in HOST_ONLY:
-            continue
-        if path.is_file():
-            files.append(path)
-    return files
+    return [p for p in sources.files(HERE) if str(p.relative_to(HERE)) not in HOST_ONLY]
 
 
 def inputs_digest(base_id: str) -> str:
@@ -183,7 +177,20 @@ def ensure_image(
     force: bool = False,
     verbose: bool = False,
 ) -> tuple[str, bool]:
-    """(the image tag, whether it was built now): builds it if missing or outdated."""
+    """(the image tag, whether it was built now): builds it if missing or outdated.
+
+    Parallel posts all ask; one thread builds while the others wait and reuse it.
+    """
+    with _IMAGE_LOCK:
+        return _ensure_image(client, log, force, verbose)
+
+
+_IMAGE_LOCK = threading.Lock()
+
+
+def _ensure_image(
+    client: docker.DockerClient | None, log: Log, force: bool, verbose: bool
+) -> tuple[str, bool]:
     import docker.errors
 
     client = client or connect()
@@ -242,15 +249,9 @@ def kvm_devices() -> tuple[list[str], str]:
     The same first checks as vm.choose_accel; inside the container the runner
     still makes its own smoke boot before trusting KVM.
     """
-    from runner import vm
-
-    forced = os.environ.get("KBLOG_ACCEL")
-    if forced == "tcg":
-        return [], "KBLOG_ACCEL=tcg"
-    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        return [], "no usable /dev/kvm on the host"
-    if not vm._cpu_has_virt():
-        return [], "/dev/kvm exists but the CPU shows no vmx/svm flag"
+    early = vm.kvm_precheck()
+    if early is not None and early.name == "tcg":
+        return [], f"{early.reason} on the host"
     return ["/dev/kvm:/dev/kvm:rwm"], "/dev/kvm passed to the container"
 
 
@@ -317,14 +318,8 @@ def _sweep_orphans(client: docker.DockerClient) -> None:
     here = socket.gethostname()
     for container in client.containers.list(all=True, filters={"label": RUN_LABEL}):
         host, _, pid = container.labels.get(OWNER_LABEL, "").partition(":")
-        if host != here or not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
+        if host == here and pid.isdigit() and not vm.pid_alive(int(pid)):
             _remove(client, container.id)
-        except PermissionError:
-            pass
 
 
 def _remove(client: docker.DockerClient, container_id: str) -> None:
@@ -389,7 +384,7 @@ def run_in_container(
     except (ValueError, KeyError, TypeError) as exc:
         raise DockerBackendError(f"unreadable result from the container: {exc}") from None
     prov = result.provenance
-    if not devices and prov.accel_reason == "no usable /dev/kvm":
+    if not devices:  # the container's own reason ("no usable /dev/kvm") says less
         prov.accel_reason = f"{device_reason}, so the container got no /dev/kvm"
     return result
 

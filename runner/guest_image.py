@@ -57,10 +57,18 @@ def _digest(parts: Iterable[bytes | str]) -> str:
     return h.hexdigest()[:16]
 
 
-def tree_digest(root: Path) -> str:
-    """A hash of the relative path and content of every file under `root` that counts."""
+def tree_digest(root: Path, only: Iterable[str] | None = None) -> str:
+    """A hash of the relative path and content of every file under `root` that counts,
+    or only of the files and directories named in `only`."""
+    if only is None:
+        files = sources.files(root)
+    else:
+        files = []
+        for name in only:
+            path = root / name
+            files += sources.files(path) if path.is_dir() else [path]
     parts: list[bytes | str] = []
-    for path in sources.files(root):
+    for path in files:
         parts += [str(path.relative_to(root)), path.read_bytes()]
     return _digest(parts)
 

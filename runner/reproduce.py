@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -53,15 +53,29 @@ class LiveProgress:
         self.out.flush()
 
 
-def compare(published: dict[str, Any] | None, result: ScenarioResult) -> str:
-    """A report of how this run relates to the published capture."""
+@dataclass
+class Reproduction:
+    result: ScenarioResult
+    matches: bool  # every step did what the post says, and the capture is the published one
+    report: str  # for the reader: failed steps, then how the run relates to the page
+
+    @property
+    def ok(self) -> bool:
+        return self.matches and not self.result.failures
+
+
+def compare(published: dict[str, Any] | None, result: ScenarioResult) -> Reproduction:
+    """How this run relates to the published capture."""
+    lines = [f"step {s.index + 1} failed: {s.status}\n{s.diff}".rstrip() for s in result.failures]
     if published is None:
-        return "no published capture for this kernel: nothing to compare with"
-    now = json.loads(json.dumps(result.to_json()))
-    diff = drift(published["result"]["steps"], now["steps"])
-    if not diff:
-        return "matches the published capture (volatile values aside)"
-    return "differs from the published capture:\n" + diff
+        lines.append("no published capture for this kernel: nothing to compare with")
+        return Reproduction(result, False, "\n".join(lines))
+    diff = drift(published["result"]["steps"], result.to_json()["steps"])
+    if diff:
+        lines.append("differs from the published capture:\n" + diff)
+    else:
+        lines.append("matches the published capture (volatile values aside)")
+    return Reproduction(result, not diff, "\n".join(lines))
 
 
 def load_bundle(path: Path) -> tuple[Scenario, dict[str, Any], Path]:
@@ -80,14 +94,14 @@ def reproduce(
     kernel: str | None = None,
     backend: str = "auto",
     out: TextIO = sys.stdout,
-) -> tuple[ScenarioResult, str]:
-    """Run the scenario with live progress; return the result and the comparison."""
+) -> Reproduction:
+    """Run the scenario with live progress, and compare it with the published capture."""
     say = lambda msg: print(msg, file=out, flush=True)  # noqa: E731
     _, run = backends.select(backend, say)
     label = config.kernel(kernel).name
     say(f"reproducing {scenario.name} ({len(scenario.steps)} steps) on Linux {label}")
     result = run(scenario, label, kmod_dir=kmod, log=say, progress=LiveProgress(out))
-    return result, compare(published.get(label), result)
+    return compare(published.get(label), result)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         scenario, published, kmod = load_bundle(args.bundle)
-        result, report = reproduce(scenario, published, kmod, args.kernel, args.backend)
+        done = reproduce(scenario, published, kmod, args.kernel, args.backend)
     except KeyboardInterrupt:
         print("\ninterrupted; the guest is gone", file=sys.stderr)
         return 130
@@ -107,12 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cannot reproduce: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        args.json.write_text(json.dumps(asdict(result), indent=1))
-    failures = result.failures
-    for step in failures:
-        print(f"step {step.index + 1} failed: {step.status}\n{step.diff}".rstrip())
-    print(report)
-    return 1 if failures or not report.startswith("matches") else 0
+        args.json.write_text(json.dumps(done.result.to_json(), indent=1))
+    print(done.report)
+    return 0 if done.ok else 1
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ class KernelEvent:
 @dataclass
 class StepResult:
     index: int
-    status: str  # ok | hang | timeout | panic | lost | not-run
+    status: str  # ok | hang, or one of FAILED_STATUSES
     prompt: str  # the prompt shown before the input, e.g. "$ "
     input: str  # as typed, with captured values substituted
     output: str  # what the terminal showed after the echo of the input

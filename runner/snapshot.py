@@ -6,9 +6,9 @@ file once the agent answers, and every scenario's VM starts from that file
 (`-incoming`). The root disk is read-only and the guest writes only to a tmpfs,
 so each restored VM is as fresh as a booted one, and several can run at once.
 
-The state file is written under a temporary name and renamed only after QEMU
-reports the migration completed: a partial file is never used. One that fails to
-restore is deleted and the next VM boots cold and saves a new one.
+The state file is written under a temporary name and renamed by its writer once
+the last byte is in: a partial file is never used. One that QEMU refuses to
+restore is deleted, that VM boots cold, and the next run saves a new one.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 from runner import config
 from runner.guest_image import GuestArtifacts
 from runner.qmp import QMP, QMPError
-from runner.vm import VM, Accel, VMError, qemu_version
+from runner.vm import VM, Accel, VMError, pid_alive, qemu_version
 
 MIGRATE_TIMEOUT = 120.0
 
@@ -101,13 +101,8 @@ def _save(artifacts: GuestArtifacts, accel: Accel, tmp: Path, final: Path) -> No
 def _sweep_partial(directory: Path) -> None:
     """Remove half-written state files of runners that died while saving."""
     for tmp in directory.glob(".tmp-*"):
-        pid = int(tmp.name.split("-")[1])
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not pid_alive(int(tmp.name.split("-")[1])):
             tmp.unlink(missing_ok=True)
-        except PermissionError:
-            pass
 
 
 def discard(path: Path) -> None:

@@ -28,6 +28,11 @@ SHELL_PROMPTS = {"P": "$ ", "C": "> "}
 PYTHON_PROMPTS = {"P": ">>> ", "C": "... "}
 
 
+def prompts_for(language: str) -> dict[str, str]:
+    """The prompts a step's terminal shows, by the step's language (console, pycon)."""
+    return PYTHON_PROMPTS if language == "pycon" else SHELL_PROMPTS
+
+
 def shell_env(path: str, prompt: str = r"\$") -> dict[str, str]:
     """Environment of a bash session whose prompts carry the marker."""
     return {

@@ -8,6 +8,7 @@ virtio-serial port to the guest agent (commands and terminal output).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -42,10 +43,6 @@ class BootError(VMError):
         self.qemu_exited = qemu_exited
 
 
-class GuestLost(VMError):
-    """QEMU exited (a panic with panic=-1, a crash) while the guest was in use."""
-
-
 @dataclass(frozen=True)
 class Accel:
     name: str  # "kvm" or "tcg"
@@ -59,6 +56,7 @@ def qemu_binary() -> str:
     return path
 
 
+@functools.cache
 def qemu_version() -> str:
     out = subprocess.run([qemu_binary(), "--version"], capture_output=True, text=True, check=True)
     m = re.search(r"version (\S+)", out.stdout)
@@ -101,7 +99,7 @@ def qemu_argv(
     argv += ["-device", "virtio-serial-pci,id=vser"]
     argv += ["-chardev", f"socket,id=agent,path={_opt(rundir / 'agent.sock')},server=on,wait=off"]
     argv += ["-device", f"virtserialport,bus=vser.0,chardev=agent,name={AGENT_PORT}"]
-    # QMP, to stop the guest cleanly and, later, to snapshot it.
+    # QMP: runner/snapshot.py migrates a booted guest's state through it.
     argv += ["-qmp", f"unix:{_opt(rundir / 'qmp.sock')},server=on,wait=off"]
     if incoming is not None:
         # Resume a saved guest instead of booting; the devices above must match its own.
@@ -127,16 +125,22 @@ def runtime_dir() -> Path:
     return path
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists (one we may not signal counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
 def sweep_stale_rundirs() -> None:
     """Remove run dirs of runners that were killed before they could clean up."""
     for d in [*runtime_dir().glob("vm-*"), *runtime_dir().glob("build-*")]:
-        pid = int(d.name.split("-")[1])
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not pid_alive(int(d.name.split("-")[1])):
             shutil.rmtree(d, ignore_errors=True)
-        except PermissionError:
-            pass
 
 
 class Console:
@@ -263,12 +267,8 @@ def _cpu_has_virt() -> bool:
     return bool(re.search(r"^flags\s*:.*\b(vmx|svm)\b", flags, re.M))
 
 
-def choose_accel(artifacts: GuestArtifacts, log=print) -> Accel:
-    """KVM where a short smoke boot under KVM works, else TCG; the answer is cached.
-
-    The existence of /dev/kvm proves nothing: some hypervisors expose a /dev/kvm that
-    accepts KVM_CREATE_VM but never boots a stock kernel.
-    """
+def kvm_precheck() -> Accel | None:
+    """The accelerator when it is decided without a smoke boot, else None (KVM may work)."""
     forced = os.environ.get("KBLOG_ACCEL")
     if forced in ("kvm", "tcg"):
         return Accel(forced, "set by KBLOG_ACCEL")
@@ -276,6 +276,18 @@ def choose_accel(artifacts: GuestArtifacts, log=print) -> Accel:
         return Accel("tcg", "no usable /dev/kvm")
     if not _cpu_has_virt():
         return Accel("tcg", "/dev/kvm exists but the CPU shows no vmx/svm flag")
+    return None
+
+
+def choose_accel(artifacts: GuestArtifacts, log=print) -> Accel:
+    """KVM where a short smoke boot under KVM works, else TCG; the answer is cached.
+
+    The existence of /dev/kvm proves nothing: some hypervisors expose a /dev/kvm that
+    accepts KVM_CREATE_VM but never boots a stock kernel.
+    """
+    early = kvm_precheck()
+    if early is not None:
+        return early
     cache = config.cache_dir() / "accel.json"
     boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     key = f"{boot_id}:{artifacts.identity}"

@@ -33,14 +33,6 @@ class SeriesInfo:
     previous: Any = field(default=None, repr=False)
     next: Any = field(default=None, repr=False)
 
-    @property
-    def is_first(self) -> bool:
-        return self.index == 1
-
-    @property
-    def is_last(self) -> bool:
-        return self.index == self.total
-
 
 @dataclass(frozen=True)
 class _Member:

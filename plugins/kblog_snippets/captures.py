@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from runner import backends, config
 from runner.normalize import drift
@@ -27,14 +28,18 @@ MODES = ("auto", "never", "always")
 Runner = Callable[[Scenario, str, Path], ScenarioResult]
 
 
-def _run_in_sandbox(scenario: Scenario, kernel: str, kmod: Path) -> ScenarioResult:
-    """The default runner: the backend $KBLOG_BACKEND names, auto if unset."""
+def sandbox_runner() -> Runner:
+    """The default runner: the backend $KBLOG_BACKEND names (auto if unset), chosen
+    once for the whole build."""
+    _, run = backends.select(backends.default_name(), lambda msg: log.info("%s", msg))
 
-    def say(msg: str) -> None:
-        log.info("%s: %s", scenario.name, msg)
+    def run_post(scenario: Scenario, kernel: str, kmod: Path) -> ScenarioResult:
+        def say(msg: str) -> None:
+            log.info("%s: %s", scenario.name, msg)
 
-    _, run = backends.select(backends.default_name(), say)
-    return run(scenario, kernel, log=say, kmod_dir=kmod)
+        return run(scenario, kernel, log=say, kmod_dir=kmod)
+
+    return run_post
 
 
 @dataclass
@@ -43,7 +48,7 @@ class Outcome:
 
     post: str
     kernel: str
-    state: str  # fresh | captured | drifted | failed
+    state: str  # fresh | captured | drifted | failed | stale
     detail: str = ""
 
 
@@ -53,7 +58,7 @@ class Captures:
     kmod: Path = config.ROOT / "kmod"
     mode: str = "auto"  # auto: run stale posts; never: fail on them; always: re-run all
     kernels: tuple[str, ...] = (config.DEFAULT_KERNEL,)
-    runner: Runner = _run_in_sandbox
+    runner: Runner | None = None  # None: sandbox_runner(), chosen when first needed
     pending: dict[Path, str] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
@@ -72,6 +77,10 @@ class Captures:
         return self  # Pelican copies its settings; there is one provider per build
 
     @functools.cached_property
+    def _runner(self) -> Runner:
+        return self.runner or sandbox_runner()
+
+    @functools.cached_property
     def shared_inputs(self) -> dict[str, str]:
         """The key inputs every post shares, hashed once per build."""
         return freeze.tree_inputs(self.kmod)
@@ -79,16 +88,22 @@ class Captures:
     def kmod_digest(self) -> str:
         return self.shared_inputs["kmod"]
 
+    def _frozen(
+        self, scenario: Scenario, frozen: dict[str, Any], kernel: config.Kernel
+    ) -> tuple[dict[str, Any] | None, dict[str, str], bool]:
+        """(the frozen entry or None, the key inputs now, whether the entry is fresh)."""
+        inputs = freeze.key_inputs(scenario, kernel, self.shared_inputs)
+        entry = frozen.get(kernel.name)
+        return entry, inputs, entry is not None and entry.get("key") == freeze.key_of(inputs)
+
     def _stale(self, scenario: Scenario) -> list[str]:
         frozen = freeze.load(self.snippets / f"{scenario.name}.json")
-        stale = []
-        for name in self.kernels:
-            kernel = config.kernel(name)
-            entry = frozen.get(kernel.name)
-            key = freeze.key_of(freeze.key_inputs(scenario, kernel, self.shared_inputs))
-            if self.mode == "always" or entry is None or entry.get("key") != key:
-                stale.append(kernel.name)
-        return stale
+        kernels = [config.kernel(name) for name in self.kernels]
+        return [
+            k.name
+            for k in kernels
+            if self.mode == "always" or not self._frozen(scenario, frozen, k)[2]
+        ]
 
     def prefetch(self, scenarios: list[Scenario]) -> None:
         """Run the stale scenarios in parallel, one VM per core, before the build asks."""
@@ -99,7 +114,8 @@ class Captures:
             return  # nothing to overlap: let the build run it in order
         pool = ThreadPoolExecutor(max_workers=min(self.workers, len(jobs)))
         try:
-            futures = {pool.submit(self.runner, s, k, self.kmod): (s.digest(), k) for s, k in jobs}
+            run = self._runner
+            futures = {pool.submit(run, s, k, self.kmod): (s.digest(), k) for s, k in jobs}
             for future, key in futures.items():
                 try:
                     self._prefetched[key] = future.result()
@@ -114,7 +130,7 @@ class Captures:
     def _run(self, scenario: Scenario, kernel: str) -> ScenarioResult:
         found = self._prefetched.pop((scenario.digest(), kernel), None)
         if found is None:
-            return self.runner(scenario, kernel, self.kmod)
+            return self._runner(scenario, kernel, self.kmod)
         if isinstance(found, Exception):
             raise found
         return found
@@ -127,9 +143,7 @@ class Captures:
         out: dict[str, ScenarioResult] = {}
         for name in self.kernels:
             kernel = config.kernel(name)
-            inputs = freeze.key_inputs(scenario, kernel, self.shared_inputs)
-            entry = frozen.get(kernel.name)
-            fresh = entry is not None and entry.get("key") == freeze.key_of(inputs)
+            entry, inputs, fresh = self._frozen(scenario, frozen, kernel)
             if entry is not None and fresh and self.mode != "always":
                 out[kernel.name] = freeze.entry_result(entry)
                 self.outcomes.append(Outcome(post, kernel.name, "fresh"))
@@ -154,14 +168,13 @@ class Captures:
             except SnippetError as exc:
                 self.outcomes.append(Outcome(post, kernel.name, "failed", str(exc)))
                 raise
+            new_entry = freeze.make_entry(inputs, result)
             state, detail = "captured", ""
             if fresh and entry is not None:
-                detail = drift(
-                    entry["result"]["steps"], freeze.make_entry(inputs, result)["result"]["steps"]
-                )
+                detail = drift(entry["result"]["steps"], new_entry["result"]["steps"])
                 state = "drifted" if detail else "fresh"
             self.outcomes.append(Outcome(post, kernel.name, state, detail))
-            table[kernel.name] = freeze.make_entry(inputs, result)
+            table[kernel.name] = new_entry
             out[kernel.name] = result
         text = freeze.dumps(table, post)
         if table != frozen:

@@ -16,10 +16,8 @@ from markdown import Markdown
 from markdown.extensions import Extension
 from markdown.preprocessors import Preprocessor
 
-from runner.scenario import Scenario, ScenarioError
-
 from . import render
-from .parse import SnippetError, find_blocks
+from .parse import SnippetError, find_blocks, scenario_of
 
 # The post being converted, set by the Pelican reader (Markdown has no notion of it).
 CURRENT_SOURCE: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -43,11 +41,7 @@ class SnippetsPreprocessor(Preprocessor):
             raise SnippetError(
                 f"{source}:{blocks[0].line}: executed blocks, but no captures provider"
             )
-        scenario = Scenario(Path(source).stem, [s for b in blocks for s in b.steps])
-        try:
-            scenario.validate()
-        except ScenarioError as exc:
-            raise SnippetError(str(exc)) from None
+        scenario = scenario_of(blocks, Path(source).stem)
         per_kernel = captures.results(scenario, source)
         pieces, pos, index = [], 0, 0
         differences = []
@@ -70,7 +64,6 @@ class SnippetsPreprocessor(Preprocessor):
             "provenance": render.render_provenance(
                 [vars(r.provenance) for r in per_kernel.values()], captures.kmod_digest()
             ),
-            "kernels": list(per_kernel),
             "differences": differences,
             "bundle": scenario.name,
         }

@@ -44,12 +44,11 @@ class Block:
     start: int  # character offsets of the whole fence in the document
     end: int
     line: int  # 1-based line of the opening fence
-    language: str
     session: str
     steps: list[Step]
 
 
-def find_blocks(text: str, source: str, first_block: int = 0) -> list[Block]:
+def find_blocks(text: str, source: str) -> list[Block]:
     """Every fenced block of `text` that names a session, in document order."""
     blocks: list[Block] = []
     covered: list[tuple[int, int]] = []
@@ -73,18 +72,9 @@ def find_blocks(text: str, source: str, first_block: int = 0) -> list[Block]:
                     "and no session=, so this block would never run"
                 )
             continue
-        block_index = first_block + len(blocks)
+        block_index = len(blocks)
         steps = parse_block(m.group("code"), classes, attrs, source, line, block_index)
-        blocks.append(
-            Block(
-                m.start(),
-                m.end(),
-                line,
-                steps[0].language if steps else "",
-                attrs["session"],
-                steps,
-            )
-        )
+        blocks.append(Block(m.start(), m.end(), line, attrs["session"], steps))
     _check_unclosed(text, covered, source)
     return blocks
 
@@ -197,15 +187,19 @@ def normalize_like_markdown(text: str) -> str:
     return re.sub(r"(?<=\n) +\n", "\n", text)
 
 
-def scenario_from_text(text: str, source: str, name: str) -> Scenario:
-    """A post's scenario from its raw text, as the Markdown extension would build it."""
-    blocks = find_blocks(normalize_like_markdown(text), source)
+def scenario_of(blocks: list[Block], name: str) -> Scenario:
+    """The scenario of a post's executed blocks, in order, checked as a whole."""
     scenario = Scenario(name, [s for b in blocks for s in b.steps])
     try:
         scenario.validate()
     except ScenarioError as exc:
         raise SnippetError(str(exc)) from None
     return scenario
+
+
+def scenario_from_text(text: str, source: str, name: str) -> Scenario:
+    """A post's scenario from its raw text, as the Markdown extension would build it."""
+    return scenario_of(find_blocks(normalize_like_markdown(text), source), name)
 
 
 class _Misplaced(Exception):

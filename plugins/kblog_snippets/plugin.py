@@ -38,7 +38,6 @@ class ExecutingMarkdownReader(MarkdownReader):
             document = ext.documents.pop(shown, None)
             if document:
                 metadata["kblog_provenance"] = document["provenance"]
-                metadata["kblog_kernels"] = document["kernels"]
                 metadata["kblog_differences"] = document["differences"]
                 name = document["bundle"]
                 url = f"{self.settings.get('SITEURL', '')}/{bundle.BUNDLES}/{name}.tar.gz"
@@ -68,7 +67,6 @@ def initialized(pelican: Any) -> None:
     settings["KBLOG_CAPTURES"] = captures
     markdown = settings.setdefault("MARKDOWN", {})
     markdown.setdefault("extensions", []).append(SnippetsExtension(captures=captures))
-    settings["_KBLOG_MANAGED"] = settings.get("_KBLOG_MANAGED", False)
 
 
 def readers_init(readers: Any) -> None:

@@ -15,10 +15,10 @@ from pygments.lexers import BashLexer, KernelLogLexer, PythonLexer
 from runner.kernel_log import SEVERE
 from runner.normalize import normalize_lines
 from runner.scenario import Step, StepResult
+from runner.terminal import prompts_for
 
 _FORMATTER = HtmlFormatter(nowrap=True)
 _INPUT_LEXERS = {"console": BashLexer(), "pycon": PythonLexer()}
-_CONTINUATION = {"console": "> ", "pycon": "... "}
 WHERE_LABELS = {"guest": "guest VM", "build": "build environment"}
 STATUS_TEXT = {
     "hang": "Still running after {timeout:g} s, as the post expects: it never returns.",
@@ -33,7 +33,8 @@ def _highlight(text: str, language: str) -> str:
 def _input_html(step: Step, result: StepResult) -> str:
     lines = result.input.split("\n")
     out = []
-    prompts = [result.prompt or "$ "] + [_CONTINUATION[step.language]] * (len(lines) - 1)
+    shown = prompts_for(step.language)
+    prompts = [result.prompt or shown["P"]] + [shown["C"]] * (len(lines) - 1)
     for prompt, line in zip(prompts, lines, strict=True):
         out.append(
             f'<span class="kb-in"><span class="gp">{escape(prompt)}</span>'

@@ -274,9 +274,6 @@ class Agent:
                 os.chown(p, user.pw_uid, user.pw_gid)
         return {}
 
-    def op_read(self, req: dict) -> dict:
-        return {"data": _b64(Path(req["path"]).read_bytes())}
-
 
 def _created_parents(directory: Path, home: str) -> list[Path]:
     """The directories between the user's home and `directory`."""
