@@ -23,6 +23,23 @@ class AgentLost(RuntimeError):
     """The channel to the agent closed or stopped answering."""
 
 
+def connect_unix(
+    path: Path, deadline: float, alive: Callable[[], bool] = lambda: True
+) -> socket.socket | None:
+    """A connection to a unix socket QEMU is about to create; None if it never
+    accepted one before `deadline` (monotonic) or while `alive()` held."""
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(str(path))
+            return sock
+        except OSError:
+            sock.close()
+        if time.monotonic() > deadline or not alive():
+            return None
+        time.sleep(0.02)
+
+
 class AgentClient:
     """Requests with replies, plus events (terminal output, exits) to handlers."""
 
@@ -41,16 +58,10 @@ class AgentClient:
     @classmethod
     def connect(cls, path: Path, deadline: float, alive: Callable[[], bool]) -> AgentClient:
         """Connect to QEMU's end of the port; QEMU creates the socket as it starts."""
-        while True:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                sock.connect(str(path))
-                return cls(sock)
-            except OSError:
-                sock.close()
-            if time.monotonic() > deadline or not alive():
-                raise AgentLost(f"QEMU's agent socket {path} never accepted a connection")
-            time.sleep(0.02)
+        sock = connect_unix(path, deadline, alive)
+        if sock is None:
+            raise AgentLost(f"QEMU's agent socket {path} never accepted a connection")
+        return cls(sock)
 
     def _read_loop(self) -> None:
         buf = b""

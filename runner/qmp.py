@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 from pathlib import Path
 from typing import Any
+
+from runner.agent_client import connect_unix
 
 
 class QMPError(RuntimeError):
@@ -15,17 +16,10 @@ class QMPError(RuntimeError):
 
 class QMP:
     def __init__(self, path: Path, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                self.sock.connect(str(path))
-                break
-            except OSError:
-                self.sock.close()
-                if time.monotonic() > deadline:
-                    raise QMPError(f"no QMP socket at {path}") from None
-                time.sleep(0.02)
+        sock = connect_unix(path, time.monotonic() + timeout)
+        if sock is None:
+            raise QMPError(f"no QMP socket at {path}")
+        self.sock = sock
         self.sock.settimeout(timeout)
         self._file = self.sock.makefile("rb")
         self._read()  # the greeting
