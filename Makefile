@@ -17,8 +17,8 @@ test: $(STAMP)
 clean:
 	$(VENV)/bin/invoke clean
 
-$(HOST_STAMP): runner/host-packages.txt runner/install-host-packages.sh
-	sh runner/install-host-packages.sh runner/host-packages.txt
+$(HOST_STAMP): runner/host-packages.txt runner/host_packages.py runner/install-host-packages.sh
+	sh runner/install-host-packages.sh
 	@mkdir -p $(dir $@) && touch $@
 
 $(STAMP): pyproject.toml $(HOST_STAMP)

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner import base_image, config, guest_image, sources, vm
+from runner import base_image, config, guest_image, host_packages, sources, vm
 from runner.execute import KMOD
 from runner.scenario import Scenario, ScenarioResult, StepResult
 
@@ -46,7 +46,14 @@ CONSOLE_IN_CONTAINER = "/tmp/console.log"
 CONNECT_TIMEOUT = 10
 PASSED_ENV = ("KBLOG_ACCEL", "KBLOG_SNAPSHOTS")  # the runner's own switches, if set here
 # Host-side only: never run in the container, so editing them rebuilds nothing.
-HOST_ONLY = ("docker_backend.py", "base_image.py")
+HOST_ONLY = (
+    "docker_backend.py",
+    "base_image.py",
+    # the image takes its packages as a build arg, so only that list counts
+    "host-packages.txt",
+    "host_packages.py",
+    "install-host-packages.sh",
+)
 
 Log = Callable[[str], None]
 
@@ -126,6 +133,7 @@ def _build_args(base: str) -> dict[str, str]:
         "BASE": base,
         "GUEST_PACKAGES": " ".join(config.GUEST_PACKAGES),
         "KERNEL_RELEASES": " ".join(k.release for k in config.KERNELS.values()),
+        "RUNNER_PACKAGES": " ".join(host_packages.packages("runner")),
     }
 
 

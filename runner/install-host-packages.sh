@@ -1,10 +1,11 @@
 #!/bin/sh
-# Install the Debian packages listed in $1 that are not installed yet.
-# Runs apt-get only when something is missing, so a second run is silent and quick.
+# Install the Debian packages of runner/host-packages.txt that are not installed
+# yet, for the roles given (all by default). Runs apt-get only when something is
+# missing, so a second run is silent and quick.
 set -eu
-list=$1
+here=$(dirname "$0")
 missing=""
-for pkg in $(grep -v '^#' "$list"); do
+for pkg in $(python3 "$here/host_packages.py" "$@"); do
 	status=$(dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null || true)
 	[ "$status" = "install ok installed" ] || missing="$missing $pkg"
 done
