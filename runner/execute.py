@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner import config, expect, guest_image, kernel_log, snapshot, sources, terminal
+from runner import config, expect, guest_image, kernel_log, sandbox, snapshot, sources, terminal
 from runner.agent_client import AgentClient, AgentError, AgentLost
 from runner.scenario import Provenance, Scenario, ScenarioResult, Step, StepResult
 from runner.vm import VM, Accel, BootError, VMError, choose_accel, qemu_version, runtime_dir
@@ -55,7 +55,12 @@ class Run:
     """The state of one scenario run: its VM, terminals, captures and build tree."""
 
     def __init__(
-        self, vm: VM, kernel: config.Kernel, builddir: Path, kdir: Path | None, deadline: float
+        self,
+        vm: VM,
+        kernel: config.Kernel,
+        builddir: Path,
+        layout: sandbox.Layout | None,
+        deadline: float,
     ):
         self.vm = vm
         self.kernel = kernel
@@ -63,7 +68,7 @@ class Run:
             raise RunError("the guest has no agent channel")
         self.agent: AgentClient = vm.agent
         self.builddir = builddir
-        self.kdir = kdir
+        self.layout = layout
         self.deadline = deadline
         self.sessions: dict[str, Session] = {}
         self.captures: dict[str, str] = {}
@@ -127,13 +132,12 @@ class Run:
         return sess
 
     def _spawn_build(self, step: Step) -> Session:
-        assert self.builddir is not None and self.kdir is not None
+        assert self.layout is not None
         term = terminal.Terminal(step.session, lambda data: None)
         # "$ " whoever runs it: the reader builds modules as an ordinary user.
-        env = terminal.shell_env(os.environ.get("PATH", GUEST_PATH), prompt="$")
-        env["KDIR"] = str(self.kdir)
-        env["HOME"] = str(self.builddir)
-        handle = terminal.LocalPty(term, terminal.SHELL_ARGV, env, str(self.builddir))
+        env = sandbox.env(self.layout, terminal.shell_env(sandbox.PATH, prompt="$"))
+        argv = sandbox.argv(self.layout, terminal.SHELL_ARGV, as_root=os.geteuid() == 0)
+        handle = terminal.LocalPty(term, argv, env, str(self.builddir))
         return Session(term, "shell", "build", handle=handle)
 
     def close(self) -> None:
@@ -264,13 +268,14 @@ def run_scenario(
     artifacts = guest_image.prepare(kernel, log)
     accel = accel or choose_accel(artifacts, log)
     needs_build = any(s.where == "build" for s in scenario.steps)
-    kdir = guest_image.headers_tree(kernel, log) if needs_build else None
+    headers = guest_image.headers_root(kernel, log) if needs_build else None
+    if needs_build:
+        sandbox.bwrap()  # missing: say so before a guest boots
     started = time.monotonic()
     captured_at = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
     results: list[StepResult] = []
     error = ""
     with contextlib.ExitStack() as stack:
-        builddir = None
         # Under the run dir, named by our pid: if this process is killed, the next
         # runner's sweep removes it, as it does the VM's.
         tmp = Path(
@@ -280,12 +285,16 @@ def run_scenario(
         )
         builddir = tmp / "work"
         shutil.copytree(kmod_dir, builddir, ignore=shutil.ignore_patterns(*sources.IGNORE))
+        layout = None
+        if headers is not None:
+            layout = sandbox.Layout(kernel.release, headers, builddir, tmp / "sandbox")
+            sandbox.prepare(layout, as_root=os.geteuid() == 0, top=runtime_dir())
         vm = _fresh_vm(stack, artifacts, accel, log, snapshots)
         if console_copy is not None:
             # Registered after the VM: runs before its teardown removes the log.
             stack.callback(shutil.copyfile, vm.console.path, console_copy)
         log(f"guest up in {vm.boot_seconds:.1f} s ({accel.name})")
-        run = Run(vm, kernel, builddir, kdir, started + SCENARIO_DEADLINE)
+        run = Run(vm, kernel, builddir, layout, started + SCENARIO_DEADLINE)
         stack.callback(run.close)
         run.agent.request("settime", epoch=time.time())
         run.sync_build_tree()

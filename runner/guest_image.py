@@ -112,21 +112,22 @@ def kernel_tree(kernel: config.Kernel, log: Log = print) -> tuple[Path, str]:
     return _publish(tmp, final), version
 
 
-def headers_tree(kernel: config.Kernel, log: Log = print) -> Path:
-    """The guest kernel's headers, unpacked (not installed): the KDIR for kbuild."""
+def headers_root(kernel: config.Kernel, log: Log = print) -> Path:
+    """A root holding the guest kernel's headers and kbuild tools where Debian puts them
+    (usr/src/linux-headers-*, usr/lib/linux-kbuild-*, lib/modules/<release>/build), as
+    unpacked from the packages, untouched: the build sandbox mounts them in place."""
     with _cache_lock():
-        return _headers_tree(kernel, log)
+        return _headers_root(kernel, log)
 
 
-def _headers_tree(kernel: config.Kernel, log: Log) -> Path:
+def _headers_root(kernel: config.Kernel, log: Log) -> Path:
     installed = Path("/usr/src") / f"linux-headers-{kernel.release}"
     if os.environ.get("KBLOG_INSTALLED_HEADERS") and (installed / "Makefile").is_file():
-        return installed  # the package is installed for real (the docker image)
+        return Path("/")  # the packages are installed for real (the docker image)
     cache = config.cache_dir()
-    final = cache / "headers" / kernel.release
-    kdir = final / "usr" / "src" / f"linux-headers-{kernel.release}"
+    final = cache / "kernel-headers" / kernel.release
     if (final / ".version").exists():
-        return kdir
+        return final
     log(f"fetching {kernel.headers_package} and its kbuild tools from Debian")
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
@@ -137,34 +138,12 @@ def _headers_tree(kernel: config.Kernel, log: Log) -> Path:
             if dep.startswith(("linux-headers-", "linux-kbuild-"))
         ]
         versions = [debian.unpack(pkg, tmp, cache / "debs") for pkg in packages]
-        _relink_absolute_symlinks(tmp)
-        _relocate_makefile(tmp / kdir.relative_to(final) / "Makefile", final)
         (tmp / ".version").write_text(versions[0] + "\n")
+        tmp.chmod(0o755)  # mkdtemp's 0700 would keep the sandbox's user out
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return _publish(tmp, final) / kdir.relative_to(final)
-
-
-def _relink_absolute_symlinks(root: Path) -> None:
-    """Point absolute symlinks (/usr/...) at the same path inside `root`.
-
-    Debian's header packages link to /usr/src/... and /usr/lib/linux-kbuild-*;
-    unpacked elsewhere those links must stay inside the unpacked tree.
-    """
-    for path in root.rglob("*"):
-        if path.is_symlink():
-            target = os.readlink(path)
-            if target.startswith("/"):
-                inside = root / target.lstrip("/")
-                path.unlink()
-                path.symlink_to(os.path.relpath(inside, path.parent))
-
-
-def _relocate_makefile(makefile: Path, root: Path) -> None:
-    """The arch headers' Makefile includes the common one by absolute path: re-root it."""
-    text = makefile.read_text()
-    makefile.write_text(text.replace("include /usr/src/", f"include {root}/usr/src/"))
+    return _publish(tmp, final)
 
 
 def rootfs(log: Log = print) -> Path:

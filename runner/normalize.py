@@ -7,9 +7,6 @@ import re
 from typing import Any
 
 _RULES = [
-    # Where the guest kernel's headers are: unpacked in the cache, or installed (docker).
-    (re.compile(r"\S*/usr/src/linux-headers-"), "/usr/src/linux-headers-"),
-    (re.compile(r"/build-\d+-\w+/"), "/build-X/"),
     (re.compile(r"^\[\s*\d+\.\d+\]"), "[T]"),  # printk timestamps
     (re.compile(r"\b(0x)?[0-9a-f]{8,16}\b"), "ADDR"),  # kernel addresses, hashes
     # shorter hex values with a letter and a digit: page-table entries (PGD e414067)

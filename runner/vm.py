@@ -115,7 +115,7 @@ def _opt(path: Path) -> str:
 # QEMU gets SIGKILL when the thread that started it goes away, however the runner
 # dies. setpriv sets that up before exec, so no Python runs in the forked child
 # (preexec_fn is unsafe while other threads run, as in a parallel build).
-DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "KILL", "--"]
+DIE_WITH_PARENT_ARGV = ["setpriv", "--pdeathsig", "KILL", "--"]
 
 
 def runtime_dir() -> Path:
@@ -212,7 +212,7 @@ class VM:
         self._stack.callback(stderr.close)
         started = time.monotonic()
         self.proc = subprocess.Popen(
-            [*DIE_WITH_PARENT, *argv], stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr
+            [*DIE_WITH_PARENT_ARGV, *argv], stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr
         )
         self._stack.callback(self._kill)
         deadline = started + self.boot_timeout

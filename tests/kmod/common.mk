@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Shared by the test modules' Makefiles: an out-of-tree build of whatever the
-# directory's Kbuild lists, against $(KDIR) (the runner's build environment
-# sets it to the guest kernel's headers).  Same rules as kmod/*/Makefile.
+# directory's Kbuild lists, against $(KDIR), by default the running
+# kernel's (in the runner's build sandbox, the guest's).  Same rules as
+# kmod/*/Makefile.
 
 KDIR ?= /lib/modules/$(shell uname -r)/build
 

@@ -11,12 +11,9 @@ def test_volatile_values_are_blanked() -> None:
     assert normalize(a) == normalize(b)
     assert normalize("RIP: 0010:vfs_read+0x8a/0x310") == normalize("RIP: 0010:vfs_read+0x7f/0x300")
     assert normalize("  126 Xs+  [python3]") == normalize("  4711 Xs+  [python3]")
-    local = "make -C /work/main/build/headers/6.1.0-56-amd64/usr/src/linux-headers-6.1.0-56-amd64"
-    docker = "make -C /usr/src/linux-headers-6.1.0-56-amd64"
-    assert normalize(local) == normalize(docker)
-    assert normalize("CC /tmp/kblog-run-0/build-42-x1y/work/a.o") == normalize(
-        "CC /tmp/kblog-run-0/build-7-zz9/work/a.o"
-    )
+    # The build sandbox shows the reader's paths, so no path is blanked.
+    line = "CC [M]  /home/user/chardev/chardev.o"
+    assert normalize(line) == line
 
 
 def test_what_a_reader_would_notice_still_differs() -> None:
