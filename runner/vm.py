@@ -139,7 +139,8 @@ def pid_alive(pid: int) -> bool:
 def sweep_stale_rundirs() -> None:
     """Remove run dirs of runners that were killed before they could clean up."""
     for d in [*runtime_dir().glob("vm-*"), *runtime_dir().glob("build-*")]:
-        if not pid_alive(int(d.name.split("-")[1])):
+        pid = d.name.split("-")[1]
+        if pid.isdigit() and not pid_alive(int(pid)):  # not ours unless named by a pid
             shutil.rmtree(d, ignore_errors=True)
 
 

@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,7 +64,7 @@ def headers() -> Path:
 
 @pytest.fixture
 def layout(headers: Path) -> Iterator[sandbox.Layout]:
-    top = Path(__import__("tempfile").mkdtemp(prefix="build-test-", dir=vm.runtime_dir()))
+    top = Path(tempfile.mkdtemp(prefix=f"build-{os.getpid()}-", dir=vm.runtime_dir()))
     shutil.copytree(ROOT / "kmod", top / "work")
     lay = sandbox.Layout(config.kernel("6.1").release, headers, top / "work", top / "state")
     sandbox.prepare(lay, as_root=AS_ROOT, top=vm.runtime_dir())
