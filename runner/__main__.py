@@ -92,8 +92,7 @@ def _run(
     progress: Progress | None,
 ) -> ScenarioResult:
     """Run on the backend asked for; auto picks docker where an engine answers."""
-    name, run = backends.select(args.backend, say)
-    extra = {"privileged": args.privileged} if name == "docker" else {}
+    _name, run = backends.select(args.backend, say)
     return run(
         scenario,
         args.kernel,
@@ -101,7 +100,6 @@ def _run(
         progress=progress,
         kmod_dir=args.kmod,
         console_copy=args.console,
-        **extra,
     )
 
 
@@ -127,9 +125,6 @@ def main(argv: list[str] | None = None) -> int:
         default=backends.default_name(),
         help="in a fresh container where Docker answers (auto), always (docker), or "
         "with QEMU on this host (local); default: $KBLOG_BACKEND or auto",
-    )
-    parser.add_argument(
-        "--privileged", action="store_true", help="docker backend: a privileged container"
     )
     args = parser.parse_args(argv)
     try:

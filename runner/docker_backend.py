@@ -41,7 +41,10 @@ TAG = f"{IMAGE}:latest"
 INPUTS_LABEL = "org.kblog.inputs"
 RUN_LABEL = "org.kblog.run"
 OWNER_LABEL = "org.kblog.owner"  # host:pid of the runner that started the container
-WORKDIR = "/opt/kblog"  # the image's runner lives in WORKDIR/runner, kmod goes in WORKDIR/kmod
+WORKDIR = "/opt/kblog"  # the image's runner lives in WORKDIR/runner
+KMOD_IN_CONTAINER = f"{WORKDIR}/kmod"  # a volume of the container: its root is read-only
+CONTAINER_USER = "1000:1000"  # kblog, made by the Dockerfile
+SECCOMP = HERE / "container-seccomp.json"
 CONSOLE_IN_CONTAINER = "/tmp/console.log"
 CONNECT_TIMEOUT = 10
 PASSED_ENV = ("KBLOG_ACCEL", "KBLOG_SNAPSHOTS")  # the runner's own switches, if set here
@@ -53,6 +56,7 @@ HOST_ONLY = (
     "host-packages.txt",
     "host_packages.py",
     "install-host-packages.sh",
+    "container-seccomp.json",  # given to each container, not built in
 )
 
 Log = Callable[[str], None]
@@ -263,6 +267,29 @@ def kvm_devices() -> tuple[list[str], str]:
     return ["/dev/kvm:/dev/kvm:rwm"], "/dev/kvm passed to the container"
 
 
+def least_privilege(devices: list[str]) -> dict[str, Any]:
+    """The container's host config: what the runner needs and nothing more.
+
+    A user of its own, no capability, no privilege gain through exec, a read-only
+    root with a tmpfs for the run (VM sockets, console logs, build trees), no
+    network (set on the container), and /dev/kvm only where KVM can work. The
+    seccomp filter is ours: Docker's default one refuses the namespaces of the
+    build steps' bubblewrap sandbox (runner/container-seccomp.json says more).
+    """
+    config: dict[str, Any] = {
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges:true", f"seccomp={SECCOMP.read_text()}"],
+        "read_only": True,
+        "tmpfs": {"/tmp": "rw,nosuid,nodev,size=2g,mode=1777"},
+        "devices": devices,
+    }
+    if devices:
+        # /dev/kvm keeps its owner and mode in the container: its group lets the user in.
+        with contextlib.suppress(OSError):
+            config["group_add"] = [str(os.stat("/dev/kvm").st_gid)]
+    return config
+
+
 def _tar_tree(root: Path, arcname: str) -> bytes:
     buf = io.BytesIO()
 
@@ -301,20 +328,13 @@ def _lines(chunks: Iterator[bytes]) -> Iterator[str]:
         yield pending.decode("utf-8", errors="replace")
 
 
-def _start(container: Container, privileged: bool) -> None:
+def _start(container: Container) -> None:
     import docker.errors
 
     try:
         container.start()
     except docker.errors.APIError as exc:
-        text = str(exc)
-        if privileged and "unable to apply caps" in text:
-            raise DockerBackendError(
-                "a privileged container cannot start here: the engine's capability "
-                "bounding set lacks CAP_SYS_RESOURCE (runc: unable to apply caps); "
-                "run without privileged, which the sandbox does not need"
-            ) from None
-        raise DockerBackendError(f"the container did not start: {text}") from None
+        raise DockerBackendError(f"the container did not start: {exc}") from None
 
 
 def _owner(pid: int) -> str:
@@ -334,7 +354,7 @@ def _remove(client: docker.DockerClient, container_id: str) -> None:
     import docker.errors
 
     with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-        client.api.remove_container(container_id, force=True)
+        client.api.remove_container(container_id, force=True, v=True)  # and the kmod volume
 
 
 def run_in_container(
@@ -344,7 +364,6 @@ def run_in_container(
     kmod_dir: Path = KMOD,
     log: Log = print,
     progress: Progress | None = None,
-    privileged: bool = False,
     console_copy: Path | None = None,
     client: docker.DockerClient | None = None,
 ) -> ScenarioResult:
@@ -355,7 +374,7 @@ def run_in_container(
     tag, _ = ensure_image(client, log)
     devices, device_reason = kvm_devices()
     command = ["-", "--json", "--events", "--backend", "local", "--kernel", kernel.name]
-    command += ["--kmod", f"{WORKDIR}/kmod"]
+    command += ["--kmod", KMOD_IN_CONTAINER]
     if console_copy is not None:
         command += ["--console", CONSOLE_IN_CONTAINER]
     error = ""
@@ -367,15 +386,17 @@ def run_in_container(
             tag,
             command=command,
             stdin_open=True,
+            user=CONTAINER_USER,
             network_disabled=True,  # the image holds everything; the guest has no NIC
+            volumes=[KMOD_IN_CONTAINER],  # the one place put_archive can write
             labels={RUN_LABEL: scenario.name, OWNER_LABEL: _owner(os.getpid())},
             environment={k: os.environ[k] for k in PASSED_ENV if k in os.environ},
-            host_config=client.api.create_host_config(devices=devices, privileged=privileged),
+            host_config=client.api.create_host_config(**least_privilege(devices)),
         )
         stack.callback(_remove, client, created["Id"])  # --rm, on any exit (Ctrl-C too)
         container = client.containers.get(created["Id"])
-        container.put_archive(WORKDIR, _tar_tree(kmod_dir, "kmod"))
-        _start(container, privileged)
+        container.put_archive(KMOD_IN_CONTAINER, _tar_tree(kmod_dir, "."))
+        _start(container)
         log(f"container {container.short_id} started ({device_reason})")
         _send_stdin(client, container, json.dumps(scenario.to_json()).encode())
         for line in _lines(container.logs(stream=True, follow=True, stdout=False, stderr=True)):

@@ -397,6 +397,10 @@ def _cache_lock() -> Iterator[None]:
     """
     cache = config.cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
+    if not os.access(cache, os.W_OK):
+        # Read-only (the sandbox container's): nobody builds into it, nothing to lock.
+        yield
+        return
     with open(cache / ".build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield

@@ -50,7 +50,12 @@ def state_path(artifacts: GuestArtifacts, accel: Accel) -> Path:
 def ensure(artifacts: GuestArtifacts, accel: Accel, log: Log = print) -> Path:
     """The state file for these artifacts, booting and saving a guest if needed."""
     path = state_path(artifacts, accel)
+    if path.exists():
+        return path  # renamed into place only once complete
     path.parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(path.parent, os.W_OK):
+        # The container's cache is read-only: it carries TCG states; KVM boots cold.
+        raise SnapshotError(f"no {accel.name} snapshot in the read-only cache {path.parent}")
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one builder; the others wait and reuse it
         if path.exists():

@@ -303,5 +303,6 @@ def choose_accel(artifacts: GuestArtifacts, log=print) -> Accel:
     except VMError as exc:
         first = str(exc).splitlines()[0]
         accel = Accel("tcg", f"a KVM smoke boot failed ({first})")
-    cache.write_text(json.dumps({"key": key, "name": accel.name, "reason": accel.reason}))
+    with contextlib.suppress(OSError):  # a read-only cache (the container's) only costs time
+        cache.write_text(json.dumps({"key": key, "name": accel.name, "reason": accel.reason}))
     return accel

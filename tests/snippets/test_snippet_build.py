@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from kblog_build import BuildError
 from minisite import MiniSite, tree_bytes
 
 pytestmark = pytest.mark.vm
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def command_lines() -> list[str]:
+    """The command line of every process on this machine."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip())
+            except OSError:
+                continue
+    return found
 
 
 def text_of(html: str) -> str:
@@ -22,8 +36,10 @@ def test_every_tag_runs_and_the_page_shows_the_capture(minisite: MiniSite) -> No
     assert report.vm_runs == 1
     html = (minisite.output / "every-tag.html").read_text()
     shown = text_of(html)
-    # The build terminal really compiled against the guest's headers.
-    assert "LD [M]" in shown and "linux-headers-6.1.0" in shown
+    # The build terminal really compiled against the guest's headers, at a reader's paths.
+    assert "LD [M]  /home/user/" in shown and "/usr/src/linux-headers-6.1.0" in shown
+    for host_path in ("/tmp/kblog", str(ROOT), str(minisite.root)):
+        assert host_path not in html
     # The guest's answer, and the captured value substituted into the next input.
     assert "Hello, world! The module is loaded." in shown
     assert '$ echo "greeted world"' in shown
@@ -78,6 +94,21 @@ BAD_POSTS = {
         "```{.console session=t where=build}\n$ make -C nowhere\n...\n```\n",
         r"content/bad\.md:8: .*exited with status 2, and the post names none of its output lines",
     ),
+    # The build sandbox: writes outside the post's tree, the network, the clock.
+    "build-writes-outside": (
+        "```{.console session=b where=build}\n$ touch /etc/kblog-probe\n```\n",
+        r"content/bad\.md:8: step 1 \(b: 'touch /etc/kblog-probe', kernel 6\.1\): "
+        r".*output differs.*Read-only file system",
+    ),
+    "build-reaches-network": (
+        "```{.console session=b where=build}\n$ echo hi > /dev/tcp/127.0.0.1/9\n```\n",
+        r"content/bad\.md:8: step 1 \(b: 'echo hi > /dev/tcp/127\.0\.0\.1/9', kernel 6\.1\): "
+        r".*output differs.*Network is unreachable",
+    ),
+    "build-timeout": (
+        "```{.console session=b where=build timeout=2}\n$ sleep 30\n```\n",
+        r"content/bad\.md:8: step 1 \(b: 'sleep 30', kernel 6\.1\): no prompt came back within 2 s",
+    ),
     "unclosed-quote": (
         '```{.console session=t}\n$ echo "open\n```\n',
         r"content/bad\.md:8: .*the input does not fit",
@@ -103,6 +134,8 @@ def test_bad_runs_fail_the_build_and_keep_the_previous_site(minisite: MiniSite, 
     with pytest.raises(BuildError, match=re.compile(message, re.S)):
         minisite.build()
     assert (tree_bytes(minisite.output), tree_bytes(minisite.snippets)) == before
+    assert not Path("/etc/kblog-probe").exists()  # the host is untouched
+    assert not [p for p in command_lines() if p == "sleep 30"]  # nothing outlives its run
 
 
 def test_stale_capture_without_vm_fails_saying_why(minisite: MiniSite) -> None:
