@@ -45,6 +45,7 @@ WORKDIR = "/opt/kblog"  # the image's runner lives in WORKDIR/runner
 KMOD_IN_CONTAINER = f"{WORKDIR}/kmod"  # a volume of the container: its root is read-only
 CONTAINER_USER = "1000:1000"  # kblog, made by the Dockerfile
 SECCOMP = HERE / "container-seccomp.json"
+UNMASKED_PROC = {"MaskedPaths": [], "ReadonlyPaths": []}
 CONSOLE_IN_CONTAINER = "/tmp/console.log"
 CONNECT_TIMEOUT = 10
 PASSED_ENV = ("KBLOG_ACCEL", "KBLOG_SNAPSHOTS")  # the runner's own switches, if set here
@@ -275,6 +276,9 @@ def least_privilege(devices: list[str]) -> dict[str, Any]:
     network (set on the container), and /dev/kvm only where KVM can work. The
     seccomp filter is ours: Docker's default one refuses the namespaces of the
     build steps' bubblewrap sandbox (runner/container-seccomp.json says more).
+    And /proc is left unmasked, since the kernel refuses the sandbox a /proc of
+    its own PID namespace over a masked one; what the masks hide (kcore, sysrq,
+    writable sysctls) is root's alone, and this container has no root.
     """
     config: dict[str, Any] = {
         "cap_drop": ["ALL"],
@@ -288,6 +292,14 @@ def least_privilege(devices: list[str]) -> dict[str, Any]:
         with contextlib.suppress(OSError):
             config["group_add"] = [str(os.stat("/dev/kvm").st_gid)]
     return config
+
+
+def _host_config(client: docker.DockerClient, devices: list[str]) -> dict[str, Any]:
+    host_config: dict[str, Any] = client.api.create_host_config(**least_privilege(devices))
+    # `--security-opt systempaths=unconfined` as the engine takes it (the SDK has no
+    # keyword): empty lists, not absent ones, replace the default masks.
+    host_config.update(UNMASKED_PROC)
+    return host_config
 
 
 def _tar_tree(root: Path, arcname: str) -> bytes:
@@ -391,7 +403,7 @@ def run_in_container(
             volumes=[KMOD_IN_CONTAINER],  # the one place put_archive can write
             labels={RUN_LABEL: scenario.name, OWNER_LABEL: _owner(os.getpid())},
             environment={k: os.environ[k] for k in PASSED_ENV if k in os.environ},
-            host_config=client.api.create_host_config(**least_privilege(devices)),
+            host_config=_host_config(client, devices),
         )
         stack.callback(_remove, client, created["Id"])  # --rm, on any exit (Ctrl-C too)
         container = client.containers.get(created["Id"])

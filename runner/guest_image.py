@@ -82,6 +82,9 @@ def _run(argv: list[str], what: str, **kwargs: object) -> None:
 
 def _publish(tmp: Path, final: Path) -> Path:
     """Move a finished artifact into place; a concurrent builder may have won."""
+    # mkstemp and mkdtemp make them private; any user who runs guests reads them
+    # (the Docker image's runner is not the root that built them).
+    tmp.chmod(0o755 if tmp.is_dir() else 0o644)
     try:
         os.rename(tmp, final)
     except OSError:
@@ -139,7 +142,6 @@ def _headers_root(kernel: config.Kernel, log: Log) -> Path:
         ]
         versions = [debian.unpack(pkg, tmp, cache / "debs") for pkg in packages]
         (tmp / ".version").write_text(versions[0] + "\n")
-        tmp.chmod(0o755)  # mkdtemp's 0700 would keep the sandbox's user out
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -189,14 +191,13 @@ def rootfs(log: Log = print) -> Path:
 def _prepared_rootfs(src: Path, log: Log) -> Path:
     """A copy of the userland at `src`, configured as rootfs() configures its own.
 
-    Keyed by the listing of `src` (path, type, mode, size, mtime, link target of
-    every entry), so a changed package or file makes a new copy; `src` itself is
-    never written to.
+    Keyed by its package database, so a changed package makes a new copy; `src`
+    itself is never written to.
     """
     if not (src / "etc" / "passwd").is_file():
         raise ImageError(f"KBLOG_GUEST_ROOTFS={src}: not a root filesystem (no etc/passwd)")
     cache = config.cache_dir()
-    key = _digest(["prepared", _listing_digest(src), config.GUEST_USER, "rootfs-2"])
+    key = _digest(["prepared", _packages_digest(src), config.GUEST_USER, "rootfs-3"])
     final = cache / f"rootfs-{key}"
     if final.exists():
         return final
@@ -212,17 +213,13 @@ def _prepared_rootfs(src: Path, log: Log) -> Path:
     return _publish(tmp, final)
 
 
-def _listing_digest(root: Path) -> str:
-    parts: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(dirnames + filenames):
-            path = os.path.join(dirpath, name)
-            st = os.lstat(path)
-            link = os.readlink(path) if os.path.islink(path) else ""
-            rel = os.path.relpath(path, root)
-            parts.append(f"{rel}|{st.st_mode:o}|{st.st_size}|{st.st_mtime_ns}|{link}")
-    return _digest(parts)
+def _packages_digest(root: Path) -> str:
+    """A hash of the userland's package database: which packages, at which versions.
+
+    World-readable, so an unprivileged runner (the container's) computes the same
+    key as the root that prepared the userland; a listing of every file could not.
+    """
+    return _digest([(root / "var" / "lib" / "dpkg" / "status").read_bytes()])
 
 
 def _configure_rootfs(root: Path) -> None:
@@ -251,15 +248,18 @@ def _disk_usage_mb(root: Path) -> float:
 def root_image(log: Log = print) -> Path:
     """The root disk: the userland plus the guest agent, as a read-only ext4 image."""
     base = rootfs(log)
-    agent_dest = base / "opt" / "kblog"
-    shutil.rmtree(agent_dest, ignore_errors=True)  # a previous image's agent
-    usage = _disk_usage_mb(base) + _disk_usage_mb(AGENT_DIR)
-    size_mb = 64 * math.ceil((usage * ROOT_IMAGE_SLACK + ROOT_IMAGE_EXTRA_MB) / 64)
-    key = _digest([base.name, tree_digest(AGENT_DIR), str(size_mb)])
+    # The size follows from the userland and the agent, already in the key: walking
+    # the userland here would count less for a user who cannot read all of it.
+    sizing = [str(ROOT_IMAGE_SLACK), str(ROOT_IMAGE_EXTRA_MB)]
+    key = _digest([base.name, tree_digest(AGENT_DIR), *sizing])
     final = config.cache_dir() / "images" / f"root-{key}.img"
     if final.exists():
         return final
     log("assembling the guest root disk")
+    agent_dest = base / "opt" / "kblog"
+    shutil.rmtree(agent_dest, ignore_errors=True)  # a previous image's agent
+    usage = _disk_usage_mb(base) + _disk_usage_mb(AGENT_DIR)
+    size_mb = 64 * math.ceil((usage * ROOT_IMAGE_SLACK + ROOT_IMAGE_EXTRA_MB) / 64)
     final.parent.mkdir(parents=True, exist_ok=True)
     shutil.copytree(AGENT_DIR, agent_dest, ignore=shutil.ignore_patterns(*sources.IGNORE))
     fd, tmp_name = tempfile.mkstemp(prefix=".tmp-root-", dir=final.parent)

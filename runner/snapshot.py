@@ -112,5 +112,5 @@ def _sweep_partial(directory: Path) -> None:
 
 def discard(path: Path) -> None:
     """Forget a state file that failed to restore."""
-    with contextlib.suppress(FileNotFoundError):
+    with contextlib.suppress(OSError):  # gone already, or in a read-only cache
         path.unlink()

@@ -177,6 +177,9 @@ def test_the_container_runs_with_least_privilege(
         seen["status"] = dict(line.split(":\t", 1) for line in status.splitlines())
         probe = container.exec_run(["touch", "/opt/kblog/probe"])
         seen["write"] = (probe.exit_code, probe.output.decode())
+        # /proc is unmasked for the build sandbox; what the masks hid stays root's.
+        sysctl = container.exec_run(["sh", "-c", "echo 1 > /proc/sys/vm/drop_caches"])
+        seen["sysctl"] = (sysctl.exit_code, sysctl.output.decode())
 
     result = run_in_container(sc, client=docker_client, progress=progress, log=lambda m: None)
     assert result.steps[0].status == "ok"
@@ -188,6 +191,7 @@ def test_the_container_runs_with_least_privilege(
     assert "no-new-privileges:true" in host["SecurityOpt"]
     assert host["ReadonlyRootfs"] is True
     assert set(host["Tmpfs"]) == {"/tmp"}
+    assert host["MaskedPaths"] == host["ReadonlyPaths"] == []
     # No usable KVM on this host: no device at all. Where KVM works it is the one device.
     devices = [d["PathOnHost"] for d in host["Devices"] or []]
     assert devices == (["/dev/kvm"] if docker_backend.kvm_devices()[0] else [])
@@ -197,6 +201,7 @@ def test_the_container_runs_with_least_privilege(
     assert status["NoNewPrivs"].strip() == "1"
     assert status["Seccomp"].strip() == "2"  # a filter, ours
     assert seen["write"][0] != 0 and "Read-only file system" in seen["write"][1]
+    assert seen["sysctl"][0] != 0 and "Permission denied" in seen["sysctl"][1]
     assert leftovers(docker_client, sc.name) == []
 
 
