@@ -119,7 +119,14 @@ def check_target(target: Target, content: Path) -> None:
             _check_writable(Path(target.where), "publish repository")
         return
     if is_remote(target.where):
-        return  # rsync itself reports an unreachable host; nothing is changed then
+        # Whether it exists is all that can be known without writing there.
+        try:
+            _run(["rsync", "--list-only", target.where], "rsync --list-only")
+        except CommandFailed as exc:
+            raise PublishSettingsError(
+                f"publish directory {target.where} cannot be read: {exc.reason}"
+            ) from None
+        return
     path = Path(target.where)
     _check_writable(path, "publish directory")
     resolved = path.resolve()
@@ -155,6 +162,7 @@ def publish(
     check_target(target, Path(conf["PATH"]).resolve())
     with tempfile.TemporaryDirectory(prefix="kblog-publish-") as tmp:
         site = Path(tmp) / "site"
+        _reset_sitemap_plugin()
         try:
             # The settings file decides SITEURL; overrides only ever come from tests.
             build_site(settings, site, overrides, mode="never", write_captures=False)
@@ -164,7 +172,8 @@ def publish(
             if stale:
                 listed = "\n".join(stale)
                 raise PublishError(
-                    f"stale captures; nothing was deployed:\n{listed}\n\n{REFRESH_HINT}"
+                    "stale captures, and publishing never starts a VM; nothing was deployed:"
+                    f"\n{listed}\n\n{REFRESH_HINT}"
                 ) from None
             raise PublishError(f"the build failed; nothing was deployed:\n\n{exc}") from None
         missing = [name for name in REQUIRED_FILES if not (site / name).is_file()]
@@ -180,6 +189,19 @@ def publish(
     return Published(siteurl, target, files)
 
 
+def _reset_sitemap_plugin() -> None:
+    """Start pelican-sitemap afresh, as a new process would.
+
+    It keeps its page queue in one module-level generator that only a build
+    reaching `finalized` resets; after a build that stopped on a content error,
+    every later build in the same process (tests, a long-lived caller) would
+    silently get no sitemap. Re-running its constructor clears that state.
+    """
+    from pelican.plugins.sitemap import generator
+
+    generator.__init__()
+
+
 def _deploy_rsync(site: Path, target: Target) -> None:
     argv = [
         "rsync",
@@ -190,8 +212,10 @@ def _deploy_rsync(site: Path, target: Target) -> None:
         "--perms",
         "--chmod=D755,F644",  # readable by the web server whatever the umask here
         "--delete",
-        "--delete-delay",  # deletions and renames at the end: the old site stays whole
-        "--delay-updates",  # until every new file has arrived
+        # New files wait beside the old ones and are renamed in at the end, deletions
+        # after that: a transfer cut short leaves the old site, not half of each.
+        "--delete-delay",
+        "--delay-updates",
         f"{site}/",  # the trailing slash: the site's contents, not the directory
         target.where,
     ]
@@ -208,18 +232,12 @@ def _deploy_git(site: Path, target: Target, siteurl: str) -> None:
     exists = _git_branch_exists(target)
     with tempfile.TemporaryDirectory(prefix="kblog-ghp-") as scratch:
         env = {**_clean_git_env(), "GIT_DIR": scratch}
-        git = ["git"]
-        _run([*git, "init", "--quiet", "--bare", scratch], "git init", env=env)
-        _run([*git, "remote", "add", "target", target.where], "git remote add", env=env)
+        _run(["git", "init", "--quiet", "--bare", scratch], "git init", env=env)
+        _run(["git", "remote", "add", "target", target.where], "git remote add", env=env)
+        branch_ref = f"refs/heads/{target.branch}"
         remote_ref = f"refs/remotes/target/{target.branch}"
         if exists:
-            fetch = [
-                *git,
-                "fetch",
-                "--quiet",
-                "target",
-                f"+refs/heads/{target.branch}:{remote_ref}",
-            ]
+            fetch = ["git", "fetch", "--quiet", "target", f"+{branch_ref}:{remote_ref}"]
             _run(fetch, f"fetching {target.describe()}", env=env)
         env.update(_committer(env))
         ghp = [sys.executable, "-m", "ghp_import", "--no-jekyll", "--branch", target.branch]
@@ -228,13 +246,12 @@ def _deploy_git(site: Path, target: Target, siteurl: str) -> None:
             ghp += ["--cname", target.cname]
         _run([*ghp, str(site)], "ghp-import", env=env, cwd=scratch)
         # ghp-import carries on when git fast-import fails: check a commit was made.
-        branch_ref = f"refs/heads/{target.branch}"
-        head = _run([*git, "rev-parse", "--verify", "--quiet", branch_ref], "ghp-import", env=env)
+        head = _run(["git", "rev-parse", "--verify", "--quiet", branch_ref], "ghp-import", env=env)
         if exists:
-            before = _run([*git, "rev-parse", remote_ref], "git rev-parse", env=env)
+            before = _run(["git", "rev-parse", remote_ref], "git rev-parse", env=env)
             if head == before:
                 raise PublishError("ghp-import made no commit; nothing was deployed")
-        push = [*git, "push", "--quiet", "target", f"refs/heads/{target.branch}"]
+        push = ["git", "push", "--quiet", "target", branch_ref]
         _run(push, f"pushing to {target.describe()}", env=env)
 
 
