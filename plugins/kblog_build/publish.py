@@ -11,6 +11,7 @@ the environment); see its docstring for the names.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import subprocess
@@ -156,7 +157,7 @@ def publish(
     say: Callable[[str], None] = print,
 ) -> Published:
     """Check the settings, build into a temporary directory, deploy only a complete build."""
-    conf = read_settings(str(settings), override=dict(overrides or {}))
+    conf = _quiet_read_settings(settings, overrides)
     siteurl = site_address(conf.get("SITEURL", ""))
     target = target_from(conf)
     check_target(target, Path(conf["PATH"]).resolve())
@@ -187,6 +188,18 @@ def publish(
             _deploy_rsync(site, target)
     say(f"published to {target.describe()}")
     return Published(siteurl, target, files)
+
+
+def _quiet_read_settings(settings: Path, overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """The settings, without Pelican's warnings about them: the build that follows
+    repeats those, and a wrong setting must be reported in one line, alone."""
+    logger = logging.getLogger("pelican.settings")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        return read_settings(str(settings), override=dict(overrides or {}))
+    finally:
+        logger.setLevel(level)
 
 
 def _reset_sitemap_plugin() -> None:

@@ -452,11 +452,20 @@ def _invoke_publish(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_invoke_publish_says_what_is_wrong_in_one_line(tmp_path: Path) -> None:
-    done = _invoke_publish({"KBLOG_PUBLISH_SITEURL": "example.org"})
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"KBLOG_PUBLISH_SITEURL": "example.org"}, "site address 'example.org' needs a scheme"),
+        ({}, "no site address"),
+        ({"KBLOG_PUBLISH_SITEURL": SITEURL}, "no publish target"),
+    ],
+)
+def test_invoke_publish_says_what_is_wrong_in_one_line(env: dict[str, str], message: str) -> None:
+    done = _invoke_publish(env)
     assert done.returncode == 2
+    assert done.stderr.startswith(f"publish: {message}")
     assert done.stderr.strip().count("\n") == 0, done.stderr
-    assert done.stderr.startswith("publish: site address 'example.org' needs a scheme")
+    assert done.stdout == ""
 
 
 def test_invoke_publish_deploys_and_leaves_output_alone(tmp_path: Path) -> None:
