@@ -331,11 +331,13 @@ def _run(
 
 
 def _error_line(text: str) -> str:
-    """The line that says what went wrong: the first error line, else the last line."""
+    """The line that says what went wrong: git push's verdict on the ref, else the first
+    error line, else the last line."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    for line in lines:
-        if line.lower().startswith(("fatal:", "error:", "rsync:", "rsync error:")):
-            return line.split(":", 1)[1].strip() if line.startswith("fatal:") else line
+    for prefixes in (("! [",), ("fatal:", "error:", "rsync:", "rsync error:")):
+        for line in lines:
+            if line.lower().startswith(prefixes):
+                return line.removeprefix("fatal:").removeprefix("! ").strip()
     return lines[-1] if lines else ""
 
 

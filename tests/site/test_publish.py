@@ -159,6 +159,13 @@ def test_feeds_link_absolutely_to_published_pages(published: Path) -> None:
 
 def test_sitemap_lists_every_article_and_only_published_pages(published: Path) -> None:
     urls = sitemap_urls(published)
+    articles = [
+        f"{SITEURL}/{page.relative_to(published)}"
+        for page in html_pages(published)
+        if parse(page).find_all("body", "kb-article")
+    ]
+    assert len(articles) == len(list((ROOT / "content").glob("*.md")))
+    assert set(articles) <= set(urls)
     assert set(feed_articles(published)) <= set(urls)
     assert {f"{SITEURL}/{EP1}", f"{SITEURL}/{EP2}", f"{SITEURL}/"} <= set(urls)
     for url in urls:
@@ -272,6 +279,21 @@ def test_rsync_host_path_that_does_not_exist(remote_shell: str, tmp_path: Path) 
     env = {"KBLOG_PUBLISH_SITEURL": SITEURL, "KBLOG_PUBLISH_RSYNC": f"{remote_shell}:{missing}"}
     _one_line_error(env, "cannot be read: .*No such file or directory")
     assert not missing.exists()
+
+
+def test_rejected_push_leaves_the_branch(tmp_path: Path) -> None:
+    repo = bare_repo(tmp_path / "site.git")
+    env = {"KBLOG_PUBLISH_SITEURL": SITEURL, "KBLOG_PUBLISH_GIT": str(repo)}
+    publish_with(env)
+    before = git("--git-dir", str(repo), "rev-parse", "gh-pages")
+    hook = repo / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'the server says no' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    with pytest.raises(PublishError, match="pushing to branch gh-pages") as failed:
+        publish_with(env)
+    assert "pre-receive hook declined" in str(failed.value)
+    assert "\n" not in str(failed.value)
+    assert git("--git-dir", str(repo), "rev-parse", "gh-pages") == before
 
 
 # A stale capture
