@@ -72,7 +72,7 @@ def site_address(value: str) -> str:
         )
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        shown = value if "://" in value else f"https://{value}"
+        shown = "https://" + value.split("://", 1)[-1]
         raise PublishSettingsError(
             f"site address {value!r} needs a scheme and a host: set KBLOG_PUBLISH_SITEURL={shown}"
         )
