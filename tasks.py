@@ -42,6 +42,20 @@ def build(c, publish=False):
 
 
 @task
+def publish(c: Context) -> None:
+    """Build with publishconf.py, never starting a VM, and deploy to the configured target."""
+    from kblog_build.publish import PublishError, PublishSettingsError
+    from kblog_build.publish import publish as publish_site
+
+    try:
+        publish_site(PUBLISH_SETTINGS)
+    except PublishSettingsError as exc:  # bad settings: one line, before any build
+        raise Exit(f"publish: {exc}", 2) from None
+    except PublishError as exc:
+        raise Exit(f"publish: {exc}", 1) from None
+
+
+@task
 def verify(c, update=False):
     """Re-run every post in the sandbox, ignoring captures; --update keeps the new ones."""
     from kblog_build import BuildError, build_site
