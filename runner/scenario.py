@@ -86,7 +86,7 @@ class Scenario:
 
 @dataclass
 class KernelEvent:
-    kind: str  # a runner.kernel_log kind: "page-fault", "Oops", "WARNING", "panic", ...
+    kind: str  # "BUG", "Oops", "WARNING", "panic", "recursive-fault", ...
     line: str  # the console line that announced it
 
 
