@@ -96,9 +96,9 @@ FAMILIES: list[Family] = [
         "page-fault", _SEVERE, r"\bBUG: unable to handle (?:page fault|kernel paging request)\b"
     ),
     # A kernel stack overflow faults on the guard page below the stack (VMAP_STACK)
-    # and ends in a panic. "BUG: TASK stack guard page was hit at" since 4.x named
-    # the stack (TASK, IRQ, ...); the oops header is "stack guard page" since 5.x,
-    # "kernel stack overflow (double-fault)" before.
+    # and ends in a panic. Newer kernels name the stack ("BUG: TASK stack guard page
+    # was hit at") and head the oops "stack guard page"; older ones said "BUG: stack
+    # guard page was hit at" and "kernel stack overflow (double-fault)".
     _family("stack-guard-page", _FATAL, r"\bBUG: (?:\w+ )?stack guard (?:page was )?hit at"),
     _family(
         "stack-overflow",
