@@ -121,7 +121,7 @@ def test_read_after_unload_hangs_with_an_oops(result: ScenarioResult) -> None:
     assert 2.5 <= res.duration < 10
     assert any("BUG: unable to handle page fault" in line for line in res.kernel_log)
     kinds = [e.kind for e in res.events]
-    assert kinds[:2] == ["BUG", "Oops"], kinds
+    assert kinds[:2] == ["page-fault", "Oops"], kinds
     assert any("Oops" in e.line for e in res.events)
 
 
