@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-PROTOCOL = 1
+PROTOCOL = 2
 
 
 class AgentError(RuntimeError):

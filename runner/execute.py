@@ -16,13 +16,27 @@ from pathlib import Path
 from runner import config, expect, guest_image, kernel_log, sandbox, snapshot, sources, terminal
 from runner.agent_client import AgentClient, AgentError, AgentLost
 from runner.scenario import Provenance, Scenario, ScenarioResult, Step, StepResult
-from runner.vm import VM, Accel, BootError, VMError, choose_accel, qemu_version, runtime_dir
+from runner.vm import (
+    VM,
+    Accel,
+    BootError,
+    Console,
+    VMError,
+    choose_accel,
+    qemu_version,
+    runtime_dir,
+)
 
 KMOD = config.ROOT / "kmod"
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PYSTARTUP = "/opt/kblog/pystartup.py"
 PROMPT_TIMEOUT = 30.0  # a fresh shell or Python shows its first prompt within this
 SCENARIO_DEADLINE = 900.0
+HANG_POLL = 0.2  # how often an expect=hang step asks for its task's state
+# Task states that no signal ends: a step stuck there is proven hung.
+STUCK_STATES = {"D": "uninterruptible sleep", "X": "dead"}
+CONSOLE_SETTLE = 0.15  # no new console output for this long: the report is complete
+CONSOLE_SETTLE_MAX = 1.5
 
 Log = Callable[[str], None]
 Progress = Callable[[int, int, Step, StepResult | None], None]
@@ -156,7 +170,10 @@ class Run:
         console_start = self.vm.console.offset()
         started = time.monotonic()
         deadline = min(started + step.timeout, self.deadline)
-        typed_out = self._type(sess, lines, deadline)
+        probe = None
+        if step.expect_hang and sess.where == "guest":
+            probe = HangProbe(self.agent, step.session, self.vm.console, console_start, started)
+        typed_out = self._type(sess, lines, deadline, probe)
         exchange, incomplete = typed_out.exchange, typed_out.incomplete
         if exchange.prompt is not None and not incomplete:
             # The terminal shows the prompt its program printed, not the one we expect.
@@ -179,6 +196,7 @@ class Run:
             where=sess.where,
             kernel_log=klog,
             events=events,
+            hang_proof=probe.proof if probe is not None and status == "hang" else "",
         )
         if step.expected is not None and status in ("ok", "hang"):
             wanted = expect.for_kernel(step.expected, self.kernel.name)
@@ -195,7 +213,25 @@ class Run:
                 )
         return result
 
-    def _type(self, sess: Session, lines: list[str], deadline: float) -> Typed:
+    def _wait(self, sess: Session, deadline: float, probe: HangProbe | None) -> terminal.Exchange:
+        """The next prompt, or what came before the deadline; for an expect=hang step,
+        also what came before the hang was proven (probe.proof then says how)."""
+        if probe is None:
+            return sess.term.wait_prompt(deadline, self.vm.alive)
+        raw = ""
+        while True:
+            poll = min(deadline, time.monotonic() + HANG_POLL)
+            exchange = sess.term.wait_prompt(poll, self.vm.alive)
+            raw += exchange.raw
+            ended = time.monotonic() >= deadline or sess.term.closed or not self.vm.alive()
+            if exchange.prompt is not None or ended:
+                return terminal.Exchange(raw, exchange.prompt)
+            if probe.proven():
+                return terminal.Exchange(raw, None)
+
+    def _type(
+        self, sess: Session, lines: list[str], deadline: float, probe: HangProbe | None = None
+    ) -> Typed:
         """Type the lines as a person would: each continuation line only once the
         program asks for one; note when the input does not fit (the statement ended
         before its last line, or the program still wants more after it)."""
@@ -203,7 +239,7 @@ class Run:
         for n, line in enumerate(lines):
             sess.term.type_line(line)
             typed.last_line = line
-            typed.exchange = sess.term.wait_prompt(deadline, self.vm.alive)
+            typed.exchange = self._wait(sess, deadline, probe)
             if n == 0:
                 typed.first_raw = typed.exchange.raw
             prompt = typed.exchange.prompt
@@ -221,7 +257,7 @@ class Run:
             # A compound statement on one line still wants the blank line that ends it.
             sess.term.type_line("")
             typed.last_line = ""
-            typed.exchange = sess.term.wait_prompt(deadline, self.vm.alive)
+            typed.exchange = self._wait(sess, deadline, probe)
         return typed
 
     def _status(self, step: Step, sess: Session, exchange: terminal.Exchange) -> str:
@@ -233,6 +269,51 @@ class Run:
             return "lost"
         sess.busy_since = f"from {step.source}"  # it still runs: nothing more is typed here
         return "hang" if step.expect_hang else "timeout"
+
+
+class HangProbe:
+    """Proves an expect=hang step stuck instead of waiting out its timeout.
+
+    Proven once the session's foreground task is in state D or X, where no signal
+    reaches it, and the step's kernel log shows an event that says why. A task that
+    merely sleeps (S) proves nothing: it may still answer.
+    """
+
+    def __init__(
+        self, agent: AgentClient, session: str, console: Console, console_start: int, started: float
+    ) -> None:
+        self.agent = agent
+        self.session = session
+        self.console = console
+        self.console_start = console_start
+        self.started = started
+        self.proof = ""
+
+    def proven(self) -> bool:
+        if not kernel_log.events(self.console.read(self.console_start).splitlines()):
+            return False
+        task = self.agent.request("foreground", session=self.session, timeout=5)
+        state = STUCK_STATES.get(task.get("state", ""))
+        if state is None:
+            return False
+        self._settle()
+        elapsed = time.monotonic() - self.started
+        self.proof = (
+            f"task {task['pid']} ({task['comm']}) is in state {task['state']} ({state}) "
+            f"after {elapsed:.1f} s"
+        )
+        return True
+
+    def _settle(self) -> None:
+        """Let the console catch up: the kernel may still be printing the report."""
+        deadline = time.monotonic() + CONSOLE_SETTLE_MAX
+        size = self.console.offset()
+        while time.monotonic() < deadline:
+            time.sleep(CONSOLE_SETTLE)
+            now = self.console.offset()
+            if now == size:
+                return
+            size = now
 
 
 class RunError(RuntimeError):

@@ -47,7 +47,9 @@ class LiveProgress:
                 self.out.flush()
             return
         mark = "ok" if result.status in ("ok", "hang") and result.matched is not False else "FAILED"
-        note = " (still running, as expected)" if result.status == "hang" else ""
+        note = ""
+        if result.status == "hang":
+            note = f" ({result.hang_proof or 'still running'}, as expected)"
         erase = CLEAR_LINE if self.live else ""
         self.out.write(f"{erase}{head[:100]}  {mark}{note}\n")
         self.out.flush()

@@ -32,6 +32,9 @@ class Step:
     timeout: float = 60.0
     source: str = "?"  # "file:line", for error messages
     block: int = 0  # steps of one fenced block share this number
+    # The kernel events (kernel_log kinds) the block is expected to cause, by kernel
+    # label; "*" for every kernel without its own entry. None: none at all.
+    kernel_events: dict[str, list[str]] | None = None
 
     def validate(self) -> None:
         if self.language not in LANGUAGES:
@@ -103,6 +106,8 @@ class StepResult:
     kernel_log: list[str] = field(default_factory=list)
     events: list[KernelEvent] = field(default_factory=list)
     matched: bool | None = None  # None: the step has no expectation
+    # For an expect=hang step that was proven stuck, what showed it (the task's state).
+    hang_proof: str = ""
     diff: str = ""
     captures: dict[str, str] = field(default_factory=dict)
 

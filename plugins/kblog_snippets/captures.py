@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner import backends, config
+from runner import backends, config, expect
 from runner.normalize import drift
 from runner.scenario import FAILED_STATUSES, Scenario, ScenarioResult
 
@@ -197,6 +197,9 @@ class Captures:
                 )
             if res.matched is False:
                 self._fail(f"{where}: the output differs from the post:\n{res.diff}")
+        problems = expect.event_problems(scenario.steps, result.steps, kernel)
+        if problems:
+            self._fail(problems[0])
 
     def _fail(self, message: str) -> None:
         self.failed.append(message)

@@ -21,14 +21,16 @@ import markdown.util
 from markdown.extensions.attr_list import get_attrs_and_remainder
 from markdown.extensions.fenced_code import FencedBlockPreprocessor
 
-from runner import config
+from runner import config, kernel_log
 from runner.expect import KERNEL_PREFIX
 from runner.scenario import LANGUAGES, Scenario, ScenarioError, Step
 
 FENCE_RE = FencedBlockPreprocessor.FENCED_BLOCK_RE
 FENCE_LINE = re.compile(r"^(?:`{3,}|~{3,})")
 INDENTED_SESSION_FENCE = re.compile(r"^\s+(?:`{3,}|~{3,})\s*\{[^}]*\bsession=")
-KNOWN_ATTRS = {"session", "where", "expect", "timeout"}
+KNOWN_ATTRS = {"session", "where", "expect", "timeout", "kernel-events"}
+# kernel-events-LABEL: the events on the kernel labelled LABEL, where they differ.
+KERNEL_EVENTS = "kernel-events"
 EXPECT_VALUES = {"hang"}
 DEFAULT_TIMEOUT = 60.0
 
@@ -113,7 +115,8 @@ def parse_block(
     code: str, classes: list[str], attrs: dict[str, str], source: str, line: int, block: int
 ) -> list[Step]:
     where_ = f"{source}:{line}"
-    unknown = set(attrs) - KNOWN_ATTRS
+    per_kernel = {f"{KERNEL_EVENTS}-{label}" for label in config.KERNELS}
+    unknown = set(attrs) - KNOWN_ATTRS - per_kernel
     if unknown:
         raise SnippetError(
             f"{where_}: unknown attribute {', '.join(sorted(unknown))}= "
@@ -133,6 +136,7 @@ def parse_block(
         timeout = float(attrs.get("timeout", DEFAULT_TIMEOUT))
     except ValueError:
         raise SnippetError(f"{where_}: timeout={attrs['timeout']} is not a number") from None
+    kernel_events = _kernel_events(attrs, where_)
     parse = _console_steps if language == "console" else _pycon_steps
     try:
         raw_steps = parse(code.split("\n")[:-1] if code.endswith("\n") else code.split("\n"))
@@ -153,6 +157,7 @@ def parse_block(
                 timeout=timeout,
                 source=f"{source}:{line + 1 + offset}",
                 block=block,
+                kernel_events=kernel_events,
             )
         )
     if expect == "hang":
@@ -163,6 +168,28 @@ def parse_block(
         except ValueError as exc:
             raise SnippetError(str(exc)) from None
     return steps
+
+
+def _kernel_events(attrs: dict[str, str], where: str) -> dict[str, list[str]] | None:
+    """kernel-events="KIND ..." and kernel-events-LABEL="KIND ...", checked against the
+    kinds the kernel-log detector knows."""
+    declared: dict[str, list[str]] = {}
+    for key, value in attrs.items():
+        if key == KERNEL_EVENTS:
+            label = "*"
+        elif key.startswith(KERNEL_EVENTS + "-"):
+            label = key.removeprefix(KERNEL_EVENTS + "-")
+        else:
+            continue
+        kinds = value.split()
+        unknown = [kind for kind in kinds if kind not in kernel_log.KINDS]
+        if unknown:
+            raise SnippetError(
+                f"{where}: {key}= names unknown kernel event kinds: {', '.join(unknown)} "
+                f"(known: {', '.join(sorted(kernel_log.KINDS))})"
+            )
+        declared[label] = kinds
+    return declared or None
 
 
 def _check_kernel_labels(expected: list[str], where: str) -> None:

@@ -24,6 +24,8 @@ STATUS_TEXT = {
     "hang": "Still running after {timeout:g} s, as the post expects: it never returns.",
     "not-run": "Not run: {output}",
 }
+# A hang the runner proved (runner.execute.HangProbe) says what it saw instead.
+PROVEN_HANG_TEXT = "Stuck for good, as the post expects: {proof}."
 
 
 def _highlight(text: str, language: str) -> str:
@@ -76,9 +78,13 @@ def _panel(steps: list[Step], results: list[StepResult]) -> list[str]:
     parts.append(f'<pre class="kb-term highlight"><code>{chr(10).join(body)}\n</code></pre>')
     for step, result in zip(steps, results, strict=True):
         template = STATUS_TEXT.get(result.status)
-        if template:
+        if result.status == "hang" and result.hang_proof:
+            text = PROVEN_HANG_TEXT.format(proof=result.hang_proof)
+        elif template:
             text = template.format(timeout=step.timeout, output=result.output)
-            parts.append(f'<p class="kb-status kb-status-{result.status}">{escape(text)}</p>')
+        else:
+            continue
+        parts.append(f'<p class="kb-status kb-status-{result.status}">{escape(text)}</p>')
     klog = [line for result in results for line in result.kernel_log]
     if klog:
         kinds = ", ".join(label for label, _ in badges(results))

@@ -29,7 +29,7 @@ import time
 import traceback
 from pathlib import Path
 
-PROTOCOL = 1
+PROTOCOL = 2
 PORT_NAME = "org.kblog.agent.0"
 READ_SIZE = 65536
 # Above this much unsent output, terminals are not read: their writers block, as on a
@@ -251,6 +251,26 @@ class Agent:
         self.sessions[name] = session
         self.by_pid[session.pid] = session
         return {"pid": session.pid}
+
+    def op_foreground(self, req: dict) -> dict:
+        """The session's foreground task and its state letter, as /proc shows it.
+
+        The task a hung step is stuck in: the session's program itself (python3 -i),
+        or the job a shell started in its own process group.
+        """
+        session = self.sessions[req["session"]]
+        try:
+            pid = os.tcgetpgrp(session.master)
+        except OSError:
+            pid = session.pid
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return {"pid": pid, "state": "", "comm": ""}
+        # "PID (COMM) STATE ...": COMM may hold spaces and parentheses.
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        state = stat[stat.rindex(")") + 2 :].split()[0]
+        return {"pid": pid, "state": state, "comm": comm}
 
     def op_input(self, req: dict) -> dict:
         session = self.sessions[req["session"]]

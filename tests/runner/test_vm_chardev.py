@@ -7,6 +7,8 @@ loaded in the guest only.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from vmhelp import Guest, build, host_modules, py, scenario, sh
 
@@ -118,10 +120,14 @@ def test_read_after_unload_hangs_with_an_oops(result: ScenarioResult) -> None:
     res = step(result, HANG)
     assert res.status == "hang"
     assert res.exit_status is None
-    assert 2.5 <= res.duration < 10
+    # Proven, not waited for: the task died in the kernel well before the 3 s timeout.
+    assert res.duration < 2.5
+    assert re.fullmatch(
+        r"task \d+ \(python3\) is in state X \(dead\) after \d+\.\d s", res.hang_proof
+    )
     assert any("BUG: unable to handle page fault" in line for line in res.kernel_log)
     kinds = [e.kind for e in res.events]
-    assert kinds[:2] == ["page-fault", "Oops"], kinds
+    assert kinds == ["page-fault", "Oops", "page-fault", "Oops", "recursive-fault"], kinds
     assert any("Oops" in e.line for e in res.events)
 
 
