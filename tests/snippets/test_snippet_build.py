@@ -100,10 +100,12 @@ BAD_POSTS = {
         r"content/bad\.md:8: step 1 \(b: 'touch /etc/kblog-probe', kernel 6\.1\): "
         r".*output differs.*Read-only file system",
     ),
+    # Its 127.0.0.1 is its own loopback, where nothing listens (test_sandbox.py shows
+    # that a server on this machine's loopback hears nothing).
     "build-reaches-network": (
         "```{.console session=b where=build}\n$ echo hi > /dev/tcp/127.0.0.1/9\n```\n",
         r"content/bad\.md:8: step 1 \(b: 'echo hi > /dev/tcp/127\.0\.0\.1/9', kernel 6\.1\): "
-        r".*output differs.*Network is unreachable",
+        r".*output differs.*Connection refused",
     ),
     "build-timeout": (
         "```{.console session=b where=build timeout=2}\n$ sleep 30\n```\n",
@@ -151,3 +153,63 @@ def test_stale_capture_without_vm_fails_saying_why(minisite: MiniSite) -> None:
         match=r"content/second\.md: the capture for kernel 6\.1 is stale \(changed: scenario\)",
     ):
         minisite.build(mode="never")
+
+
+# --- kernel events ------------------------------------------------------------------
+
+WARN_POST = """Title: Warn
+Date: 2026-11-04
+Slug: warn
+
+```{.console session=b where=build}
+$ make -C warn_on_load
+...
+```
+
+```{.console session=t ATTRS}
+$ sudo insmod warn_on_load/warn_on_load.ko
+```
+"""
+
+
+@pytest.fixture
+def test_module_site(tmp_path: Path) -> MiniSite:
+    """A mini site whose kmod/ is tests/kmod: modules that make the kernel speak."""
+    (tmp_path / "content").mkdir()
+    (tmp_path / "kmod").symlink_to(ROOT / "tests" / "kmod")
+    return MiniSite(tmp_path)
+
+
+def test_an_undeclared_kernel_event_fails_and_a_declared_one_passes(
+    test_module_site: MiniSite,
+) -> None:
+    site = test_module_site
+    site.add("warn.md", WARN_POST.replace(" ATTRS", ""))
+    with pytest.raises(
+        BuildError,
+        match=re.compile(
+            r"content/warn\.md:11: step 2 \(t: 'sudo insmod warn_on_load/warn_on_load\.ko', "
+            r"kernel 6\.1\): the kernel reported WARNING \(warning\), which the post does not "
+            r"declare.*\n    WARNING: CPU: \d+ PID: \d+ at /home/user/warn_on_load/warn_on_load\.c",
+            re.S,
+        ),
+    ):
+        site.build()
+    assert not (site.snippets / "warn.json").exists()
+    site.add("warn.md", WARN_POST.replace(" ATTRS", ' kernel-events="WARNING"'))
+    assert site.build().vm_runs == 1
+    assert "kb-badge-warn" in (site.output / "warn.html").read_text()
+
+
+def test_a_declared_kernel_event_that_does_not_happen_fails(minisite: MiniSite) -> None:
+    minisite.add(
+        "quiet.md",
+        "Title: Quiet\nDate: 2026-11-05\nSlug: quiet\n\n"
+        '```{.console session=t kernel-events="Oops"}\n$ true\n```\n',
+    )
+    with pytest.raises(
+        BuildError,
+        match=r"content/quiet\.md:6: step 1 \(t: 'true', kernel 6\.1\): the post declares "
+        r"kernel events that did not happen in this block: Oops",
+    ):
+        minisite.build()

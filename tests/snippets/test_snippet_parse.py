@@ -148,3 +148,39 @@ def test_prefetch_reads_posts_as_markdown_does() -> None:
     md = markdown.Markdown(extensions=["fenced_code"])
     seen = md.preprocessors["normalize_whitespace"].run(text.split("\n"))
     assert from_file.digest() == Scenario("post", steps_of("\n".join(seen))).digest()
+
+
+# --- kernel-events= ---------------------------------------------------------------
+
+
+def test_kernel_events_reach_every_step_of_the_block() -> None:
+    steps = steps_of(
+        '```{.console session=t kernel-events="WARNING" kernel-events-6.12="WARNING refcount"}\n'
+        "$ one\n$ two\n```\n"
+    )
+    assert [s.kernel_events for s in steps] == [
+        {"*": ["WARNING"], "6.12": ["WARNING", "refcount"]}
+    ] * 2
+    assert expect.events_for_kernel(steps[0].kernel_events, "6.1") == ["WARNING"]
+    assert expect.events_for_kernel(steps[0].kernel_events, "6.12") == ["WARNING", "refcount"]
+
+
+def test_a_block_without_kernel_events_declares_none() -> None:
+    (step,) = steps_of("```{.console session=t}\n$ true\n```\n")
+    assert step.kernel_events is None
+    assert expect.events_for_kernel(step.kernel_events, "6.1") == []
+
+
+@pytest.mark.parametrize(
+    ("attrs", "message"),
+    [
+        (
+            'kernel-events="Oops warning"',
+            r"post\.md:1: kernel-events= names unknown kernel event kinds: warning",
+        ),
+        ('kernel-events-7.0="Oops"', r"post\.md:1: unknown attribute kernel-events-7\.0="),
+    ],
+)
+def test_bad_kernel_events_name_the_line(attrs: str, message: str) -> None:
+    with pytest.raises(SnippetError, match=message):
+        steps_of(f"```{{.console session=t {attrs}}}\n$ true\n```\n")
