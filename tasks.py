@@ -99,15 +99,23 @@ def _post_scenario(post: str):
 
 
 @task
-def run(c, post, kernel="", json=False):
+def run(c, post, kernel="", json=False, backend=""):
     """Run one post's snippets in a fresh guest and print what the terminals showed."""
     import json as json_module  # the --json flag shadows the module here
 
+    from runner import backends
     from runner.__main__ import transcript
-    from runner.execute import run_scenario
 
     _, scenario = _post_scenario(post)
-    result = run_scenario(scenario, kernel or None, log=lambda msg: print(msg, file=sys.stderr))
+
+    def say(msg: str) -> None:
+        print(msg, file=sys.stderr)
+
+    try:
+        _, run_on = backends.select(backend or backends.default_name(), say)
+    except backends.BackendUnavailable as exc:
+        raise Exit(str(exc), 2) from None
+    result = run_on(scenario, kernel or None, log=say)
     if json:
         print(json_module.dumps(result.to_json(), indent=1))
     else:
@@ -190,18 +198,18 @@ def bench(c, runs=3, quick=False):
 @task
 def image(c: Context, force: bool = False, verbose: bool = False) -> None:
     """Build the docker backend's image, making its Debian base with debootstrap if needed."""
-    from runner import docker_backend
+    from runner import docker_image
 
-    ok, why = docker_backend.docker_available()
+    ok, why = docker_image.docker_available()
     if not ok:
         raise Exit(f"docker: {why}", 1)
-    client = docker_backend.connect()
+    client = docker_image.connect()
     try:
-        tag, built = docker_backend.ensure_image(client, force=force, verbose=verbose)
+        tag, built = docker_image.ensure_image(client, force=force, verbose=verbose)
     except RuntimeError as exc:  # a failed build, or no base image to build on
         raise Exit(str(exc), 1) from None
     img = client.images.get(tag)
     state = "built" if built else "up to date"
-    label = img.labels.get(docker_backend.INPUTS_LABEL)
+    label = img.labels.get(docker_image.INPUTS_LABEL)
     size = img.attrs["Size"] / 1e9
     print(f"{tag} {state}: {img.short_id.removeprefix('sha256:')}, {size:.2f} GB, inputs {label}")

@@ -6,8 +6,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-# The sources that shape what a capture looks like: the guest side, how steps are
-# typed and read, matched, and how the kernel log is parsed, and QEMU's argv.
+# The sources that shape what a capture looks like: the guest side and how it is
+# built, how steps are typed and read, matched, the build sandbox, how the kernel
+# log is parsed, and QEMU's argv.
 # Host-only plumbing (backends, docker, reproduce, CLI) is left out: editing it
 # does not make every post stale.
 CAPTURE_SOURCES = (
@@ -16,7 +17,10 @@ CAPTURE_SOURCES = (
     "config.py",
     "execute.py",
     "expect.py",
+    "guest_image.py",
     "kernel_log.py",
+    "sandbox.py",
+    "sandbox-uname",
     "scenario.py",
     "terminal.py",
     "vm.py",
@@ -29,6 +33,6 @@ def runner_digest() -> str:
     Bytes, not syntax trees: Python's ast and tokenize output change between
     versions, and a reader's newer Python must not make every capture stale.
     """
-    from runner import guest_image
+    from runner import sources
 
-    return guest_image.tree_digest(HERE, CAPTURE_SOURCES)
+    return sources.tree_digest(HERE, CAPTURE_SOURCES)

@@ -9,12 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 
-from runner import backends, config
-from runner.execute import KMOD, Progress
+from runner import backends, config, events
+from runner.events import Log, Progress
 from runner.scenario import Scenario, ScenarioError, ScenarioResult, Step, StepResult
 from runner.terminal import prompts_for
 
@@ -60,20 +58,10 @@ def _note(res: StepResult) -> str:
     return "; ".join(parts)
 
 
-def _emit(**event: object) -> None:
-    """One progress event, a JSON object on one line of stderr (--events)."""
-    print(json.dumps(event), file=sys.stderr, flush=True)
-
-
-def _reporters(args: argparse.Namespace) -> tuple[Callable[[str], None], Progress | None]:
+def _reporters(args: argparse.Namespace) -> tuple[Log, Progress | None]:
     """Where log lines and step progress go: JSON events, stderr, or the terminal."""
     if args.events:
-
-        def event_progress(index: int, total: int, step: Step, res: StepResult | None) -> None:
-            result = None if res is None else asdict(res)
-            _emit(event="step", index=index, total=total, result=result)
-
-        return (lambda msg: _emit(event="log", message=msg)), event_progress
+        return events.writers(sys.stderr)
     if args.json:
         return (lambda msg: print(msg, file=sys.stderr)), None
 
@@ -88,7 +76,7 @@ def _reporters(args: argparse.Namespace) -> tuple[Callable[[str], None], Progres
 def _run(
     args: argparse.Namespace,
     scenario: Scenario,
-    say: Callable[[str], None],
+    say: Log,
     progress: Progress | None,
 ) -> ScenarioResult:
     """Run on the backend asked for; auto picks docker where an engine answers."""
@@ -112,7 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--console", type=Path, help="save the guest's whole console log here")
     parser.add_argument(
-        "--kmod", type=Path, default=KMOD, help=f"the tree build steps start in (default: {KMOD})"
+        "--kmod",
+        type=Path,
+        default=config.KMOD,
+        help=f"the tree build steps start in (default: {config.KMOD})",
     )
     parser.add_argument(
         "--events",
@@ -152,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _fail(args: argparse.Namespace, message: str) -> None:
     if args.events:
-        _emit(event="error", message=message)
+        print(events.encode_error(message), file=sys.stderr, flush=True)
     else:
         print(message, file=sys.stderr)
 

@@ -51,7 +51,8 @@ class AgentClient:
         self._closed = False
         self.on_output: Callable[[str, bytes], None] = lambda session, data: None
         self.on_exit: Callable[[str, int], None] = lambda session, status: None
-        self.log: list[str] = []
+        # The agent's own log lines, and messages it sent that could not be read.
+        self.on_log: Callable[[str], None] = lambda message: None
         self._reader = threading.Thread(target=self._read_loop, daemon=True)
         self._reader.start()
 
@@ -76,7 +77,7 @@ class AgentClient:
                     try:
                         self._dispatch(json.loads(line))
                     except Exception as exc:  # one bad message must not stop the channel
-                        self.log.append(f"unreadable message from the agent: {exc!r}")
+                        self.on_log(f"unreadable message from the agent: {exc!r}")
         except OSError:
             pass
         finally:
@@ -91,7 +92,7 @@ class AgentClient:
         elif event == "exit":
             self.on_exit(msg["session"], msg["status"])
         elif event == "log":
-            self.log.append(msg["message"])
+            self.on_log(msg["message"])
         else:
             with self._cond:
                 self._replies[msg["id"]] = msg

@@ -7,12 +7,29 @@ results; `auto` takes docker wherever an engine answers, else local, and says wh
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
 
-from runner.scenario import ScenarioResult
+from runner import config
+from runner.events import Log, Progress
+from runner.scenario import Scenario, ScenarioResult
 
 NAMES = ("auto", "docker", "local")
-Backend = Callable[..., ScenarioResult]
+
+
+class Backend(Protocol):
+    """What both backends take: run_scenario (local) and run_in_container (docker)."""
+
+    def __call__(
+        self,
+        scenario: Scenario,
+        kernel_name: str | None = None,
+        *,
+        kmod_dir: Path = config.KMOD,
+        log: Log = print,
+        progress: Progress | None = None,
+        console_copy: Path | None = None,
+    ) -> ScenarioResult: ...
 
 
 class BackendUnavailable(RuntimeError):
@@ -23,17 +40,17 @@ def default_name() -> str:
     return os.environ.get("KBLOG_BACKEND", "auto")
 
 
-def select(name: str, say: Callable[[str], None] = print) -> tuple[str, Backend]:
+def select(name: str, say: Log = print) -> tuple[str, Backend]:
     """(the backend's name, its run function) for `name`, one of NAMES."""
     if name not in NAMES:
         raise BackendUnavailable(f"unknown backend {name!r}: expected one of {', '.join(NAMES)}")
     if name != "local":
         try:
-            from runner import docker_backend
+            from runner import docker_backend, docker_image
         except ImportError as exc:  # the docker SDK is not installed
             ok, why = False, f"the docker Python package is missing ({exc.name})"
         else:
-            ok, why = docker_backend.docker_available()
+            ok, why = docker_image.docker_available()
         if ok:
             if name == "auto":
                 say(f"backend: docker ({why})")

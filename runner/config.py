@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# The series' modules: the tree a post's build steps start in, unless told otherwise.
+KMOD = ROOT / "kmod"
 
 
 @dataclass(frozen=True)

@@ -9,25 +9,16 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from runner import config, expect, guest_image, kernel_log, sandbox, snapshot, sources, terminal
 from runner.agent_client import AgentClient, AgentError, AgentLost
+from runner.events import Log, Progress
+from runner.host import Accel
 from runner.scenario import Provenance, Scenario, ScenarioResult, Step, StepResult
-from runner.vm import (
-    VM,
-    Accel,
-    BootError,
-    Console,
-    VMError,
-    choose_accel,
-    qemu_version,
-    runtime_dir,
-)
+from runner.vm import VM, BootError, Console, VMError, choose_accel, qemu_version, runtime_dir
 
-KMOD = config.ROOT / "kmod"
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PYSTARTUP = "/opt/kblog/pystartup.py"
 PROMPT_TIMEOUT = 30.0  # a fresh shell or Python shows its first prompt within this
@@ -37,9 +28,6 @@ HANG_POLL = 0.2  # how often an expect=hang step asks for its task's state
 STUCK_STATES = {"D": "uninterruptible sleep", "X": "dead"}
 CONSOLE_SETTLE = 0.15  # no new console output for this long: the report is complete
 CONSOLE_SETTLE_MAX = 1.5
-
-Log = Callable[[str], None]
-Progress = Callable[[int, int, Step, StepResult | None], None]
 
 
 @dataclass
@@ -336,9 +324,10 @@ def _not_run(index: int, step: Step, prompt: str, typed: str, why: str) -> StepR
 def run_scenario(
     scenario: Scenario,
     kernel_name: str | None = None,
+    *,
     log: Log = print,
     progress: Progress | None = None,
-    kmod_dir: Path = KMOD,
+    kmod_dir: Path = config.KMOD,
     accel: Accel | None = None,
     console_copy: Path | None = None,
     snapshots: bool | None = None,
@@ -376,6 +365,7 @@ def run_scenario(
             stack.callback(shutil.copyfile, vm.console.path, console_copy)
         log(f"guest up in {vm.boot_seconds:.1f} s ({accel.name})")
         run = Run(vm, kernel, builddir, layout, started + SCENARIO_DEADLINE)
+        run.agent.on_log = lambda message: log(f"guest agent: {message}")
         stack.callback(run.close)
         run.agent.request("settime", epoch=time.time())
         run.sync_build_tree()

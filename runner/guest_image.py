@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import lzma
 import math
 import os
@@ -30,6 +29,7 @@ AGENT_DIR = HERE / "agent"
 ROOT_IMAGE_SLACK = 1.25
 ROOT_IMAGE_EXTRA_MB = 64
 
+# Not runner.events.Log: the image builds guest artifacts from this file alone.
 Log = Callable[[str], None]
 
 
@@ -47,30 +47,6 @@ class GuestArtifacts:
     initrd: Path
     root_image: Path
     identity: str  # hash of all of the above: part of every freeze key
-
-
-def _digest(parts: Iterable[bytes | str]) -> str:
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(part.encode() if isinstance(part, str) else part)
-        h.update(b"\0")
-    return h.hexdigest()[:16]
-
-
-def tree_digest(root: Path, only: Iterable[str] | None = None) -> str:
-    """A hash of the relative path and content of every file under `root` that counts,
-    or only of the files and directories named in `only`."""
-    if only is None:
-        files = sources.files(root)
-    else:
-        files = []
-        for name in only:
-            path = root / name
-            files += sources.files(path) if path.is_dir() else [path]
-    parts: list[bytes | str] = []
-    for path in files:
-        parts += [str(path.relative_to(root)), path.read_bytes()]
-    return _digest(parts)
 
 
 def _run(argv: list[str], what: str, **kwargs: object) -> None:
@@ -158,7 +134,9 @@ def rootfs(log: Log = print) -> Path:
     if prepared:
         return _prepared_rootfs(Path(prepared), log)
     cache = config.cache_dir()
-    key = _digest([config.GUEST_SUITE, *config.GUEST_PACKAGES, config.GUEST_USER, "rootfs-2"])
+    key = sources.digest(
+        [config.GUEST_SUITE, *config.GUEST_PACKAGES, config.GUEST_USER, "rootfs-2"]
+    )
     final = cache / f"rootfs-{key}"
     if final.exists():
         return final
@@ -197,7 +175,7 @@ def _prepared_rootfs(src: Path, log: Log) -> Path:
     if not (src / "etc" / "passwd").is_file():
         raise ImageError(f"KBLOG_GUEST_ROOTFS={src}: not a root filesystem (no etc/passwd)")
     cache = config.cache_dir()
-    key = _digest(["prepared", _packages_digest(src), config.GUEST_USER, "rootfs-3"])
+    key = sources.digest(["prepared", _packages_digest(src), config.GUEST_USER, "rootfs-3"])
     final = cache / f"rootfs-{key}"
     if final.exists():
         return final
@@ -219,7 +197,7 @@ def _packages_digest(root: Path) -> str:
     World-readable, so an unprivileged runner (the container's) computes the same
     key as the root that prepared the userland; a listing of every file could not.
     """
-    return _digest([(root / "var" / "lib" / "dpkg" / "status").read_bytes()])
+    return sources.digest([(root / "var" / "lib" / "dpkg" / "status").read_bytes()])
 
 
 def _configure_rootfs(root: Path) -> None:
@@ -251,7 +229,7 @@ def root_image(log: Log = print) -> Path:
     # The size follows from the userland and the agent, already in the key: walking
     # the userland here would count less for a user who cannot read all of it.
     sizing = [str(ROOT_IMAGE_SLACK), str(ROOT_IMAGE_EXTRA_MB)]
-    key = _digest([base.name, tree_digest(AGENT_DIR), *sizing])
+    key = sources.digest([base.name, sources.tree_digest(AGENT_DIR), *sizing])
     final = config.cache_dir() / "images" / f"root-{key}.img"
     if final.exists():
         return final
@@ -328,7 +306,7 @@ def initramfs(kernel: config.Kernel, log: Log = print) -> Path:
         raise ImageError("busybox is missing: install Debian's busybox-static")
     # The package version and the wanted list fix the module closure, so a built
     # initramfs is found without the module tree (the Docker image drops it).
-    key = _digest(
+    key = sources.digest(
         [version, INIT_SCRIPT.read_bytes(), Path(busybox).read_bytes(), *config.INITRAMFS_MODULES]
     )
     final = config.cache_dir() / "images" / f"initrd-{kernel.release}-{key}.cpio"
@@ -371,23 +349,6 @@ def initramfs(kernel: config.Kernel, log: Log = print) -> Path:
     return _publish(Path(tmp_name), final)
 
 
-def recipe_digest() -> str:
-    """A hash of how guest images are made, computable without building one."""
-    from runner import vm
-
-    return _digest(
-        [
-            config.GUEST_SUITE,
-            *config.GUEST_PACKAGES,
-            config.GUEST_USER,
-            *config.INITRAMFS_MODULES,
-            *vm.KERNEL_CMDLINE,
-            INIT_SCRIPT.read_bytes(),
-            tree_digest(AGENT_DIR),
-        ]
-    )
-
-
 @contextlib.contextmanager
 def _cache_lock() -> Iterator[None]:
     """One builder of cache artifacts at a time, across threads and processes.
@@ -413,5 +374,5 @@ def prepare(kernel: config.Kernel, log: Log = print) -> GuestArtifacts:
         initrd = initramfs(kernel, log)
         root = root_image(log)
     vmlinuz = ktree / "boot" / f"vmlinuz-{kernel.release}"
-    identity = _digest([kernel.release, version, initrd.name, root.name])
+    identity = sources.digest([kernel.release, version, initrd.name, root.name])
     return GuestArtifacts(kernel, version, vmlinuz, initrd, root, identity)

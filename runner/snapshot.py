@@ -21,17 +21,16 @@ import json
 import os
 import shlex
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from runner import config
+from runner.events import Log
 from runner.guest_image import GuestArtifacts
+from runner.host import Accel, pid_alive
 from runner.qmp import QMP, QMPError
-from runner.vm import VM, Accel, VMError, pid_alive, qemu_version
+from runner.vm import VM, VMError, qemu_version
 
 MIGRATE_TIMEOUT = 120.0
-
-Log = Callable[[str], None]
 
 
 class SnapshotError(VMError):

@@ -17,12 +17,12 @@ import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from runner import config
 from runner.agent_client import AgentClient, AgentLost
 from runner.guest_image import GuestArtifacts
+from runner.host import Accel, kvm_precheck, pid_alive
 
 AGENT_PORT = "org.kblog.agent.0"
 BOOT_TIMEOUT = {"kvm": 30.0, "tcg": 120.0}
@@ -41,12 +41,6 @@ class BootError(VMError):
     def __init__(self, message: str, qemu_exited: bool = False) -> None:
         super().__init__(message)
         self.qemu_exited = qemu_exited
-
-
-@dataclass(frozen=True)
-class Accel:
-    name: str  # "kvm" or "tcg"
-    reason: str  # why this one was chosen, for the reader and the logs
 
 
 def qemu_binary() -> str:
@@ -125,17 +119,6 @@ def runtime_dir() -> Path:
     return path
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether process `pid` exists (one we may not signal counts as alive)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
-
-
 def sweep_stale_rundirs() -> None:
     """Remove run dirs of runners that were killed before they could clean up."""
     for d in [*runtime_dir().glob("vm-*"), *runtime_dir().glob("build-*")]:
@@ -156,11 +139,11 @@ class Console:
         except FileNotFoundError:
             return 0
 
-    def read(self, start: int = 0, end: int | None = None) -> str:
+    def read(self, start: int = 0) -> str:
         try:
             with self.path.open("rb") as f:
                 f.seek(start)
-                data = f.read() if end is None else f.read(max(0, end - start))
+                data = f.read()
         except FileNotFoundError:
             return ""
         return data.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "")
@@ -258,26 +241,6 @@ class VM:
 
 
 # --- choosing an accelerator ---------------------------------------------------------
-
-
-def _cpu_has_virt() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return bool(re.search(r"^flags\s*:.*\b(vmx|svm)\b", flags, re.M))
-
-
-def kvm_precheck() -> Accel | None:
-    """The accelerator when it is decided without a smoke boot, else None (KVM may work)."""
-    forced = os.environ.get("KBLOG_ACCEL")
-    if forced in ("kvm", "tcg"):
-        return Accel(forced, "set by KBLOG_ACCEL")
-    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        return Accel("tcg", "no usable /dev/kvm")
-    if not _cpu_has_virt():
-        return Accel("tcg", "/dev/kvm exists but the CPU shows no vmx/svm flag")
-    return None
 
 
 def choose_accel(artifacts: GuestArtifacts, log=print) -> Accel:

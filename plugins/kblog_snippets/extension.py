@@ -83,7 +83,6 @@ class SnippetsExtension(Extension):
 
     def extendMarkdown(self, md: Markdown) -> None:
         md.registerExtension(self)
-        self.md = md
         md.preprocessors.register(SnippetsPreprocessor(md, self), "kblog_snippets", 28)
 
 

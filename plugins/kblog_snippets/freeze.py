@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from runner import config, guest_image, runner_digest
+from runner import config, runner_digest, sources
 from runner.scenario import Scenario, ScenarioResult
 
 FORMAT = 1
@@ -25,8 +25,7 @@ TEXT_FIELDS = ("output",)  # stored as lists of lines, so diffs read line by lin
 def tree_inputs(kmod: Path) -> dict[str, str]:
     """The inputs every post shares: hashes of kmod/, the guest recipe, the runner."""
     return {
-        "kmod": guest_image.tree_digest(kmod),
-        "guest": guest_image.recipe_digest(),
+        "kmod": sources.tree_digest(kmod),
         "runner": runner_digest(),
     }
 

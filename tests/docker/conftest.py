@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from runner import docker_backend
+from runner import docker_image
 
 if TYPE_CHECKING:
     import docker
@@ -31,7 +31,7 @@ ENGINE_STOP_TIMEOUT = 30.0
 def _wait_for_engine(proc: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + ENGINE_START_TIMEOUT
     while time.monotonic() < deadline:
-        if docker_backend.docker_available()[0]:
+        if docker_image.docker_available()[0]:
             return
         if proc.poll() is not None:
             tail = log.read_text(errors="replace").strip().splitlines()[-10:]
@@ -55,7 +55,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 @pytest.fixture(scope="session")
 def docker_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[docker.DockerClient]:
     """A client of an engine that answers, starting dockerd for the session if needed."""
-    ok, why = docker_backend.docker_available()
+    ok, why = docker_image.docker_available()
     proc: subprocess.Popen[bytes] | None = None
     if not ok:
         dockerd = shutil.which("dockerd")
@@ -68,7 +68,7 @@ def docker_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[docker.D
             )
         _wait_for_engine(proc, log)
     try:
-        client = docker_backend.connect()
+        client = docker_image.connect()
         try:
             yield client
         finally:
@@ -83,7 +83,7 @@ def runner_image(docker_client: docker.DockerClient) -> str:
     """The sandbox image, built only when missing or outdated (minutes, once)."""
     lines: list[str] = []
     try:
-        tag, _ = docker_backend.ensure_image(docker_client, log=lines.append)
+        tag, _ = docker_image.ensure_image(docker_client, log=lines.append)
     except Exception as exc:
         raise AssertionError("building the image failed:\n" + "\n".join(lines[-30:])) from exc
     return tag

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from runnercli import cli
 
-from runner import docker_backend
+from runner import docker_backend, docker_image
 from runner.docker_backend import run_in_container
 from runner.normalize import normalize as blank
 from runner.scenario import Scenario, ScenarioResult, Step, StepResult
@@ -68,7 +68,7 @@ def leftovers(client: docker.DockerClient, name: str) -> list[str]:
 
 def test_missing_engine_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", NOWHERE)
-    ok, why = docker_backend.docker_available()
+    ok, why = docker_image.docker_available()
     assert not ok
     assert "\n" not in why
     assert why.startswith(f"no Docker engine answers at {NOWHERE}")
@@ -104,11 +104,11 @@ def test_cli_auto_falls_back_to_local() -> None:
 def test_image_is_reused_while_its_inputs_hold(
     docker_client: docker.DockerClient, runner_image: str
 ) -> None:
-    tag, built = docker_backend.ensure_image(docker_client, log=lambda msg: None)
+    tag, built = docker_image.ensure_image(docker_client, log=lambda msg: None)
     assert (tag, built) == (runner_image, False)
-    label = docker_client.images.get(tag).labels[docker_backend.INPUTS_LABEL]
-    base = docker_backend.base_image.ensure_base(docker_client, log=lambda msg: None)
-    assert label == docker_backend.inputs_digest(docker_client.images.get(base).id)
+    label = docker_client.images.get(tag).labels[docker_image.INPUTS_LABEL]
+    base = docker_image.ensure_base(docker_client, log=lambda msg: None)
+    assert label == docker_image.inputs_digest(docker_client.images.get(base).id)
 
 
 @pytest.mark.docker
@@ -208,7 +208,7 @@ def test_the_container_runs_with_least_privilege(
 def test_permission_denied_is_one_line() -> None:
     exc = OSError("Error while fetching server API version")
     exc.__cause__ = PermissionError(13, "Permission denied")
-    why = docker_backend._explain(exc)
+    why = docker_image.explain(exc)
     assert "\n" not in why
     assert why.startswith("permission denied on the Docker socket")
     assert "docker group" in why

@@ -12,7 +12,8 @@ import re
 import pytest
 from vmhelp import Guest, build, host_modules, py, scenario, sh
 
-from runner.execute import KMOD, run_scenario
+from runner.config import KMOD
+from runner.execute import run_scenario
 from runner.scenario import ScenarioResult, StepResult
 
 pytestmark = pytest.mark.vm

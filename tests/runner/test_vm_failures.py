@@ -33,8 +33,9 @@ from vmhelp import (
 from runner import vm
 from runner.execute import run_scenario
 from runner.guest_image import GuestArtifacts
+from runner.host import Accel
 from runner.scenario import ScenarioError, ScenarioResult, Step, StepResult
-from runner.vm import VM, Accel, BootError, VMError
+from runner.vm import VM, BootError, VMError
 
 pytestmark = pytest.mark.vm
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from runner import vm
 from runner.guest_image import GuestArtifacts
+from runner.host import Accel
 from runner.scenario import Scenario, Step
-from runner.vm import Accel
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 TEST_KMOD = ROOT / "tests" / "kmod"
