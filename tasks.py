@@ -103,7 +103,7 @@ def run(c, post, kernel="", json=False, backend=""):
     """Run one post's snippets in a fresh guest and print what the terminals showed."""
     import json as json_module  # the --json flag shadows the module here
 
-    from runner import backends
+    from runner import backends, config, verdict
     from runner.__main__ import transcript
 
     _, scenario = _post_scenario(post)
@@ -120,8 +120,9 @@ def run(c, post, kernel="", json=False, backend=""):
         print(json_module.dumps(result.to_json(), indent=1))
     else:
         print(transcript(scenario, result))
-    if result.failures:
-        raise Exit("some steps did not do what the post says", 1)
+    failed = verdict.problems(scenario, result, config.kernel(kernel or None).name)
+    if failed:
+        raise Exit("\n\n".join(failed), 1)
 
 
 @task

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from runner import config, guest_image, snapshot
+from runner import config, guest_image, snapshot, verdict
 from runner.execute import run_scenario
 from runner.scenario import Scenario
 from runner.terminal import SHELL_ARGV, Terminal, shell_env
@@ -112,8 +112,9 @@ def run(runs: int = 3, quick: bool = False) -> dict[str, Any]:
 
     def episode() -> float:
         result = run_scenario(ep2, kernel.name, log=lambda _m: None)
-        if result.failures:
-            raise RuntimeError(f"episode 2 failed: {result.error or result.failures[0].status}")
+        failed = verdict.problems(ep2, result, kernel.name)
+        if failed:
+            raise RuntimeError(f"episode 2 failed: {failed[0]}")
         return result.provenance.total_seconds
 
     results["episode2_scenario"] = median_of(runs, episode)

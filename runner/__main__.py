@@ -11,9 +11,9 @@ import json
 import sys
 from pathlib import Path
 
-from runner import backends, config, events
+from runner import backends, config, events, verdict
 from runner.events import Log, Progress
-from runner.scenario import Scenario, ScenarioError, ScenarioResult, Step, StepResult
+from runner.scenario import Scenario, ScenarioError, ScenarioResult, Status, Step, StepResult
 from runner.terminal import prompts_for
 
 
@@ -33,7 +33,7 @@ def transcript(scenario: Scenario, result: ScenarioResult) -> str:
         lines.append(_shown_input(step, res))
         if res.output.strip("\n") and res.status != "not-run":
             lines.append(res.output.rstrip("\n"))
-        note = _note(res)
+        note = _note(step, res)
         if note:
             lines.append(f"    [{note}]")
         for event in res.events:
@@ -49,10 +49,12 @@ def _shown_input(step: Step, res: StepResult) -> str:
     return "\n".join([f"{res.prompt or '$ '}{first}", *(cont + line for line in rest)])
 
 
-def _note(res: StepResult) -> str:
+def _note(step: Step, res: StepResult) -> str:
     parts = []
-    if res.status != "ok":
-        parts.append(res.status if res.status != "not-run" else f"not run: {res.output}")
+    if res.status == Status.HANG:
+        parts.append(f"hang: {res.hang_proof or 'still running at its timeout'}")
+    elif res.status != Status.OK:
+        parts.append(verdict.explain(res.status, step, res.output))
     if res.matched is False:
         parts.append("output differs from the expectation:\n" + res.diff)
     return "; ".join(parts)
@@ -138,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result.to_json(), indent=1))
     else:
         print(transcript(scenario, result))
-    return 1 if result.failures else 0
+    failed = verdict.problems(scenario, result, config.kernel(args.kernel).name)
+    return 1 if failed else 0
 
 
 def _fail(args: argparse.Namespace, message: str) -> None:

@@ -12,11 +12,21 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner import config, expect, guest_image, kernel_log, sandbox, snapshot, sources, terminal
+from runner import (
+    config,
+    expect,
+    guest_image,
+    kernel_log,
+    sandbox,
+    snapshot,
+    sources,
+    terminal,
+    verdict,
+)
 from runner.agent_client import AgentClient, AgentError, AgentLost
 from runner.events import Log, Progress
 from runner.host import Accel
-from runner.scenario import Provenance, Scenario, ScenarioResult, Step, StepResult
+from runner.scenario import Provenance, Scenario, ScenarioResult, Status, Step, StepResult
 from runner.vm import VM, BootError, Console, VMError, choose_accel, qemu_version, runtime_dir
 
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -172,7 +182,7 @@ class Run:
             self.sync_build_tree()
         klog = self.vm.console.read(console_start).splitlines()
         events = kernel_log.events(klog)
-        status = "incomplete-input" if incomplete else self._status(step, sess, exchange)
+        status = Status.INCOMPLETE_INPUT if incomplete else self._status(step, sess, exchange)
         result = StepResult(
             index=index,
             status=status,
@@ -184,21 +194,13 @@ class Run:
             where=sess.where,
             kernel_log=klog,
             events=events,
-            hang_proof=probe.proof if probe is not None and status == "hang" else "",
+            hang_proof=probe.proof if probe is not None and status == Status.HANG else "",
         )
-        if step.expected is not None and status in ("ok", "hang"):
+        if step.expected is not None and status in (Status.OK, Status.HANG):
             wanted = expect.for_kernel(step.expected, self.kernel.name)
-            m = expect.match(wanted, output.splitlines())
+            m = verdict.judge_output(wanted, output, result.exit_status)
             result.matched, result.diff, result.captures = m.ok, m.diff, m.captures
             self.captures.update(m.captures)
-            if m.ok and result.exit_status and expect.says_nothing(wanted):
-                # "..." accepts any output, not any outcome: a command the post
-                # expects to fail must show what it prints when it does.
-                result.matched = False
-                result.diff = (
-                    f"exited with status {result.exit_status}, and the post names none of "
-                    "its output lines; if the failure is the point, write what it prints"
-                )
         return result
 
     def _wait(self, sess: Session, deadline: float, probe: HangProbe | None) -> terminal.Exchange:
@@ -248,15 +250,15 @@ class Run:
             typed.exchange = self._wait(sess, deadline, probe)
         return typed
 
-    def _status(self, step: Step, sess: Session, exchange: terminal.Exchange) -> str:
+    def _status(self, step: Step, sess: Session, exchange: terminal.Exchange) -> Status:
         if exchange.prompt is not None:
-            return "unexpected-return" if step.expect_hang else "ok"
+            return Status.UNEXPECTED_RETURN if step.expect_hang else Status.OK
         if not self.vm.alive():
-            return "lost"
+            return Status.LOST
         if sess.term.closed:
-            return "lost"
+            return Status.LOST
         sess.busy_since = f"from {step.source}"  # it still runs: nothing more is typed here
-        return "hang" if step.expect_hang else "timeout"
+        return Status.HANG if step.expect_hang else Status.TIMEOUT
 
 
 class HangProbe:
@@ -311,7 +313,7 @@ class RunError(RuntimeError):
 def _not_run(index: int, step: Step, prompt: str, typed: str, why: str) -> StepResult:
     return StepResult(
         index=index,
-        status="not-run",
+        status=Status.NOT_RUN,
         prompt=prompt,
         input=typed,
         output=why,
@@ -383,13 +385,13 @@ def run_scenario(
                 except (AgentLost, AgentError, VMError) as exc:  # keep the steps so far
                     error = f"{step.source}: the guest stopped answering: {exc}"
                     result = _not_run(index, step, "", step.input, error)
-                    result.status = "lost"
+                    result.status = Status.LOST
                 panicked = any(e.kind == "panic" for e in result.events)
                 if panicked:
-                    result.status = "panic"
+                    result.status = Status.PANIC
                     error = f"{step.source}: the kernel panicked; the guest is gone"
-                elif result.status == "lost":
-                    error = f"{step.source}: the guest was lost (QEMU exited or the session died)"
+                elif result.status == Status.LOST:
+                    error = f"{step.source}: {verdict.explain(Status.LOST, step, '')}"
             results.append(result)
             if progress:
                 progress(index, len(scenario.steps), step, result)

@@ -14,9 +14,6 @@ import difflib
 import re
 from dataclasses import dataclass, field
 
-from runner import kernel_log
-from runner.scenario import Step, StepResult
-
 ELLIPSIS = "..."
 CAPTURE = re.compile(r"@@|@([A-Za-z_][A-Za-z0-9_]*)@")
 
@@ -140,52 +137,3 @@ def events_for_kernel(declared: dict[str, list[str]] | None, kernel: str) -> lis
     if not declared:
         return []
     return declared.get(kernel, declared.get("*", []))
-
-
-def event_problems(steps: list[Step], results: list[StepResult], kernel: str) -> list[str]:
-    """Where the kernel's log disagrees with what the post declares, block by block.
-
-    An event no block declared fails at the step whose log shows it, with its first
-    lines; a declared kind that no step of its block caused fails at the block.
-    """
-    problems: list[str] = []
-    blocks: dict[int, list[tuple[Step, StepResult]]] = {}
-    for step, result in zip(steps, results, strict=True):
-        blocks.setdefault(step.block, []).append((step, result))
-    for pairs in blocks.values():
-        declared = events_for_kernel(pairs[0][0].kernel_events, kernel)
-        seen: set[str] = set()
-        for step, result in pairs:
-            seen.update(event.kind for event in result.events)
-            undeclared = [event for event in result.events if event.kind not in declared]
-            if undeclared:  # the first says enough; the page shows the whole log
-                event = undeclared[0]
-                problems.append(
-                    f"{_where(step, result, kernel)}: the kernel reported {event.kind} "
-                    f"({kernel_log.severity(event.kind).value}), which the post does not "
-                    f'declare (kernel-events="..." on its block):\n'
-                    + _event_lines(result.kernel_log, event.line)
-                )
-        missing = [kind for kind in declared if kind not in seen]
-        if missing:
-            step, result = pairs[0]
-            problems.append(
-                f"{_where(step, result, kernel)}: the post declares kernel events that did "
-                f"not happen in this block: {', '.join(missing)}"
-            )
-    return problems
-
-
-def _where(step: Step, result: StepResult, kernel: str) -> str:
-    first_line = step.input.split("\n")[0]
-    return (
-        f"{step.source}: step {result.index + 1} ({step.session}: {first_line!r}, kernel {kernel})"
-    )
-
-
-def _event_lines(log: list[str], headline: str, count: int = 4) -> str:
-    """The event's headline and the lines after it, as the console showed them."""
-    for n, line in enumerate(log):
-        if headline in line:
-            return "\n".join("    " + kernel_log.message(x) for x in log[n : n + count])
-    return "    " + headline

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from runner import backends, config
+from runner import backends, config, verdict
 from runner.normalize import drift
-from runner.scenario import Scenario, ScenarioResult, Step, StepResult
+from runner.scenario import Scenario, ScenarioResult, Status, Step, StepResult
 
 BAR_WIDTH = 24
 CLEAR_LINE = "\r\x1b[K"  # back to column 0, erase the line
@@ -46,9 +46,9 @@ class LiveProgress:
                 self.out.write(f"{CLEAR_LINE}{head[:120]}")
                 self.out.flush()
             return
-        mark = "ok" if result.status in ("ok", "hang") and result.matched is not False else "FAILED"
+        mark = "ok" if verdict.passed(result) else "FAILED"
         note = ""
-        if result.status == "hang":
+        if result.status == Status.HANG:
             note = f" ({result.hang_proof or 'still running'}, as expected)"
         erase = CLEAR_LINE if self.live else ""
         self.out.write(f"{erase}{head[:100]}  {mark}{note}\n")
@@ -58,26 +58,30 @@ class LiveProgress:
 @dataclass
 class Reproduction:
     result: ScenarioResult
-    matches: bool  # every step did what the post says, and the capture is the published one
+    problems: list[str]  # where the run is not what the post says (runner.verdict)
+    matches: bool  # the capture is the published one, volatile values aside
     report: str  # for the reader: failed steps, then how the run relates to the page
 
     @property
     def ok(self) -> bool:
-        return self.matches and not self.result.failures
+        return self.matches and not self.problems
 
 
-def compare(published: dict[str, Any] | None, result: ScenarioResult) -> Reproduction:
-    """How this run relates to the published capture."""
-    lines = [f"step {s.index + 1} failed: {s.status}\n{s.diff}".rstrip() for s in result.failures]
+def compare(
+    published: dict[str, Any] | None, scenario: Scenario, result: ScenarioResult, kernel: str
+) -> Reproduction:
+    """How this run relates to the post and to the published capture."""
+    problems = verdict.problems(scenario, result, kernel)
+    lines = list(problems)
     if published is None:
         lines.append("no published capture for this kernel: nothing to compare with")
-        return Reproduction(result, False, "\n".join(lines))
+        return Reproduction(result, problems, False, "\n".join(lines))
     diff = drift(published["result"]["steps"], result.to_json()["steps"])
     if diff:
         lines.append("differs from the published capture:\n" + diff)
     else:
         lines.append("matches the published capture (volatile values aside)")
-    return Reproduction(result, not diff, "\n".join(lines))
+    return Reproduction(result, problems, not diff, "\n".join(lines))
 
 
 def load_bundle(path: Path) -> tuple[Scenario, dict[str, Any], Path]:
@@ -103,7 +107,7 @@ def reproduce(
     label = config.kernel(kernel).name
     say(f"reproducing {scenario.name} ({len(scenario.steps)} steps) on Linux {label}")
     result = run(scenario, label, kmod_dir=kmod, log=say, progress=LiveProgress(out))
-    return compare(published.get(label), result)
+    return compare(published.get(label), scenario, result, label)
 
 
 def main(argv: list[str] | None = None) -> int:

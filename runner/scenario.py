@@ -6,6 +6,7 @@ runner executes them, and both exchange them as JSON.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
@@ -87,6 +88,23 @@ class Scenario:
         return hashlib.sha256(json.dumps(essence, sort_keys=True).encode()).hexdigest()[:16]
 
 
+class Status(enum.StrEnum):
+    """How a step ended. Stored as its value; runner/verdict.py judges it."""
+
+    OK = "ok"  # a prompt came back
+    HANG = "hang"  # still running at its timeout, or proven stuck, as expect=hang says
+    TIMEOUT = "timeout"  # still running at its timeout, unexpectedly
+    UNEXPECTED_RETURN = "unexpected-return"  # expect=hang, but a prompt came back
+    INCOMPLETE_INPUT = "incomplete-input"  # the typed lines did not fit the program
+    PANIC = "panic"  # the kernel panicked during the step
+    LOST = "lost"  # QEMU exited or the session died
+    NOT_RUN = "not-run"  # an earlier failure stopped the scenario
+
+
+# The statuses that fail a step whatever its output.
+FAILED_STATUSES = frozenset(Status) - {Status.OK, Status.HANG}
+
+
 @dataclass
 class KernelEvent:
     kind: str  # "BUG", "Oops", "WARNING", "panic", "recursive-fault", ...
@@ -96,7 +114,7 @@ class KernelEvent:
 @dataclass
 class StepResult:
     index: int
-    status: str  # ok | hang, or one of FAILED_STATUSES
+    status: Status
     prompt: str  # the prompt shown before the input, e.g. "$ "
     input: str  # as typed, with captured values substituted
     output: str  # what the terminal showed after the echo of the input
@@ -114,6 +132,7 @@ class StepResult:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StepResult:
         data = dict(data)
+        data["status"] = Status(data["status"])
         data["events"] = [KernelEvent(**e) for e in data.get("events", [])]
         return cls(**data)
 
@@ -148,17 +167,3 @@ class ScenarioResult:
             steps=[StepResult.from_json(s) for s in data["steps"]],
             error=data.get("error", ""),
         )
-
-    @property
-    def failures(self) -> list[StepResult]:
-        return [s for s in self.steps if s.matched is False or s.status in FAILED_STATUSES]
-
-
-FAILED_STATUSES = (
-    "timeout",
-    "lost",
-    "not-run",
-    "unexpected-return",
-    "incomplete-input",
-    "panic",
-)

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner import backends, config, expect
+from runner import backends, config, verdict
 from runner.normalize import drift
-from runner.scenario import FAILED_STATUSES, Scenario, ScenarioResult
+from runner.scenario import Scenario, ScenarioResult
 
 from . import freeze
 from .parse import SnippetError
@@ -183,21 +183,8 @@ class Captures:
         return out
 
     def check(self, scenario: Scenario, result: ScenarioResult, kernel: str) -> None:
-        """Raise a SnippetError for the first step that did not do what the post says."""
-        for step, res in zip(scenario.steps, result.steps, strict=True):
-            first_line = step.input.split("\n")[0]
-            where = (
-                f"{step.source}: step {res.index + 1} "
-                f"({step.session}: {first_line!r}, kernel {kernel})"
-            )
-            if res.status in FAILED_STATUSES:
-                self._fail(
-                    f"{where}: {_explain(res.status, step, res.output)}"
-                    + (f"\n{result.error}" if result.error and res.status != "not-run" else "")
-                )
-            if res.matched is False:
-                self._fail(f"{where}: the output differs from the post:\n{res.diff}")
-        problems = expect.event_problems(scenario.steps, result.steps, kernel)
+        """Raise a SnippetError for the first thing the run did not do as the post says."""
+        problems = verdict.problems(scenario, result, kernel)
         if problems:
             self._fail(problems[0])
 
@@ -215,19 +202,6 @@ class Captures:
             written.append(path)
         self.pending.clear()
         return written
-
-
-def _explain(status: str, step, output: str) -> str:
-    return {
-        "timeout": f"no prompt came back within {step.timeout:g} s "
-        "(mark the block expect=hang if that is the point)",
-        "unexpected-return": "the post says this never returns (expect=hang), but it did",
-        "incomplete-input": "the input does not fit: the program finished the statement "
-        "before its last line, or still waited for more after it",
-        "panic": "the kernel panicked",
-        "lost": "the guest was lost (QEMU exited or the session died)",
-        "not-run": f"not run: {output}",
-    }.get(status, status)
 
 
 def _changed(old: dict[str, str], new: dict[str, str]) -> str:

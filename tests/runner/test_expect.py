@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from runner import expect
-from runner.scenario import KernelEvent, Step, StepResult
 
 
 def ok(expected: list[str], actual: list[str]) -> bool:
@@ -129,46 +128,3 @@ class TestSubstitute:
     def test_unknown_name_names_the_source(self) -> None:
         with pytest.raises(expect.CaptureError, match=r"post\.md:12: @major@ is used before"):
             expect.substitute("mknod c @major@ 0", {}, "post.md:12")
-
-
-# --- kernel events as expectations ------------------------------------------------
-
-
-def _step(block: int, source: str, declared: dict[str, list[str]] | None) -> Step:
-    return Step("t", "console", "cmd", source=source, block=block, kernel_events=declared)
-
-
-def _result(index: int, *kinds: str) -> StepResult:
-    log = [f"[    1.0] {kind} headline" for kind in kinds]
-    return StepResult(
-        index=index, status="ok", prompt="$ ", input="cmd", output="", exit_status=0,
-        duration=0.1, where="guest", kernel_log=log,
-        events=[KernelEvent(kind, f"{kind} headline") for kind in kinds],
-    )  # fmt: skip
-
-
-def test_declared_events_that_happen_pass() -> None:
-    declared = {"*": ["page-fault", "Oops"]}
-    steps = [_step(0, "p.md:3", declared), _step(0, "p.md:4", declared)]
-    results = [_result(0), _result(1, "page-fault", "Oops", "page-fault")]
-    assert expect.event_problems(steps, results, "6.1") == []
-
-
-def test_an_undeclared_event_fails_at_its_step_with_its_lines() -> None:
-    steps = [_step(0, "p.md:3", None), _step(1, "p.md:7", {"*": ["Oops"]})]
-    results = [_result(0, "WARNING"), _result(1, "Oops")]
-    (problem,) = expect.event_problems(steps, results, "6.1")
-    assert problem.startswith("p.md:3: step 1 (t: 'cmd', kernel 6.1): the kernel reported WARNING")
-    assert "does not declare" in problem and "    WARNING headline" in problem
-
-
-def test_a_declared_event_that_does_not_happen_fails_at_its_block() -> None:
-    steps = [_step(0, "p.md:3", {"*": ["Oops"], "6.12": ["WARNING"]})]
-    (problem,) = expect.event_problems(steps, [_result(0)], "6.12")
-    assert problem.startswith("p.md:3: step 1")
-    assert problem.endswith("did not happen in this block: WARNING")
-    assert expect.event_problems(steps, [_result(0, "WARNING")], "6.12") == []
-    # On 6.1 the block expects an oops instead.
-    assert (
-        "did not happen in this block: Oops" in expect.event_problems(steps, [_result(0)], "6.1")[0]
-    )

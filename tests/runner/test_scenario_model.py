@@ -7,12 +7,14 @@ from dataclasses import asdict, replace
 
 import pytest
 
+from runner import verdict
 from runner.scenario import (
     KernelEvent,
     Provenance,
     Scenario,
     ScenarioError,
     ScenarioResult,
+    Status,
     Step,
     StepResult,
 )
@@ -170,9 +172,9 @@ class TestValidation:
             Scenario.from_json(data)
 
 
-def test_failures() -> None:
+def test_statuses_that_fail_and_their_stored_form() -> None:
     def res(i: int, status: str, matched: bool | None = None) -> StepResult:
-        return StepResult(i, status, "$ ", "x", "", 0, 0.0, "guest", matched=matched)
+        return StepResult(i, Status(status), "$ ", "x", "", 0, 0.0, "guest", matched=matched)
 
     result = ScenarioResult(
         "s",
@@ -190,5 +192,7 @@ def test_failures() -> None:
             res(9, "incomplete-input"),
         ],
     )
-    assert [s.index for s in result.failures] == [2, 4, 5, 6, 7, 8, 9]
+    assert [s.index for s in result.steps if not verdict.passed(s)] == [2, 4, 5, 6, 7, 8, 9]
     assert asdict(result)["steps"][3]["status"] == "hang"
+    again = ScenarioResult.from_json(json.loads(json.dumps(result.to_json())))
+    assert again.steps[4].status is Status.PANIC

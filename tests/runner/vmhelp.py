@@ -33,10 +33,12 @@ def build(text: str, **kw: object) -> Step:
 
 
 def scenario(name: str, *steps: Step) -> Scenario:
-    """A scenario whose steps are sourced NAME:1, NAME:2, ... unless they say otherwise."""
+    """A scenario whose steps are sourced NAME:1, NAME:2, ... unless they say otherwise,
+    each a block of its own (kernel-event expectations are per block)."""
     for n, step in enumerate(steps, 1):
         if step.source == "?":
             step.source = f"{name}:{n}"
+        step.block = n - 1
     return Scenario(name, list(steps))
 
 
