@@ -71,7 +71,18 @@ def home(layout: Layout) -> str:
     return f"/home/{layout.user}"
 
 
-def _usr_binds(usr: Path, headers_root: Path) -> list[str]:
+def kernel_sources(headers_root: Path) -> list[tuple[Path, str]]:
+    """(where on this machine, where in the sandbox) of the guest kernel's headers and
+    kbuild tools, in the places Debian's packages install them."""
+    found = [(headers_root / "usr" / "src", "/usr/src")]
+    for kbuild in sorted((headers_root / "usr" / "lib").glob("linux-kbuild-*")):
+        found.append((kbuild, f"/usr/lib/{kbuild.name}"))
+    for modules in sorted((headers_root / "lib" / "modules").glob("*")):
+        found.append((modules, f"/usr/lib/modules/{modules.name}"))
+    return found
+
+
+def _usr_binds(usr: Path, kernel: list[tuple[Path, str]]) -> list[str]:
     """/usr as the host has it, less /usr/src and /usr/local, with the kernel's headers
     and kbuild tools in their packaged places. Each entry is bound on its own, since a
     directory inside a read-only bind could not take a new mount point."""
@@ -87,11 +98,8 @@ def _usr_binds(usr: Path, headers_root: Path) -> list[str]:
                 args += _bind(sub, f"/usr/lib/{sub.name}")
         else:
             args += _bind(entry, f"/usr/{entry.name}")
-    args += ["--ro-bind", str(headers_root / "usr" / "src"), "/usr/src"]
-    for kbuild in sorted((headers_root / "usr" / "lib").glob("linux-kbuild-*")):
-        args += ["--ro-bind", str(kbuild), f"/usr/lib/{kbuild.name}"]
-    for modules in sorted((headers_root / "lib" / "modules").glob("*")):
-        args += ["--ro-bind", str(modules), f"/usr/lib/modules/{modules.name}"]
+    for source, dest in kernel:
+        args += ["--ro-bind", str(source), dest]
     return args
 
 
@@ -113,8 +121,30 @@ def _root_links() -> list[str]:
     return args
 
 
+def staged(layout: Layout) -> list[Path]:
+    """Mount points in the sandbox's state directory for the kernel's trees (as root)."""
+    count = len(kernel_sources(layout.headers_root))
+    return [layout.state / "kernel" / str(n) for n in range(count)]
+
+
 def argv(layout: Layout, command: list[str], as_root: bool, usr: Path = Path("/usr")) -> list[str]:
     """The whole command line that runs `command` in the sandbox."""
+    kernel = kernel_sources(layout.headers_root)
+    stage: list[str] = []
+    if as_root:
+        # The cache may sit where nobody cannot walk (/root, a private home): root
+        # binds the kernel's trees into the state directory, in a mount namespace of
+        # its own, before handing over; the sandbox binds them from there. Its own
+        # PID namespace too: when its first process dies (with the runner), the
+        # kernel kills everything under it, which a monitor run as nobody, whose
+        # parent-death signal the change of user clears, would otherwise outlive.
+        points = staged(layout)
+        stage = ["bwrap", "--bind", "/", "/", "--dev-bind", "/dev", "/dev"]
+        stage += ["--unshare-pid", "--die-with-parent"]
+        for (source, _), point in zip(kernel, points, strict=True):
+            stage += ["--ro-bind", str(source), str(point)]
+        stage.append("--")
+        kernel = [(point, dest) for point, (_, dest) in zip(points, kernel, strict=True)]
     inside_home = home(layout)
     args = [
         "bwrap",
@@ -126,7 +156,7 @@ def argv(layout: Layout, command: list[str], as_root: bool, usr: Path = Path("/u
         "--hostname", "kblog",
         # Killed with the runner, whatever ends it.
         "--die-with-parent",
-        *_usr_binds(usr, layout.headers_root),
+        *_usr_binds(usr, kernel),
         *_root_links(),
     ]  # fmt: skip
     for system_dir in SYSTEM_DIRS:
@@ -136,7 +166,7 @@ def argv(layout: Layout, command: list[str], as_root: bool, usr: Path = Path("/u
         # The guest's user in place of the host's accounts.
         "--ro-bind", str(layout.state / "passwd"), "/etc/passwd",
         "--ro-bind", str(layout.state / "group"), "/etc/group",
-        "--ro-bind", str(UNAME_SHIM), "/usr/local/bin/uname",
+        "--ro-bind", str(layout.state / "uname"), "/usr/local/bin/uname",
         "--ro-bind", str(layout.state / "release"), RELEASE_FILE,
         "--proc", "/proc",
         "--dev", "/dev",
@@ -151,7 +181,7 @@ def argv(layout: Layout, command: list[str], as_root: bool, usr: Path = Path("/u
         # bwrap as root would map root into the sandbox's namespace; run it as
         # nobody, with no supplementary groups, as a reader's build would run.
         uid = str(SANDBOX_UID)
-        args = ["setpriv", "--reuid", uid, "--regid", uid, "--clear-groups", "--", *args]
+        args = [*stage, "setpriv", "--reuid", uid, "--regid", uid, "--clear-groups", "--", *args]
     return args
 
 
@@ -176,8 +206,13 @@ def prepare(layout: Layout, as_root: bool, top: Path) -> None:
     )
     (layout.state / "group").write_text(f"root:x:0:\n{layout.user}:x:{uid}:\nnogroup:x:65534:\n")
     (layout.state / "release").write_text(layout.release + "\n")
+    # A copy beside the rest: the runner's own directory may be private to its user.
+    shutil.copyfile(UNAME_SHIM, layout.state / "uname")
+    (layout.state / "uname").chmod(0o755)
     if not as_root:
         return
+    for point in staged(layout):
+        point.mkdir(parents=True, exist_ok=True)
     for path in (layout.tree, layout.state):
         for parent in [p for p in path.parents if p == top or top in p.parents]:
             parent.chmod(parent.stat().st_mode | 0o111)

@@ -78,13 +78,10 @@ def build_site(
         conf = read_settings(
             str(settings), override={"OUTPUT_PATH": str(staging), **(overrides or {})}
         )
-        captures = captures_for(conf)
-        if mode is not None:
-            captures.mode = mode
+        captures = captures_for(conf, mode)
         conf["KBLOG_CAPTURES"] = captures
-        conf["_KBLOG_MANAGED"] = True
+        conf["KBLOG_BUILD_MANAGED"] = True
         report = BuildReport(output, [], 0, captures.outcomes)
-        captures.prefetch(_scenarios(Path(conf["PATH"])))
         try:
             Pelican(conf).run()
         except Exception as exc:  # a plugin's check failed the whole run
@@ -100,22 +97,6 @@ def build_site(
     finally:
         root_logger.removeHandler(collector)
     return report
-
-
-def _scenarios(content: Path) -> list[Any]:
-    """The scenarios of every post, read the way the Markdown extension reads them."""
-    from kblog_snippets.parse import SnippetError, scenario_from_text
-
-    found = []
-    for path in sorted(content.rglob("*.md")):
-        source = str(path.relative_to(content.parent))
-        try:
-            scenario = scenario_from_text(path.read_text(), source, path.stem)
-        except (SnippetError, OSError):
-            continue  # the build itself reports it, with its file and line
-        if scenario.steps:
-            found.append(scenario)
-    return found
 
 
 def _swap(new: Path, output: Path) -> None:

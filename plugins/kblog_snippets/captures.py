@@ -19,7 +19,7 @@ from runner import backends, config, verdict
 from runner.normalize import drift
 from runner.scenario import Scenario, ScenarioResult
 
-from . import freeze
+from . import freeze, render
 from .parse import SnippetError
 
 log = logging.getLogger(__name__)
@@ -67,9 +67,12 @@ class Captures:
     _prefetched: dict[tuple[str, str], ScenarioResult | Exception] = field(default_factory=dict)
     # Each post's scenario and its captures file as this build publishes it.
     published: dict[str, tuple[Scenario, str]] = field(default_factory=dict)
+    # By post path: its scenario and results, or why it failed (prepare()).
+    prepared: dict[str, tuple[Scenario, dict[str, ScenarioResult]] | SnippetError] = field(
+        default_factory=dict
+    )
 
     def __post_init__(self) -> None:
-        self.mode = os.environ.get("KBLOG_EXECUTE", self.mode)
         if self.mode not in MODES:
             raise ValueError(f"KBLOG_EXECUTE={self.mode!r}: expected one of {', '.join(MODES)}")
 
@@ -126,6 +129,39 @@ class Captures:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         pool.shutdown()
+
+    def prepare(self, posts: dict[str, Scenario]) -> None:
+        """Make or find every post's results before any post is read: stale posts run
+        in parallel; a post that fails keeps its error for when it is read."""
+        self.prefetch(list(posts.values()))
+        for source, scenario in posts.items():
+            try:
+                self.prepared[source] = (scenario, self.results(scenario, source))
+            except SnippetError as exc:
+                self.prepared[source] = exc
+
+    def lookup(self, source: str, scenario: Scenario) -> dict[str, ScenarioResult]:
+        """The results prepare() made for the post at `source` (its error, if it failed)."""
+        found = self.prepared.get(source)
+        if isinstance(found, SnippetError):
+            raise found
+        if found is None or found[0].digest() != scenario.digest():
+            raise SnippetError(f"{source}: its snippets were not prepared before reading it")
+        return found[1]
+
+    def document(self, source: str) -> dict[str, Any] | None:
+        """What the page shows beside the terminals: provenance, differences, bundle."""
+        found = self.prepared.get(source)
+        if found is None or isinstance(found, SnippetError):
+            return None
+        scenario, per_kernel = found
+        provenances = [vars(r.provenance) for r in per_kernel.values()]
+        steps = {k: r.steps for k, r in per_kernel.items()}
+        return {
+            "provenance": render.render_provenance(provenances, self.kmod_digest()),
+            "differences": render.differences(scenario.steps, steps),
+            "bundle": scenario.name,
+        }
 
     def _run(self, scenario: Scenario, kernel: str) -> ScenarioResult:
         found = self._prefetched.pop((scenario.digest(), kernel), None)

@@ -1,8 +1,16 @@
-"""Pelican glue: the reader that knows which post is converting, and settings."""
+"""Pelican glue: settings read in one place, results made before any post is read.
+
+- `initialized`: read the settings, scan every post for executed blocks, and
+  have Captures make or find each post's results (VMs run here, in parallel).
+- The Markdown reader tells the extension which file it converts, for messages.
+- `content_object_init`: the page's provenance, differences and reproduce box.
+- `finalized`: the reproduce bundles, and new captures for a plain `pelican` run.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,52 +21,63 @@ from runner import config
 
 from . import bundle
 from .captures import Captures
-from .extension import CURRENT_SOURCE, SnippetsExtension
+from .extension import SnippetsExtension
+from .parse import SnippetError, scenario_from_text
 
 log = logging.getLogger(__name__)
 
 
-class ExecutingMarkdownReader(MarkdownReader):
-    """The Markdown reader, plus the post's path for messages and its provenance."""
-
-    def read(self, source_path: str) -> tuple[str, dict[str, Any]]:
-        root = Path(self.settings.get("PATH", ".")).resolve().parent
-        try:
-            shown = str(Path(source_path).resolve().relative_to(root))
-        except ValueError:
-            shown = source_path
-        token = CURRENT_SOURCE.set(shown)
-        try:
-            content, metadata = super().read(source_path)
-        finally:
-            CURRENT_SOURCE.reset(token)
-        for ext in self._md.registeredExtensions:
-            if not isinstance(ext, SnippetsExtension):
-                continue
-            document = ext.documents.pop(shown, None)
-            if document:
-                metadata["kblog_provenance"] = document["provenance"]
-                metadata["kblog_differences"] = document["differences"]
-                name = document["bundle"]
-                url = f"{self.settings.get('SITEURL', '')}/{bundle.BUNDLES}/{name}.tar.gz"
-                metadata["kblog_reproduce"] = {
-                    "commands": bundle.commands(name, url),
-                    "bundle_url": url,
-                }
-        return content, metadata
-
-
-def captures_for(settings: dict[str, Any]) -> Captures:
+def captures_for(settings: dict[str, Any], mode: str | None = None) -> Captures:
+    """The Captures of a build: `mode` if given, else $KBLOG_EXECUTE, else the setting."""
     provided = settings.get("KBLOG_CAPTURES")
     if provided is not None:
         return provided
-    root = Path(settings.get("PATH", "content")).resolve().parent
+    root = content_root(settings)
     return Captures(
         snippets=root / settings.get("KBLOG_SNIPPETS_DIR", "snippets"),
         kmod=root / "kmod",
-        mode=settings.get("KBLOG_EXECUTE", "auto"),
+        mode=mode or os.environ.get("KBLOG_EXECUTE") or settings.get("KBLOG_EXECUTE", "auto"),
         kernels=tuple(settings.get("KBLOG_KERNELS", (config.DEFAULT_KERNEL,))),
     )
+
+
+def content_root(settings: dict[str, Any]) -> Path:
+    """The directory that holds content/: post paths in messages are relative to it."""
+    return Path(settings.get("PATH", "content")).resolve().parent
+
+
+def shown_path(settings: dict[str, Any], source_path: str) -> str:
+    try:
+        return str(Path(source_path).resolve().relative_to(content_root(settings)))
+    except ValueError:
+        return source_path
+
+
+def posts(settings: dict[str, Any]) -> dict[str, Any]:
+    """Every post with executed blocks: its shown path and scenario, read as the
+    Markdown extension reads it. A post that does not parse is left out here: its
+    reader reports the error, with its line."""
+    content = Path(settings.get("PATH", "content")).resolve()
+    found = {}
+    for path in sorted(content.rglob("*.md")):
+        source = shown_path(settings, str(path))
+        try:
+            scenario = scenario_from_text(path.read_text(), source, path.stem)
+        except (SnippetError, OSError):
+            continue
+        if scenario.steps:
+            found[source] = scenario
+    return found
+
+
+class SourceNamingMarkdownReader(MarkdownReader):
+    """Pelican's Markdown reader, telling our extension which post it converts."""
+
+    def read(self, source_path: str) -> tuple[str, dict[str, Any]]:
+        for ext in self.settings["MARKDOWN"].get("extensions", []):
+            if isinstance(ext, SnippetsExtension):
+                ext.setConfig("source", shown_path(self.settings, source_path))
+        return super().read(source_path)
 
 
 def initialized(pelican: Any) -> None:
@@ -66,12 +85,30 @@ def initialized(pelican: Any) -> None:
     captures = captures_for(settings)
     settings["KBLOG_CAPTURES"] = captures
     markdown = settings.setdefault("MARKDOWN", {})
-    markdown.setdefault("extensions", []).append(SnippetsExtension(captures=captures))
+    markdown.setdefault("extensions", []).append(SnippetsExtension(results=captures.lookup))
+    captures.prepare(posts(settings))
 
 
 def readers_init(readers: Any) -> None:
-    for ext in ExecutingMarkdownReader.file_extensions:
-        readers.reader_classes[ext] = ExecutingMarkdownReader
+    for ext in SourceNamingMarkdownReader.file_extensions:
+        readers.reader_classes[ext] = SourceNamingMarkdownReader
+
+
+def content_object_init(content: Any) -> None:
+    """Give an executed post what its template shows beside the terminals."""
+    if not content.source_path:
+        return
+    captures: Captures | None = content.settings.get("KBLOG_CAPTURES")
+    document = (
+        captures.document(shown_path(content.settings, content.source_path)) if captures else None
+    )
+    if document is None:
+        return
+    name = document["bundle"]
+    url = f"{content.settings.get('SITEURL', '')}/{bundle.BUNDLES}/{name}.tar.gz"
+    content.kblog_provenance = document["provenance"]
+    content.kblog_differences = document["differences"]
+    content.kblog_reproduce = {"commands": bundle.commands(name, url), "bundle_url": url}
 
 
 def write_bundles(captures: Captures, output: Path) -> None:
@@ -88,7 +125,7 @@ def finalized(pelican: Any) -> None:
     """Write the bundles; with plain `pelican`, also keep new captures if no post failed."""
     captures: Captures = pelican.settings["KBLOG_CAPTURES"]
     write_bundles(captures, Path(pelican.settings["OUTPUT_PATH"]))
-    if pelican.settings.get("_KBLOG_MANAGED"):
+    if pelican.settings.get("KBLOG_BUILD_MANAGED"):
         return  # kblog_build writes captures once the whole build has succeeded
     if not captures.failed:
         for path in captures.commit():
@@ -98,4 +135,5 @@ def finalized(pelican: Any) -> None:
 def register() -> None:
     signals.initialized.connect(initialized)
     signals.readers_init.connect(readers_init)
+    signals.content_object_init.connect(content_object_init)
     signals.finalized.connect(finalized)

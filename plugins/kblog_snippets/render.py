@@ -136,6 +136,29 @@ def render_block(
     return "\n".join(parts)
 
 
+def block_id(first_step: Step) -> str:
+    """The HTML id of a block: the differences summary links to it."""
+    return f"step-{first_step.block + 1}"
+
+
+def differences(steps: list[Step], per_kernel: dict[str, list[StepResult]]) -> list[dict[str, str]]:
+    """The blocks whose captures differ across kernels: id and a label for each."""
+    if len(per_kernel) < 2:
+        return []
+    found = []
+    blocks: dict[int, list[int]] = {}
+    for index, step in enumerate(steps):
+        blocks.setdefault(step.block, []).append(index)
+    for indices in blocks.values():
+        block_steps = [steps[i] for i in indices]
+        if differs({k: [r[i] for i in indices] for k, r in per_kernel.items()}):
+            typed = "; ".join(step.input.split("\n")[0] for step in block_steps)
+            label = typed if len(typed) <= 60 else typed[:59] + "…"
+            session = block_steps[0].session
+            found.append({"step_id": block_id(block_steps[0]), "label": f"{session}: {label}"})
+    return found
+
+
 def differs(per_kernel: dict[str, list[StepResult]]) -> bool:
     """Whether the kernels' outputs differ once volatile values are blanked."""
     views = {

@@ -36,6 +36,7 @@ def _pairs(argv: list[str], flag: str) -> list[tuple[str, str]]:
 def test_argv_binds_only_the_tree_writable(tmp_path: Path) -> None:
     argv = sandbox.argv(_layout(tmp_path, Path("/h")), ["bash"], as_root=False)
     assert argv[0] == "bwrap"
+
     assert _pairs(argv, "--bind") == [(str(tmp_path / "work"), "/home/user")]
     for flag in ("--unshare-all", "--die-with-parent"):
         assert flag in argv
@@ -47,11 +48,18 @@ def test_argv_binds_only_the_tree_writable(tmp_path: Path) -> None:
 
 
 def test_argv_as_root_drops_to_an_unprivileged_user(tmp_path: Path) -> None:
-    argv = sandbox.argv(_layout(tmp_path, Path("/h")), ["bash"], as_root=True)
+    layout = _layout(tmp_path, Path("/h"))
+    argv = sandbox.argv(layout, ["bash"], as_root=True)
     uid = str(sandbox.SANDBOX_UID)
-    assert argv[: argv.index("bwrap")] == [
+    handover = argv.index("setpriv")
+    assert argv[handover : handover + 7] == [
         "setpriv", "--reuid", uid, "--regid", uid, "--clear-groups", "--",
     ]  # fmt: skip
+    assert argv[handover + 7] == "bwrap"
+    # Before it, root binds the kernel's trees where nobody can reach them.
+    (point,) = sandbox.staged(layout)
+    assert ("/h/usr/src", str(point)) in _pairs(argv[:handover], "--ro-bind")
+    assert (str(point), "/usr/src") in _pairs(argv[handover:], "--ro-bind")
 
 
 # --- real runs ----------------------------------------------------------------
@@ -73,9 +81,8 @@ def layout(headers: Path) -> Iterator[sandbox.Layout]:
 
 
 def _run(lay: sandbox.Layout, script: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    argv = sandbox.argv(lay, ["bash", "-c", script], as_root=AS_ROOT)
     return subprocess.run(
-        argv,
+        sandbox.argv(lay, ["bash", "-c", script], AS_ROOT),
         env=sandbox.env(lay, {"LANG": "C.UTF-8"}),
         capture_output=True,
         text=True,
@@ -97,6 +104,18 @@ def test_a_reader_s_build(layout: sandbox.Layout) -> None:
     assert (layout.tree / "chardev" / "chardev_noref.ko").is_file()
     # Nothing of this machine's paths shows.
     assert str(layout.tree) not in proc.stdout and str(ROOT) not in proc.stdout
+
+
+def test_a_cache_the_sandbox_user_cannot_walk(layout: sandbox.Layout, tmp_path: Path) -> None:
+    """A reader's cache in a private home (/root, say): root stages the kernel's trees."""
+    private = tmp_path / "home"
+    private.mkdir(mode=0o700)
+    headers = private / "headers"
+    subprocess.run(["cp", "-al", str(layout.headers_root), str(headers)], check=True)
+    moved = sandbox.Layout(layout.release, headers, layout.tree, layout.state)
+    proc = _run(moved, "cd hello && make")
+    assert proc.returncode == 0, proc.stderr
+    assert "  LD [M]  /home/user/hello/hello.ko" in proc.stdout.splitlines()
 
 
 def test_writes_outside_the_tree_fail_and_change_nothing(layout: sandbox.Layout) -> None:

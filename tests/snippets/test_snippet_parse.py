@@ -24,7 +24,7 @@ def steps_of(text: str):
 class PlainBlocksStayPlain(TestCase):
     """A block without session= is fenced_code's business, even with the extension on."""
 
-    default_kwargs: ClassVar = {"extensions": ["fenced_code", SnippetsExtension(captures="")]}
+    default_kwargs: ClassVar = {"extensions": ["fenced_code", SnippetsExtension(results="")]}
 
     def test_highlighted_block_untouched(self) -> None:
         self.assertMarkdownRenders(
@@ -33,10 +33,10 @@ class PlainBlocksStayPlain(TestCase):
         )
 
     def test_executed_block_without_provider_is_an_error(self) -> None:
-        with pytest.raises(SnippetError, match=r"<markdown>:1: executed blocks, but no captures"):
+        with pytest.raises(SnippetError, match=r"<markdown>:1: executed blocks, but no results"):
             markdown.markdown(
                 "```{.console session=t}\n$ true\n```",
-                extensions=["fenced_code", SnippetsExtension(captures="")],
+                extensions=["fenced_code", SnippetsExtension(results="")],
             )
 
 
