@@ -73,7 +73,7 @@ class Terminal:
 
     def __init__(self, name: str, write: Callable[[bytes], None]) -> None:
         self.name = name
-        self._write = write
+        self.write = write  # where typed bytes go; a LocalPty points it at its pty
         self._buf = bytearray()
         self._cond = threading.Condition()
         self.exit_status: int | None = None
@@ -110,11 +110,11 @@ class Terminal:
                 self._cond.wait(min(remaining, 0.25))
 
     def type_line(self, line: str) -> None:
-        self._write(line.encode() + b"\n")
+        self.write(line.encode() + b"\n")
 
     def interrupt(self) -> None:
         """Ctrl-C, as typed: the tty sends SIGINT to the foreground program."""
-        self._write(b"\x03")
+        self.write(b"\x03")
 
 
 def _clean(raw: bytes) -> str:
@@ -153,7 +153,7 @@ class LocalPty:
                 os.execvpe(argv[0], argv, env)
             finally:
                 os._exit(127)
-        terminal._write = self.write
+        terminal.write = self.write
         self._thread = threading.Thread(target=self._pump, daemon=True)
         self._thread.start()
 

@@ -3,13 +3,14 @@
 Pelican replaces ``{filename}``, ``{static}`` and ``{attach}`` links when it writes a
 page, and for a target it cannot find it only logs a warning and leaves the raw
 ``{filename}...`` text in the href. This check runs once every generator has read
-its files, resolves each such link the way Pelican does, and raises ContentError
-with the line of the Markdown source that holds the link.
+its files, finds each such link in the Markdown source (outside code), resolves
+it the way Pelican does, and raises ContentError with the line that holds it.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from html import unescape
 from pathlib import Path
@@ -49,37 +50,50 @@ def _resolves(content: Any, kind: str, url_path: str, context: Mapping[str, Any]
     return False
 
 
-def _source_line(path: Path, kind: str, value: str) -> int:
-    """The first line of the source that spells this link (1 if none does)."""
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except OSError:
-        return 1
-    needles = [f"{{{kind}}}{value}", f"|{kind}|{value}", value]
-    for needle in needles:
-        for number, text in enumerate(lines, start=1):
-            if needle in text:
-                return number
-    return 1
+# A {filename}/{static}/{attach} (or |filename|) link target in Markdown source.
+LINK = re.compile(
+    r"(?:\{(filename|static|attach)\}|\|(filename|static|attach)\|)([^\s\"'<>()\[\]]+)"
+)
+FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
+CODE_SPAN = re.compile(r"(`+).*?\1")
+
+
+def links_in(text: str) -> list[tuple[int, str, str]]:
+    """(line, kind, target) of each internal link in Markdown source, as Pelican would
+    see it: not inside fenced code or a code span."""
+    found = []
+    fence: str | None = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        m = FENCE.match(line)
+        if m:
+            marker = m.group(1)
+            if fence is None:
+                fence = marker
+            elif marker.startswith(fence[0]) and len(marker) >= len(fence):
+                fence = None
+            continue
+        if fence is not None:
+            continue
+        for link in LINK.finditer(CODE_SPAN.sub("", line)):
+            found.append((number, link.group(1) or link.group(2), link.group(3)))
+    return found
 
 
 def check_links(contents: Iterable[Any], context: Mapping[str, Any]) -> None:
     """Raise ContentError for the first dead intrasite link found in ``contents``."""
     for content in contents:
-        html = getattr(content, "_content", None)
-        if not html or not content.source_path:
+        if not content.source_path:
             continue
-        for match in content._get_intrasite_link_regex().finditer(html):
-            kind = match.group("what")
-            if kind not in CHECKED_KINDS:
-                continue
-            value = unescape(match.group("value"))
-            url_path = urlparse(match.group("value")).path
-            if _resolves(content, kind, url_path, context):
-                continue
-            path = Path(content.source_path)
-            raise ContentError(
-                path,
-                _source_line(path, kind, value),
-                f"dead link {{{kind}}}{value}: no post, page or static file has that path",
-            )
+        path = Path(content.source_path)
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except OSError:
+            continue
+        for number, kind, value in links_in(text):
+            url_path = urlparse(unescape(value)).path
+            if not _resolves(content, kind, url_path, context):
+                raise ContentError(
+                    path,
+                    number,
+                    f"dead link {{{kind}}}{value}: no post, page or static file has that path",
+                )

@@ -16,15 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from runner import backends, config, verdict
-from runner.normalize import drift
 from runner.scenario import Scenario, ScenarioResult
 
-from . import freeze, render
+from . import freeze, policy, render
 from .parse import SnippetError
 
 log = logging.getLogger(__name__)
 
-MODES = ("auto", "never", "always")
 Runner = Callable[[Scenario, str, Path], ScenarioResult]
 
 
@@ -48,7 +46,7 @@ class Outcome:
 
     post: str
     kernel: str
-    state: str  # fresh | captured | drifted | failed | stale
+    state: policy.State
     detail: str = ""
 
 
@@ -73,8 +71,10 @@ class Captures:
     )
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"KBLOG_EXECUTE={self.mode!r}: expected one of {', '.join(MODES)}")
+        if self.mode not in policy.MODES:
+            raise ValueError(
+                f"KBLOG_EXECUTE={self.mode!r}: expected one of {', '.join(policy.MODES)}"
+            )
 
     def __deepcopy__(self, memo: dict) -> Captures:
         return self  # Pelican copies its settings; there is one provider per build
@@ -91,22 +91,19 @@ class Captures:
     def kmod_digest(self) -> str:
         return self.shared_inputs["kmod"]
 
-    def _frozen(
-        self, scenario: Scenario, frozen: dict[str, Any], kernel: config.Kernel
-    ) -> tuple[dict[str, Any] | None, dict[str, str], bool]:
-        """(the frozen entry or None, the key inputs now, whether the entry is fresh)."""
-        inputs = freeze.key_inputs(scenario, kernel, self.shared_inputs)
-        entry = frozen.get(kernel.name)
-        return entry, inputs, entry is not None and entry.get("key") == freeze.key_of(inputs)
-
     def _stale(self, scenario: Scenario) -> list[str]:
+        """The kernels this scenario must run on (mode and freshness decide)."""
         frozen = freeze.load(self.snippets / f"{scenario.name}.json")
-        kernels = [config.kernel(name) for name in self.kernels]
-        return [
-            k.name
-            for k in kernels
-            if self.mode == "always" or not self._frozen(scenario, frozen, k)[2]
-        ]
+        found = []
+        for name in self.kernels:
+            kernel = config.kernel(name)
+            inputs = freeze.key_inputs(scenario, kernel, self.shared_inputs)
+            if (
+                policy.decide(self.mode, frozen.get(kernel.name), inputs).action
+                is policy.Action.RUN
+            ):
+                found.append(kernel.name)
+        return found
 
     def prefetch(self, scenarios: list[Scenario]) -> None:
         """Run the stale scenarios in parallel, one VM per core, before the build asks."""
@@ -179,20 +176,20 @@ class Captures:
         out: dict[str, ScenarioResult] = {}
         for name in self.kernels:
             kernel = config.kernel(name)
-            entry, inputs, fresh = self._frozen(scenario, frozen, kernel)
-            if entry is not None and fresh and self.mode != "always":
+            inputs = freeze.key_inputs(scenario, kernel, self.shared_inputs)
+            entry = frozen.get(kernel.name)
+            decision = policy.decide(self.mode, entry, inputs)
+            if decision.action is policy.Action.REUSE:
+                assert entry is not None
                 out[kernel.name] = freeze.entry_result(entry)
-                self.outcomes.append(Outcome(post, kernel.name, "fresh"))
+                self.outcomes.append(Outcome(post, kernel.name, policy.State.FRESH))
                 continue
-            if self.mode == "never":
-                why = (
-                    "no capture yet" if entry is None else _changed(entry.get("inputs", {}), inputs)
-                )
+            if decision.action is policy.Action.REFUSE:
                 message = (
-                    f"{post}: the capture for kernel {kernel.name} is stale ({why}) "
+                    f"{post}: the capture for kernel {kernel.name} is stale ({decision.why}) "
                     "and no VM may run (KBLOG_EXECUTE=never)"
                 )
-                self.outcomes.append(Outcome(post, kernel.name, "stale", message))
+                self.outcomes.append(Outcome(post, kernel.name, policy.State.STALE, message))
                 self._fail(message)
             self.vm_runs += 1
             try:
@@ -202,13 +199,10 @@ class Captures:
                     self._fail(f"{post}: running the post on kernel {kernel.name} failed: {exc}")
                 self.check(scenario, result, kernel.name)
             except SnippetError as exc:
-                self.outcomes.append(Outcome(post, kernel.name, "failed", str(exc)))
+                self.outcomes.append(Outcome(post, kernel.name, policy.State.FAILED, str(exc)))
                 raise
             new_entry = freeze.make_entry(inputs, result)
-            state, detail = "captured", ""
-            if fresh and entry is not None:
-                detail = drift(entry["result"]["steps"], new_entry["result"]["steps"])
-                state = "drifted" if detail else "fresh"
+            state, detail = policy.after_run(decision, entry, new_entry)
             self.outcomes.append(Outcome(post, kernel.name, state, detail))
             table[kernel.name] = new_entry
             out[kernel.name] = result
@@ -238,8 +232,3 @@ class Captures:
             written.append(path)
         self.pending.clear()
         return written
-
-
-def _changed(old: dict[str, str], new: dict[str, str]) -> str:
-    names = [k for k in new if old.get(k) != new[k]]
-    return "changed: " + ", ".join(names) if names else "unknown inputs"

@@ -1,9 +1,9 @@
 """Frozen captures: snippets/<post>.json, one human-diffable file per post.
 
 Each kernel's capture is stored with the key it was made under: a hash of the
-post's scenario, the kmod/ sources, the kernel, the guest image recipe and the
-runner sources that shape a capture. A capture whose key still matches is reused
-without a VM.
+post's scenario, the kmod/ sources, the kernel, and the runner sources (the guest
+image recipe among them) that shape a capture. A capture whose key still
+matches is reused without a VM.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ TEXT_FIELDS = ("output",)  # stored as lists of lines, so diffs read line by lin
 
 
 def tree_inputs(kmod: Path) -> dict[str, str]:
-    """The inputs every post shares: hashes of kmod/, the guest recipe, the runner."""
+    """The inputs every post shares: hashes of kmod/ and of the runner (guest recipe included)."""
     return {
         "kmod": sources.tree_digest(kmod),
         "runner": runner_digest(),

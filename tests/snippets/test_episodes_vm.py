@@ -65,7 +65,9 @@ def test_episode_2_shows_what_the_guest_did(fresh_site) -> None:
         assert everything.index("I already told you 1 times Hello world!") > first
         # The oops is in the kernel log of the step that read the freed module.
         # It is proven stuck, not waited out: the page says what the runner saw.
-        (read_step,) = [s for s, v in views.items() if ">>> f.read()" in v and "Stuck for good" in v]
+        (read_step,) = [
+            s for s, v in views.items() if ">>> f.read()" in v and "Stuck for good" in v
+        ]
         proof = r"task \d+ \(python3\) is in state X \(dead\) after \d+\.\d s"
         assert re.search(proof, views[read_step]), views[read_step]
         klog = panel(steps[read_step], kernel).find_all("details", "kb-klog")[0].text()

@@ -1,0 +1,73 @@
+"""When a post's frozen capture is reused, re-made, or refused: the freshness policy.
+
+A capture is fresh when its key (freeze.key_of over the scenario, the kernel,
+kmod/ and the runner's sources) equals the key of the inputs now. The build's
+mode then decides: `auto` re-runs stale posts, `never` refuses to run any,
+`always` re-runs all of them (and reports drift from the published capture).
+Pure functions: tested without a VM.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from runner.normalize import drift
+
+from . import freeze
+
+MODES = ("auto", "never", "always")
+
+
+class Action(enum.Enum):
+    REUSE = "reuse"  # the frozen capture is what the page shows
+    RUN = "run"  # run the post in the sandbox
+    REFUSE = "refuse"  # stale, and no VM may run: the build fails
+
+
+class State(enum.StrEnum):
+    """What a post's build used for one kernel, as `invoke verify` reports it."""
+
+    FRESH = "fresh"  # reused, or re-run and the same as published
+    CAPTURED = "captured"  # made now: no capture, or a stale one
+    DRIFTED = "drifted"  # re-run although fresh, and different from the published one
+    FAILED = "failed"  # the run did not do what the post says
+    STALE = "stale"  # stale and not run (mode never)
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    fresh: bool  # whether the frozen entry's key matches the inputs now
+    why: str = ""  # for a stale capture: what changed
+
+
+def decide(mode: str, entry: dict[str, Any] | None, inputs: dict[str, str]) -> Decision:
+    """What to do for one post and kernel, given its frozen entry (or None)."""
+    if mode not in MODES:
+        raise ValueError(f"KBLOG_EXECUTE={mode!r}: expected one of {', '.join(MODES)}")
+    fresh = entry is not None and entry.get("key") == freeze.key_of(inputs)
+    if fresh and mode != "always":
+        return Decision(Action.REUSE, fresh)
+    why = "no capture yet" if entry is None else changed(entry.get("inputs", {}), inputs)
+    if mode == "never":
+        return Decision(Action.REFUSE, fresh, why)
+    return Decision(Action.RUN, fresh, why)
+
+
+def changed(old: dict[str, str], new: dict[str, str]) -> str:
+    """Which key inputs differ, for the author: "changed: scenario, runner"."""
+    names = [k for k in new if old.get(k) != new[k]]
+    return "changed: " + ", ".join(names) if names else "unknown inputs"
+
+
+def after_run(
+    decision: Decision, entry: dict[str, Any] | None, new_entry: dict[str, Any]
+) -> tuple[State, str]:
+    """(the outcome's state, its detail) once a run succeeded: a fresh capture that
+    was re-run is compared with the published one."""
+    if decision.fresh and entry is not None:
+        detail = drift(entry["result"]["steps"], new_entry["result"]["steps"])
+        return (State.DRIFTED if detail else State.FRESH), detail
+    return State.CAPTURED, ""
