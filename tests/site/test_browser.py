@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kblog_snippets import render
 from sitebuild import ROOT, build_tiny
+
+from runner.scenario import KernelEvent, Status, Step, StepResult
 
 # Debian's chromium (runner/host-packages.txt installs it): a missing browser fails.
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -33,10 +36,48 @@ pytestmark = [pytest.mark.browser]
 
 # The markup the snippets plugin gives an executed step, in a post of its own,
 # so that this test does not depend on captures or on that plugin being present.
-FIXTURES = Path(__file__).parent / "fixtures"
-STEP_HTML = (FIXTURES / "kb-step.html").read_text()
-# A step captured on two kernels: one panel per kernel behind radio-button tabs.
-MULTI_HTML = (FIXTURES / "kb-step-multi.html").read_text()
+
+
+def _result(index: int, text: str, output: str, **kw: Any) -> StepResult:
+    return StepResult(
+        index, kw.pop("status", Status.OK), "$ ", text, output, 0, 0.06, "guest", **kw
+    )
+
+
+def _step_html() -> str:
+    """A block as the snippets plugin renders it (its own renderer, not a copy): two
+    commands, an oops in the kernel log, and the status of a step that hangs."""
+    steps = [
+        Step("term1", "console", "sudo insmod chardev.ko", block=2),
+        Step("term1", "console", "sudo dmesg | tail -n 1", block=2),
+    ]
+    klog = [
+        "[    9.135028] BUG: unable to handle page fault for address: ffffffffc034b1d0",
+        "[    9.135679] Oops: 0000 [#1] PREEMPT SMP NOPTI",
+    ]
+    events = [KernelEvent("page-fault", klog[0][15:]), KernelEvent("Oops", klog[1][15:])]
+    results = [
+        _result(0, steps[0].input, ""),
+        _result(
+            1, steps[1].input, "[    6.204794] chardev: got major 245",
+            status=Status.HANG, kernel_log=klog, events=events,
+        ),
+    ]  # fmt: skip
+    return render.render_block("step-3", steps, {"6.1": results}, differs=False)
+
+
+def _multi_html() -> str:
+    """A block captured on two kernels: one panel each behind radio-button tabs."""
+    step = Step("term1", "console", "ps -o pid,stat,cmd -C python3", block=8)
+    per_kernel = {
+        "6.1": [_result(0, step.input, "  PID STAT CMD\n  126 Xs+  [python3]")],
+        "6.12": [_result(0, step.input, "  PID STAT CMD\n  131 Xs+  [python3] (6.12)")],
+    }
+    return render.render_block("step-9", [step], per_kernel, render.differs(per_kernel))
+
+
+STEP_HTML = _step_html()
+MULTI_HTML = _multi_html()
 
 DEMO_POST = f"""\
 Title: Steps demo
@@ -101,8 +142,9 @@ def demo_site_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as playwright:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
         yield chromium
         chromium.close()
@@ -150,7 +192,7 @@ def test_kernel_log_is_collapsed_until_opened(browser: Any, demo_site_url: str) 
     assert details.evaluate("el => el.open") is True
     assert log.is_visible()
     assert "BUG: unable to handle page fault" in log.inner_text()
-    badge = page.locator(".kb-badge-oops")
+    badge = page.locator(".kb-badge-oops").first
     color = badge.evaluate("el => getComputedStyle(el).color")
     red, green, blue = (int(c) for c in color[color.index("(") + 1 : -1].split(",")[:3])
     assert red > 2 * green and red > 2 * blue, color
@@ -256,8 +298,7 @@ def test_real_steps_copy_their_commands(browser: Any, real_site_url: str) -> Non
     page = _page(browser, real_site_url)
     page.goto(f"{real_site_url}/kernel-segfaults.html")
     steps = page.locator(".kb-step")
-    if steps.count() == 0:
-        pytest.skip("this build has no executed steps (snippets plugin absent)")
+    assert steps.count() > 1, "the episode page shows no executed steps"
     shown = _shown(steps.nth(1))
     commands = shown.locator(".kb-cmd").all_inner_texts()
     button = shown.locator(".kb-term-head .kb-copy")
