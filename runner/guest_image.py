@@ -264,7 +264,7 @@ def root_image(log: Log = print) -> Path:
     return _publish(tmp, final)
 
 
-def _module_closure(modroot: Path, wanted: Iterable[str]) -> list[Path]:
+def module_closure(modroot: Path, wanted: Iterable[str]) -> list[Path]:
     """The .ko files for `wanted` and their dependencies, in load order."""
     deps: dict[str, list[str]] = {}
     by_name: dict[str, str] = {}
@@ -312,7 +312,7 @@ def initramfs(kernel: config.Kernel, log: Log = print) -> Path:
     final = config.cache_dir() / "images" / f"initrd-{kernel.release}-{key}.cpio"
     if final.exists():
         return final
-    modules = _module_closure(modroot, config.INITRAMFS_MODULES)
+    modules = module_closure(modroot, config.INITRAMFS_MODULES)
     final.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=final.parent) as staging_name:
         staging = Path(staging_name)

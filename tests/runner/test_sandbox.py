@@ -146,14 +146,17 @@ def test_no_network(layout: sandbox.Layout) -> None:
 
 def test_no_privilege(layout: sandbox.Layout) -> None:
     """Seen from this machine, the sandbox's shell is nobody, with no capability."""
+    duration = f"{30 + os.getpid() % 97}.75"  # no other sleep here has this one
     proc = subprocess.Popen(
-        sandbox.argv(layout, ["sleep", "30"], as_root=AS_ROOT), env=sandbox.env(layout, {})
+        sandbox.argv(layout, ["sleep", duration], as_root=AS_ROOT), env=sandbox.env(layout, {})
     )
     try:
         deadline = time.monotonic() + 10
         sleeper = None
         while time.monotonic() < deadline and sleeper is None:
-            sleeper = next((p for p in _pids_named("sleep") if _cmdline(p) == "sleep 30"), None)
+            sleeper = next(
+                (p for p in _pids_named("sleep") if _cmdline(p) == f"sleep {duration}"), None
+            )
             time.sleep(0.05)
         assert sleeper is not None
         status = dict(
@@ -171,7 +174,9 @@ def test_no_privilege(layout: sandbox.Layout) -> None:
 
 def test_killed_with_its_runner(layout: sandbox.Layout, tmp_path: Path) -> None:
     """A runner killed with SIGKILL (no cleanup at all) takes the sandbox along."""
-    argv = sandbox.argv(layout, ["bash", "-c", "sleep 300 & echo $! ; wait"], as_root=AS_ROOT)
+    # A duration no other process on this machine is likely to sleep for.
+    sleeper = f"sleep {300 + os.getpid() % 997}.25"
+    argv = sandbox.argv(layout, ["bash", "-c", f"{sleeper} & echo $! ; wait"], as_root=AS_ROOT)
     # A stand-in runner: a python that starts the sandbox, then waits to be killed.
     runner = subprocess.Popen(
         ["python3", "-c", "import subprocess, sys; subprocess.Popen(sys.argv[1:]); input()", *argv],
@@ -181,15 +186,15 @@ def test_killed_with_its_runner(layout: sandbox.Layout, tmp_path: Path) -> None:
     deadline = time.monotonic() + 10
     sleepers: list[int] = []
     while time.monotonic() < deadline and not sleepers:
-        sleepers = [p for p in _pids_named("sleep") if _cmdline(p) == "sleep 300"]
+        sleepers = [p for p in _pids_named("sleep") if _cmdline(p) == sleeper]
         time.sleep(0.1)
     assert sleepers, "the sandboxed sleep never started"
     runner.send_signal(signal.SIGKILL)
     runner.wait()
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(_cmdline(p) == "sleep 300" for p in sleepers):
+    while time.monotonic() < deadline and any(_cmdline(p) == sleeper for p in sleepers):
         time.sleep(0.1)
-    assert not any(_cmdline(p) == "sleep 300" for p in sleepers)
+    assert not any(_cmdline(p) == sleeper for p in sleepers)
 
 
 def _pids_named(comm: str) -> list[int]:

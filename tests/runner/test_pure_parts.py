@@ -1,0 +1,96 @@
+"""The runner's pure parts, without a VM: QEMU's argv, the initramfs's module
+closure, and the event stream between the container and the host."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from runner import config, events, guest_image, vm
+from runner.guest_image import GuestArtifacts, ImageError
+from runner.host import Accel
+from runner.scenario import Scenario, Status, Step, StepResult
+
+
+def _artifacts(tmp_path: Path) -> GuestArtifacts:
+    kernel = config.kernel("6.1")
+    return GuestArtifacts(
+        kernel, "6.1.1", tmp_path / "vmlinuz", tmp_path / "initrd", tmp_path / "root,1.img", "x"
+    )
+
+
+def _value(argv: list[str], flag: str) -> list[str]:
+    return [argv[i + 1] for i, a in enumerate(argv) if a == flag]
+
+
+def test_qemu_argv_tcg_boot(tmp_path: Path) -> None:
+    argv = vm.qemu_argv(_artifacts(tmp_path), Accel("tcg", "test"), tmp_path, 512)
+    assert argv[0].endswith("qemu-system-x86_64")
+    assert _value(argv, "-accel") == ["tcg"] and _value(argv, "-smp") == ["1"]
+    assert _value(argv, "-m") == ["512"]
+    assert "-no-reboot" in argv and "-nodefaults" in argv
+    # A comma in a path would end QEMU's option value: it is doubled.
+    (drive,) = _value(argv, "-drive")
+    assert f"file={tmp_path}/root,,1.img" in drive and "readonly=on" in drive
+    assert "-incoming" not in argv
+    assert " ".join(vm.KERNEL_CMDLINE) in argv
+
+
+def test_qemu_argv_kvm_restore(tmp_path: Path) -> None:
+    state = tmp_path / "saved state"
+    argv = vm.qemu_argv(_artifacts(tmp_path), Accel("kvm", "test"), tmp_path, 512, state)
+    assert _value(argv, "-accel") == ["kvm"] and _value(argv, "-cpu") == ["host"]
+    assert _value(argv, "-incoming") == [f"exec:cat '{state}'"]
+
+
+def _modules(tmp_path: Path, dep: str, builtin: str = "") -> Path:
+    (tmp_path / "modules.dep").write_text(dep)
+    (tmp_path / "modules.builtin").write_text(builtin)
+    return tmp_path
+
+
+def test_module_closure_loads_dependencies_first(tmp_path: Path) -> None:
+    root = _modules(
+        tmp_path,
+        "kernel/fs/ext4/ext4.ko.xz: kernel/fs/jbd2/jbd2.ko.xz kernel/fs/mbcache.ko.xz\n"
+        "kernel/fs/jbd2/jbd2.ko.xz:\n"
+        "kernel/fs/mbcache.ko.xz:\n"
+        "kernel/drivers/virtio/virtio_pci.ko.xz:\n",
+        "kernel/lib/crc16.ko\n",
+    )
+    found = guest_image.module_closure(root, ["ext4", "crc16", "virtio_pci"])
+    names = [p.name for p in found]
+    assert names == ["jbd2.ko.xz", "mbcache.ko.xz", "ext4.ko.xz", "virtio_pci.ko.xz"]
+
+
+def test_module_closure_names_a_module_it_cannot_find(tmp_path: Path) -> None:
+    root = _modules(tmp_path, "kernel/fs/ext4/ext4.ko:\n")
+    with pytest.raises(ImageError, match=r"overlay is neither built in nor in modules\.dep"):
+        guest_image.module_closure(root, ["overlay"])
+
+
+def test_events_round_trip() -> None:
+    scenario = Scenario("s", [Step("t", "console", "true"), Step("t", "console", "false")])
+    out = io.StringIO()
+    log, progress = events.writers(out)
+    log("booting")
+    progress(1, 2, scenario.steps[1], None)
+    done = StepResult(1, Status.OK, "$ ", "false", "", 1, 0.1, "guest")
+    progress(1, 2, scenario.steps[1], done)
+    out.write(events.encode_error("the guest was lost") + "\n")
+    out.write("Traceback (most recent call last):\n")
+
+    logged: list[str] = []
+    seen: list[tuple[int, int, str, StepResult | None]] = []
+    relay = events.Relay(
+        scenario,
+        logged.append,
+        lambda i, n, step, res: seen.append((i, n, step.input, res)),
+    )
+    for line in out.getvalue().splitlines():
+        relay.line(line)
+    assert logged == ["booting", "Traceback (most recent call last):"]
+    assert seen == [(1, 2, "false", None), (1, 2, "false", done)]
+    assert relay.error == "the guest was lost"
