@@ -81,6 +81,51 @@ def verify(c, update=False):
             print(f"updated {path.relative_to(ROOT)}")
 
 
+def _kernel_labels(kernel: str) -> list[str] | None:
+    """The labels in a --kernel value ("6.1" or "6.1,6.12"); None when it is empty."""
+    from runner import config
+
+    labels = [label.strip() for label in kernel.split(",") if label.strip()]
+    for label in labels:
+        if label not in config.KERNELS:
+            known = ", ".join(config.KERNELS)
+            raise Exit(f"unknown kernel {label!r}; configured kernels: {known}", 2)
+    return list(dict.fromkeys(labels)) or None
+
+
+@task(
+    help={
+        "bump": "move the pins in runner/config.py to the newest ABIs",
+        "kernel": "only these kernels: labels, comma-separated (e.g. 6.1)",
+    }
+)
+def kernels(c: Context, bump: bool = False, kernel: str = "") -> None:
+    """Show each kernel's pinned ABI and the newest Debian offers; --bump moves the pins."""
+    from runner import debian
+    from runner import kernels as series
+
+    labels = _kernel_labels(kernel)
+    try:
+        tracks = series.track(labels)
+    except (debian.PackageError, OSError, ValueError) as exc:
+        raise Exit(f"kernels: cannot read Debian's kernel ABIs: {exc}", 1) from None
+    width = max(len(t.pinned) for t in tracks) + 2
+    print(f"{'kernel':8}{'pinned':{width}}{'newest in Debian':{width}}")
+    for t in tracks:
+        print(f"{t.label:8}{t.pinned:{width}}{t.newest or '-':{width}}{t.note}")
+    if not bump:
+        if any(t.newest and t.newest != t.pinned for t in tracks):
+            print(f"move the pins with `{series.BUMP_COMMAND}`, then `make html` re-captures")
+        return
+    moved = series.bump({t.label: t.newest for t in tracks if t.newest})
+    for label, (old, new) in moved.items():
+        print(f"runner/config.py: kernel {label} {old} -> {new}")
+    if moved:
+        print("now `make html` re-captures every post; review `git diff runner/ snippets/`")
+    else:
+        print("the pins are the newest ABIs already")
+
+
 def _post_scenario(post: str):
     """The scenario of a post, given as a path or a file name under content/."""
     from kblog_snippets.parse import SnippetError, scenario_from_text
