@@ -11,6 +11,7 @@ import logging
 import shutil
 import sys
 import tempfile
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,11 +60,13 @@ def build_site(
     *,
     mode: str | None = None,
     write_captures: bool = True,
+    cells: Collection[tuple[str, str]] | None = None,
 ) -> BuildReport:
     """Build with `settings` into `output`, atomically; raise BuildError on any error.
 
     `mode` overrides KBLOG_EXECUTE ("always" re-runs every post); with
-    `write_captures` False new captures are not kept (a dry verification).
+    `write_captures` False new captures are not kept (a dry verification);
+    `cells`, (post name, kernel label) pairs, restricts each post to those kernels.
     """
     from kblog_snippets.plugin import captures_for
 
@@ -81,6 +84,8 @@ def build_site(
         captures = captures_for(conf)
         if mode is not None:
             captures.mode = mode
+        if cells is not None:
+            captures.cells = frozenset(cells)
         conf["KBLOG_CAPTURES"] = captures
         conf["_KBLOG_MANAGED"] = True
         report = BuildReport(output, [], 0, captures.outcomes)
@@ -103,7 +108,12 @@ def build_site(
 
 
 def _scenarios(content: Path) -> list[Any]:
-    """The scenarios of every post, read the way the Markdown extension reads them."""
+    return [scenario for _, scenario in posts(content)]
+
+
+def posts(content: Path) -> list[tuple[str, Any]]:
+    """(source, scenario) of every post that runs snippets, read the way the Markdown
+    extension reads them; the source is the path the build names it by."""
     from kblog_snippets.parse import SnippetError, scenario_from_text
 
     found = []
@@ -114,7 +124,7 @@ def _scenarios(content: Path) -> list[Any]:
         except (SnippetError, OSError):
             continue  # the build itself reports it, with its file and line
         if scenario.steps:
-            found.append(scenario)
+            found.append((source, scenario))
     return found
 
 

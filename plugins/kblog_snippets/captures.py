@@ -67,6 +67,8 @@ class Captures:
     _prefetched: dict[tuple[str, str], ScenarioResult | Exception] = field(default_factory=dict)
     # Each post's scenario and its captures file as this build publishes it.
     published: dict[str, tuple[Scenario, str]] = field(default_factory=dict)
+    # (post name, kernel label) pairs to use, for a share of a verification; None: all.
+    cells: frozenset[tuple[str, str]] | None = None
 
     def __post_init__(self) -> None:
         self.mode = os.environ.get("KBLOG_EXECUTE", self.mode)
@@ -96,9 +98,15 @@ class Captures:
         entry = frozen.get(kernel.name)
         return entry, inputs, entry is not None and entry.get("key") == freeze.key_of(inputs)
 
+    def _kernels_of(self, scenario: Scenario) -> list[str]:
+        return [k for k in self.kernels if self._in_share(scenario, k)]
+
+    def _in_share(self, scenario: Scenario, kernel: str) -> bool:
+        return self.cells is None or (scenario.name, kernel) in self.cells
+
     def _stale(self, scenario: Scenario) -> list[str]:
         frozen = freeze.load(self.snippets / f"{scenario.name}.json")
-        kernels = [config.kernel(name) for name in self.kernels]
+        kernels = [config.kernel(name) for name in self._kernels_of(scenario)]
         return [
             k.name
             for k in kernels
@@ -144,6 +152,10 @@ class Captures:
         for name in self.kernels:
             kernel = config.kernel(name)
             entry, inputs, fresh = self._frozen(scenario, frozen, kernel)
+            if not self._in_share(scenario, kernel.name):
+                if entry is not None:  # another share runs it: the page shows the capture
+                    out[kernel.name] = freeze.entry_result(entry)
+                continue
             if entry is not None and fresh and self.mode != "always":
                 out[kernel.name] = freeze.entry_result(entry)
                 self.outcomes.append(Outcome(post, kernel.name, "fresh"))
@@ -170,9 +182,11 @@ class Captures:
                 raise
             new_entry = freeze.make_entry(inputs, result)
             state, detail = "captured", ""
-            if fresh and entry is not None:
+            # A run on another ABI of the series (verify --newest) is compared with the page
+            # too: that capture would be fresh but for the kernel release.
+            if entry is not None and (fresh or _differing(entry, inputs) == {"kernel"}):
                 detail = drift(entry["result"]["steps"], new_entry["result"]["steps"])
-                state = "drifted" if detail else "fresh"
+                state = "drifted" if detail else ("fresh" if fresh else "captured")
             self.outcomes.append(Outcome(post, kernel.name, state, detail))
             table[kernel.name] = new_entry
             out[kernel.name] = result
@@ -228,6 +242,11 @@ def _explain(status: str, step, output: str) -> str:
         "lost": "the guest was lost (QEMU exited or the session died)",
         "not-run": f"not run: {output}",
     }.get(status, status)
+
+
+def _differing(entry: dict[str, Any], inputs: dict[str, str]) -> set[str]:
+    old = entry.get("inputs", {})
+    return {name for name, value in inputs.items() if old.get(name) != value}
 
 
 def _changed(old: dict[str, str], new: dict[str, str]) -> str:
