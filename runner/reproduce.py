@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from runner import backends, config, kernels
-from runner.normalize import drift
+from runner.normalize import drift, kernel_renames
 from runner.scenario import Scenario, ScenarioResult, Step, StepResult
 
 BAR_WIDTH = 24
@@ -77,7 +77,9 @@ def compare(
     if published is None:
         lines.append("no published capture for this kernel: nothing to compare with")
         return Reproduction(result, False, "\n".join(lines), fallback)
-    diff = drift(published["result"]["steps"], result.to_json()["steps"])
+    now = result.to_json()
+    renames = kernel_renames(published["result"]["provenance"], now["provenance"])
+    diff = drift(published["result"]["steps"], now["steps"], renames if fallback else None)
     where = ""
     if fallback:
         page = published["result"]["provenance"]["kernel"]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import backends, config, expect
-from runner.normalize import drift
+from runner.normalize import drift, kernel_renames
 from runner.scenario import FAILED_STATUSES, Scenario, ScenarioResult
 
 from . import freeze
@@ -185,7 +185,9 @@ class Captures:
             # A run on another ABI of the series (verify --newest) is compared with the page
             # too: that capture would be fresh but for the kernel release.
             if entry is not None and (fresh or _differing(entry, inputs) == {"kernel"}):
-                detail = drift(entry["result"]["steps"], new_entry["result"]["steps"])
+                was, now = entry["result"], new_entry["result"]
+                renames = kernel_renames(was["provenance"], now["provenance"])
+                detail = drift(was["steps"], now["steps"], renames)
                 state = "drifted" if detail else ("fresh" if fresh else "captured")
             self.outcomes.append(Outcome(post, kernel.name, state, detail))
             table[kernel.name] = new_entry
