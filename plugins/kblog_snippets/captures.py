@@ -188,7 +188,7 @@ class Captures:
                 was, now = entry["result"], new_entry["result"]
                 renames = kernel_renames(was["provenance"], now["provenance"])
                 detail = drift(was["steps"], now["steps"], renames)
-                state = "drifted" if detail else ("fresh" if fresh else "captured")
+                state = "drifted" if detail else "fresh"
             self.outcomes.append(Outcome(post, kernel.name, state, detail))
             table[kernel.name] = new_entry
             out[kernel.name] = result
