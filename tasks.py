@@ -126,7 +126,9 @@ def verify(
     except verification.VerifyInputError as exc:
         raise Exit(f"verify: {exc}", 2) from None
     if update and (shard or newest):
-        raise Exit("verify --update keeps captures of the whole series on the pinned kernels", 2)
+        raise Exit(
+            "verify: --update keeps the whole series' captures: drop --shard and --newest", 2
+        )
     with contextlib.ExitStack() as stack:
         if newest:
             stack.enter_context(_newest_kernels(labels))

@@ -136,7 +136,9 @@ def _invoke(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]
         (["--shard", "x"], "verify: --shard 'x': expected I/N, e.g. 1/2"),
         (["--merge", "EMPTY"], "no shard files"),
         (["--merge", "MIXED"], "shard files of different runs"),
-        (["--update", "--newest"], "verify --update keeps captures"),
+        (["--update", "--newest"], "drop --shard and --newest"),
+        (["--update", "--shard", "1/2"], "drop --shard and --newest"),
+        (["--merge", "EMPTY", "--kernel", "6.1"], "verify --merge takes no other option"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
