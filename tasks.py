@@ -120,10 +120,13 @@ def verify(
             raise Exit(f"verify: {exc}", 2) from None
         _verdict(merged, update=False)
         return
+    from runner import config
+
     labels = _kernel_labels(kernel)
     try:
         index, count = verification.parse_shard(shard) if shard else (1, 1)
-    except verification.VerifyInputError as exc:
+        config.kernels()  # a malformed KBLOG_KERNEL_RELEASES, before anything runs
+    except ValueError as exc:  # VerifyInputError too
         raise Exit(f"verify: {exc}", 2) from None
     if update and (shard or newest):
         raise Exit(
