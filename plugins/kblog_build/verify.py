@@ -175,7 +175,8 @@ def merge(directory: Path) -> Verification:
         outcomes=[Outcome(**o) for _, d in docs for o in d["outcomes"]],
         releases=first["releases"],
         newest=first["newest"],
-        errors=[e for _, d in docs for e in d["errors"]],
+        # Every shard builds the whole site: a site-wide error comes once from each.
+        errors=list(dict.fromkeys(e for _, d in docs for e in d["errors"])),
     )
 
 

@@ -64,6 +64,10 @@ def test_merge_gives_the_unsharded_table_and_verdict(tmp_path: Path) -> None:
     assert merged.cells == whole.cells
     assert merged.table() == whole.table()
     assert merged.failed() and not merged.failed(update=True)  # drift fails a verification
+    for shard in ("s1.json", "s2.json"):  # a site-wide error, as each shard reports it
+        doc = json.loads((tmp_path / shard).read_text())
+        (tmp_path / shard).write_text(json.dumps({**doc, "errors": ["dead link"]}))
+    assert verify.merge(tmp_path).errors == ["dead link"]
     assert (
         "content/b.md                             6.12     drifted\n    drifted" in merged.table()
     )
