@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shlex
 import shutil
 import sys
-import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from invoke import Context, task
 from invoke.exceptions import Exit
+
+if TYPE_CHECKING:
+    from kblog_build.verify import Verification
 
 ROOT = Path(__file__).resolve().parent
 sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
@@ -55,30 +61,156 @@ def publish(c: Context) -> None:
         raise Exit(f"publish: {exc}", 1) from None
 
 
-@task
-def verify(c, update=False):
-    """Re-run every post in the sandbox, ignoring captures; --update keeps the new ones."""
-    from kblog_build import BuildError, build_site
+def _kernel_labels(kernel: str) -> list[str] | None:
+    """The labels in a --kernel value ("6.1" or "6.1,6.12"); None when it is empty."""
+    from runner import config
 
-    with tempfile.TemporaryDirectory(prefix="kblog-verify-") as tmp:
+    labels = [label.strip() for label in kernel.split(",") if label.strip()]
+    for label in labels:
+        if label not in config.KERNELS:
+            known = ", ".join(config.KERNELS)
+            raise Exit(f"unknown kernel {label!r}; configured kernels: {known}", 2)
+    return list(dict.fromkeys(labels)) or None
+
+
+@contextlib.contextmanager
+def _environ(name: str, value: str) -> Iterator[None]:
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
+@task(
+    help={
+        "update": "keep the new captures (whole series, pinned kernels)",
+        "newest": "run on the newest ABI Debian offers for each kernel series, not the pin",
+        "kernel": "only these kernels: labels, comma-separated (e.g. 6.1)",
+        "shard": "only share I of N of the post x kernel cells (e.g. 1/2); writes --out",
+        "out": "write the outcomes here (default with --shard: build/verify/shard-I-of-N.json)",
+        "merge": "print the table and verdict of the shard files in this directory",
+    }
+)
+def verify(
+    c: Context,
+    update: bool = False,
+    newest: bool = False,
+    kernel: str = "",
+    shard: str = "",
+    out: str = "",
+    merge: str = "",
+) -> None:
+    """Re-run every post in the sandbox, ignoring captures; --update keeps the new ones.
+
+    Fails on a failed step and on drift from the published captures.
+    """
+    from kblog_build import verify as verification
+
+    if merge:
+        if update or newest or kernel or shard or out:
+            raise Exit("verify --merge takes no other option: the shard files say the rest", 2)
         try:
-            report = build_site(SETTINGS, Path(tmp) / "site", mode="always", write_captures=update)
-            failed = False
-        except BuildError as exc:
-            report, failed = exc.report, True
-            if report is None:
-                raise Exit(str(exc), 1) from None
-    print(f"{'post':40} {'kernel':8} result")
-    for outcome in report.outcomes:
-        state = {"fresh": "passed", "captured": "passed (new)"}.get(outcome.state, outcome.state)
-        print(f"{outcome.post:40} {outcome.kernel:8} {state}")
-        if outcome.detail:
-            print("    " + outcome.detail.replace("\n", "\n    "))
-    if failed:
+            merged = verification.merge(Path(merge))
+        except verification.VerifyInputError as exc:
+            raise Exit(f"verify: {exc}", 2) from None
+        _verdict(merged, update=False)
+        return
+    from runner import config
+
+    labels = _kernel_labels(kernel)
+    try:
+        index, count = verification.parse_shard(shard) if shard else (1, 1)
+        config.kernels()  # a malformed KBLOG_KERNEL_RELEASES, before anything runs
+    except ValueError as exc:  # VerifyInputError too
+        raise Exit(f"verify: {exc}", 2) from None
+    if update and (shard or newest):
+        raise Exit(
+            "verify: --update keeps the whole series' captures: drop --shard and --newest", 2
+        )
+    with contextlib.ExitStack() as stack:
+        if newest:
+            stack.enter_context(_newest_kernels(labels))
+        plan = verification.plan(SETTINGS, labels)
+        cells = verification.share(plan.cells, index, count)
+        part, report = verification.run(plan, cells, update=update, newest=newest)
+    if shard or out:
+        path = Path(out) if out else ROOT / "build" / "verify" / f"shard-{index}-of-{count}.json"
+        run = verification.run_id(plan.cells, count, part.releases, plan.inputs)
+        verification.write_shard(path, verification.shard_document(run, index, count, part))
+        print(f"shard {index}/{count}: {len(cells)} of {len(plan.cells)} cells, in {path}")
+    _verdict(part, update)
+    if update and report is not None:
+        for written in report.captures_written:
+            print(f"updated {written.relative_to(ROOT)}")
+
+
+@contextlib.contextmanager
+def _newest_kernels(labels: list[str] | None) -> Iterator[None]:
+    """Run the body on the newest ABIs, and on the local backend (the sandbox image
+    holds the pinned kernels only)."""
+    from runner import backends, config, debian
+    from runner import kernels as series
+
+    backend = backends.default_name()
+    if backend == "docker":
+        raise Exit("verify --newest runs on the local backend: set KBLOG_BACKEND=local", 2)
+    try:
+        releases = series.newest_releases(labels)
+    except (debian.PackageError, OSError) as exc:
+        raise Exit(f"verify --newest: cannot read Debian's kernel ABIs: {exc}", 1) from None
+    with contextlib.ExitStack() as stack:
+        if backend == "auto":
+            stack.enter_context(_environ("KBLOG_BACKEND", "local"))
+        stack.enter_context(config.releases_override(releases))
+        yield
+
+
+def _verdict(done: Verification, update: bool) -> None:
+    """The table; Exit 1 on a failure, or on drift unless the captures are being updated."""
+    if done.newest:
+        shown = ", ".join(f"{label} {release}" for label, release in done.releases.items())
+        print(f"on the newest Debian ABIs: {shown}")
+    print(done.table())
+    if done.failed(update):
         raise Exit("verification failed", 1)
-    if update:
-        for path in report.captures_written:
-            print(f"updated {path.relative_to(ROOT)}")
+
+
+@task(
+    help={
+        "bump": "move the pins in runner/config.py to the newest ABIs",
+        "kernel": "only these kernels: labels, comma-separated (e.g. 6.1)",
+    }
+)
+def kernels(c: Context, bump: bool = False, kernel: str = "") -> None:
+    """Show each kernel's pinned ABI and the newest Debian offers; --bump moves the pins."""
+    from runner import debian
+    from runner import kernels as series
+
+    labels = _kernel_labels(kernel)
+    try:
+        tracks = series.track(labels)
+    except (debian.PackageError, OSError, ValueError) as exc:
+        raise Exit(f"kernels: cannot read Debian's kernel ABIs: {exc}", 1) from None
+    width = max(len(t.pinned) for t in tracks) + 2
+    print(f"{'kernel':8}{'pinned':{width}}{'newest in Debian':{width}}")
+    for t in tracks:
+        print(f"{t.label:8}{t.pinned:{width}}{t.newest or '-':{width}}{t.note}")
+    if not bump:
+        if any(t.newest and t.newest != t.pinned for t in tracks):
+            print(f"move the pins with `{series.BUMP_COMMAND}`, then `make html` re-captures")
+        return
+    moved = series.bump({t.label: t.newest for t in tracks if t.newest})
+    for label, (old, new) in moved.items():
+        print(f"runner/config.py: kernel {label} {old} -> {new}")
+    if moved:
+        print("now `make html` re-captures every post; review `git diff runner/ snippets/`")
+    else:
+        print("the pins are the newest ABIs already")
 
 
 def _post_scenario(post: str):

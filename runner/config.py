@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,7 +29,8 @@ class Kernel:
         return f"linux-headers-{self.release}"
 
 
-# Debian drops an ABI from its mirror when a new one is published: bump these then.
+# Debian drops an ABI from its mirror when a new one is published: bump these then,
+# with `invoke kernels --bump` (runner/kernels.py rewrites the releases below).
 KERNELS: dict[str, Kernel] = {
     "6.1": Kernel(name="6.1", release="6.1.0-56-amd64"),
     "6.12": Kernel(name="6.12", release="6.12.107+deb12-amd64"),
@@ -60,10 +63,62 @@ def cache_dir() -> Path:
     return Path(os.environ.get("KBLOG_CACHE", ROOT / "build")).resolve()
 
 
+# Runs on other ABIs of the configured series than the pinned ones (`invoke verify
+# --newest`, a reproduction whose pin Debian dropped): "6.1=6.1.0-57-amd64,6.12=...".
+# An environment variable, so that it reaches every thread and subprocess of a run.
+RELEASES_ENV = "KBLOG_KERNEL_RELEASES"
+
+
+def parse_releases(text: str) -> dict[str, str]:
+    """The label -> release map of a RELEASES_ENV value; ValueError if malformed."""
+    releases: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        label, sep, release = item.partition("=")
+        if not sep or not release:
+            raise ValueError(f"{RELEASES_ENV}: {item!r} is not LABEL=RELEASE")
+        if label not in KERNELS:
+            known = ", ".join(KERNELS)
+            raise ValueError(f"{RELEASES_ENV}: unknown kernel {label!r}; configured: {known}")
+        # A release of another series would be labelled wrongly on every page.
+        if not release.startswith(f"{label}."):
+            raise ValueError(f"{RELEASES_ENV}: {release!r} is not a release of Linux {label}")
+        releases[label] = release
+    return releases
+
+
+def format_releases(releases: Mapping[str, str]) -> str:
+    return ",".join(f"{label}={release}" for label, release in releases.items())
+
+
+def kernels() -> dict[str, Kernel]:
+    """The configured kernels, with the releases RELEASES_ENV replaces (if set)."""
+    chosen = parse_releases(os.environ.get(RELEASES_ENV, ""))
+    return {
+        label: replace(k, release=chosen[label]) if label in chosen else k
+        for label, k in KERNELS.items()
+    }
+
+
+@contextlib.contextmanager
+def releases_override(releases: Mapping[str, str]) -> Iterator[None]:
+    """Run the body with these releases instead of the pinned ones (see RELEASES_ENV)."""
+    before = os.environ.get(RELEASES_ENV)
+    merged = {**parse_releases(before or ""), **releases}
+    parse_releases(format_releases(merged))  # refuse a bad one before anything runs
+    os.environ[RELEASES_ENV] = format_releases(merged)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(RELEASES_ENV, None)
+        else:
+            os.environ[RELEASES_ENV] = before
+
+
 def kernel(name: str | None = None) -> Kernel:
     """The kernel called `name` (a label or a release), or the default one."""
     key = name or DEFAULT_KERNEL
-    for k in KERNELS.values():
+    for k in kernels().values():
         if key in (k.name, k.release):
             return k
     known = ", ".join(KERNELS)

@@ -6,11 +6,20 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 
 class PackageError(RuntimeError):
     """A Debian package could not be found, fetched or unpacked."""
+
+
+class NoSuchPackage(PackageError):
+    """The apt lists have no such package: Debian dropped it, or it never was."""
+
+    def __init__(self, package: str) -> None:
+        super().__init__(f"Debian package {package} not found in the apt lists")
+        self.package = package
 
 
 def _apt(argv: list[str], cwd: Path | None = None) -> str:
@@ -21,23 +30,64 @@ def _apt(argv: list[str], cwd: Path | None = None) -> str:
 
 
 def show(package: str) -> dict[str, str]:
-    """The fields of the candidate version of `package` (apt-cache show)."""
-    try:
-        text = _apt(["apt-cache", "show", "--no-all-versions", package])
-    except PackageError:
-        text = ""
+    """The fields of the candidate version of `package` (apt-cache show).
+
+    NoSuchPackage if the apt lists, refreshed once, do not have it.
+    """
+    text = _show(package)
     if not text.strip():
-        # A fresh machine may have no package lists yet.
+        # A fresh machine may have no package lists yet, and old ones may predate it.
         _apt(["apt-get", "update", "-qq"])
-        text = _apt(["apt-cache", "show", "--no-all-versions", package])
+        text = _show(package)
     fields: dict[str, str] = {}
     for line in text.splitlines():
         m = re.match(r"^([A-Za-z-]+): (.*)$", line)
         if m:
             fields[m.group(1)] = m.group(2)
     if "Version" not in fields:
-        raise PackageError(f"Debian package {package} not found in the apt lists")
+        raise NoSuchPackage(package)
     return fields
+
+
+def _show(package: str) -> str:
+    """apt-cache show's text, or "" where apt says it has no such package."""
+    argv = ["apt-cache", "show", "--no-all-versions", package]
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if proc.returncode != 0 and "No packages found" not in proc.stderr:
+        raise PackageError(f"{' '.join(argv)} failed: {proc.stderr.strip()}")
+    return proc.stdout if proc.returncode == 0 else ""
+
+
+LISTS = Path("/var/lib/apt/lists")
+LISTS_MAX_AGE = 24 * 3600  # seconds; Debian publishes a kernel ABI every few weeks
+
+
+def lists_age() -> float | None:
+    """Seconds since apt's package lists were fetched; None if there are none."""
+    lists = list(LISTS.glob("*_Packages*"))
+    if not lists:
+        return None
+    return time.time() - max(p.stat().st_mtime for p in lists)
+
+
+def refresh_lists(max_age: float = LISTS_MAX_AGE) -> None:
+    """apt-get update, if the lists are missing or older than `max_age` seconds."""
+    age = lists_age()
+    if age is not None and age < max_age:
+        return
+    try:
+        _apt(["apt-get", "update", "-qq"])
+    except PackageError:
+        if age is None:
+            raise
+        # Offline, or not root: lists a few days old still name real packages.
+
+
+def names_matching(pattern: str) -> list[str]:
+    """The names of the real packages (not virtual ones) whose name matches `pattern`,
+    a POSIX extended regular expression, in the apt lists."""
+    out = _apt(["apt-cache", "search", "--names-only", pattern])
+    return sorted(line.split(" - ", 1)[0].strip() for line in out.splitlines() if line.strip())
 
 
 def depends(package: str) -> list[str]:

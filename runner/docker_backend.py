@@ -176,6 +176,11 @@ def run_in_container(
     """Run `scenario` as run_scenario does, but in a fresh container of the image."""
     scenario.validate()
     kernel = config.kernel(kernel_name)
+    if kernel != config.KERNELS[kernel.name]:  # a KBLOG_KERNEL_RELEASES override
+        raise DockerBackendError(
+            f"the sandbox image holds the pinned kernels only, not {kernel.release}: "
+            "run with the local backend (KBLOG_BACKEND=local)"
+        )
     client = client or connect()
     tag, _ = ensure_image(client, log)
     devices, device_reason = kvm_devices()

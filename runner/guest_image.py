@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner import config, debian, sources
+from runner import config, debian, kernels, sources
 
 HERE = Path(__file__).resolve().parent
 INIT_SCRIPT = HERE / "guest" / "init"
@@ -70,6 +70,17 @@ def _publish(tmp: Path, final: Path) -> Path:
     return final
 
 
+@contextlib.contextmanager
+def _own_packages(kernel: config.Kernel) -> Iterator[None]:
+    """Where Debian dropped the kernel's own package, say which ABI replaces it."""
+    try:
+        yield
+    except debian.NoSuchPackage as exc:
+        if exc.package in (kernel.image_package, kernel.headers_package):
+            raise kernels.gone(kernel, exc.package) from None
+        raise
+
+
 def kernel_tree(kernel: config.Kernel, log: Log = print) -> tuple[Path, str]:
     """The unpacked kernel image package: (its root, its Debian version)."""
     cache = config.cache_dir()
@@ -81,7 +92,8 @@ def kernel_tree(kernel: config.Kernel, log: Log = print) -> tuple[Path, str]:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
     try:
-        version = debian.unpack(kernel.image_package, tmp, cache / "debs")
+        with _own_packages(kernel):
+            version = debian.unpack(kernel.image_package, tmp, cache / "debs")
         # modules.dep is made at install time; make it for the unpacked tree.
         _run(["depmod", "-b", str(tmp), kernel.release], "depmod")
         (tmp / ".version").write_text(version + "\n")
@@ -111,12 +123,13 @@ def _headers_root(kernel: config.Kernel, log: Log) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
     try:
-        packages = [kernel.headers_package] + [
-            dep
-            for dep in debian.depends(kernel.headers_package)
-            if dep.startswith(("linux-headers-", "linux-kbuild-"))
-        ]
-        versions = [debian.unpack(pkg, tmp, cache / "debs") for pkg in packages]
+        with _own_packages(kernel):
+            packages = [kernel.headers_package] + [
+                dep
+                for dep in debian.depends(kernel.headers_package)
+                if dep.startswith(("linux-headers-", "linux-kbuild-"))
+            ]
+            versions = [debian.unpack(pkg, tmp, cache / "debs") for pkg in packages]
         (tmp / ".version").write_text(versions[0] + "\n")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Mapping
 from typing import Any
 
 _RULES = [
@@ -32,17 +33,38 @@ def _lines(output: str | list[str]) -> list[str]:
     return output if isinstance(output, list) else output.split("\n")
 
 
-def drift(published: list[dict[str, Any]], now: list[dict[str, Any]]) -> str:
+def kernel_renames(published: Mapping[str, Any], now: Mapping[str, Any]) -> dict[str, str]:
+    """What a run on another kernel ABI calls the published capture's kernel release and
+    Debian version (from the two provenances): those differ by design, not as drift."""
+    return {
+        str(published[name]): str(now[name])
+        for name in ("kernel", "kernel_package")
+        if published.get(name) and now.get(name) and published[name] != now[name]
+    }
+
+
+def _rename(line: str, renames: Mapping[str, str]) -> str:
+    for old in sorted(renames, key=len, reverse=True):
+        line = re.sub(rf"(?<![\w.]){re.escape(old)}(?![\w])", renames[old], line)
+    return line
+
+
+def drift(
+    published: list[dict[str, Any]],
+    now: list[dict[str, Any]],
+    renames: Mapping[str, str] | None = None,
+) -> str:
     """How two captures' outputs differ once volatile values are blanked ("" if not).
 
-    Steps are dicts as stored in snippets/ (output as a string or a list of lines).
+    Steps are dicts as stored in snippets/ (output as a string or a list of lines);
+    `renames` are applied to the published output first (see kernel_renames).
     """
     lines: list[str] = []
     if len(published) != len(now):
         lines.append(f"{len(published)} steps published, {len(now)} now")
     for old, new in zip(published, now, strict=False):
         before, after = (
-            normalize_lines(_lines(old["output"])),
+            normalize_lines([_rename(line, renames or {}) for line in _lines(old["output"])]),
             normalize_lines(_lines(new["output"])),
         )
         if before != after or old["status"] != new["status"]:

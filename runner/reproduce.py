@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from runner import backends, config, verdict
-from runner.normalize import drift
+from runner import backends, config, kernels, verdict
+from runner.normalize import drift, kernel_renames
 from runner.scenario import Scenario, ScenarioResult, Status, Step, StepResult
 
 BAR_WIDTH = 24
@@ -61,27 +61,40 @@ class Reproduction:
     problems: list[str]  # where the run is not what the post says (runner.verdict)
     matches: bool  # the capture is the published one, volatile values aside
     report: str  # for the reader: failed steps, then how the run relates to the page
+    fallback: str = ""  # the release run instead of a pinned one Debian no longer offers
 
     @property
     def ok(self) -> bool:
-        return self.matches and not self.problems
+        # On another ABI than the page's, differences are news, not a failure.
+        return (self.matches or bool(self.fallback)) and not self.problems
 
 
 def compare(
-    published: dict[str, Any] | None, scenario: Scenario, result: ScenarioResult, kernel: str
+    published: dict[str, Any] | None,
+    scenario: Scenario,
+    result: ScenarioResult,
+    kernel: str,
+    fallback: str = "",
 ) -> Reproduction:
-    """How this run relates to the post and to the published capture."""
+    """How this run relates to the post and to the published capture (`fallback`: the
+    release the run used because Debian no longer offers the pinned one)."""
     problems = verdict.problems(scenario, result, kernel)
     lines = list(problems)
     if published is None:
         lines.append("no published capture for this kernel: nothing to compare with")
-        return Reproduction(result, problems, False, "\n".join(lines))
-    diff = drift(published["result"]["steps"], result.to_json()["steps"])
+        return Reproduction(result, problems, False, "\n".join(lines), fallback)
+    now = result.to_json()
+    renames = kernel_renames(published["result"]["provenance"], now["provenance"])
+    diff = drift(published["result"]["steps"], now["steps"], renames if fallback else None)
+    where = ""
+    if fallback:
+        page = published["result"]["provenance"]["kernel"]
+        where = f" (captured on {page}; this ran on {fallback})"
     if diff:
-        lines.append("differs from the published capture:\n" + diff)
+        lines.append(f"differs from the published capture{where}:\n" + diff)
     else:
-        lines.append("matches the published capture (volatile values aside)")
-    return Reproduction(result, problems, not diff, "\n".join(lines))
+        lines.append(f"matches the published capture{where} (volatile values aside)")
+    return Reproduction(result, problems, not diff, "\n".join(lines), fallback)
 
 
 def load_bundle(path: Path) -> tuple[Scenario, dict[str, Any], Path]:
@@ -100,13 +113,31 @@ def reproduce(
     kernel: str | None = None,
     backend: str = "auto",
     out: TextIO = sys.stdout,
+    run: backends.Backend | None = None,
 ) -> Reproduction:
-    """Run the scenario with live progress, and compare it with the published capture."""
+    """Run the scenario with live progress, and compare it with the published capture.
+
+    Where Debian no longer offers the pinned kernel, run on the newest ABI of its
+    series instead, say so, and report how that run differs from the page. `run`
+    replaces the backend `backend` names.
+    """
     say = lambda msg: print(msg, file=out, flush=True)  # noqa: E731
-    _, run = backends.select(backend, say)
+    if run is None:
+        _, run = backends.select(backend, say)
     label = config.kernel(kernel).name
     say(f"reproducing {scenario.name} ({len(scenario.steps)} steps) on Linux {label}")
-    result = run(scenario, label, kmod_dir=kmod, log=say, progress=LiveProgress(out))
+    try:
+        result = run(scenario, label, kmod_dir=kmod, log=say, progress=LiveProgress(out))
+    except kernels.KernelGone as gone:
+        if gone.newest is None:
+            raise
+        say(
+            f"Debian no longer offers {gone.kernel.release}, the kernel this bundle pins: "
+            f"reproducing on {gone.newest}, the newest Linux {label} ABI, instead"
+        )
+        with config.releases_override({label: gone.newest}):
+            result = run(scenario, label, kmod_dir=kmod, log=say, progress=LiveProgress(out))
+        return compare(published.get(label), scenario, result, label, fallback=gone.newest)
     return compare(published.get(label), scenario, result, label)
 
 

@@ -11,6 +11,7 @@ import logging
 import shutil
 import sys
 import tempfile
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,11 +60,13 @@ def build_site(
     *,
     mode: str | None = None,
     write_captures: bool = True,
+    cells: Collection[tuple[str, str]] | None = None,
 ) -> BuildReport:
     """Build with `settings` into `output`, atomically; raise BuildError on any error.
 
     `mode` overrides KBLOG_EXECUTE ("always" re-runs every post); with
-    `write_captures` False new captures are not kept (a dry verification).
+    `write_captures` False new captures are not kept (a dry verification);
+    `cells`, (post name, kernel label) pairs, restricts each post to those kernels.
     """
     from kblog_snippets.plugin import captures_for
 
@@ -79,6 +82,8 @@ def build_site(
             str(settings), override={"OUTPUT_PATH": str(staging), **(overrides or {})}
         )
         captures = captures_for(conf, mode)
+        if cells is not None:
+            captures.cells = frozenset(cells)
         conf["KBLOG_CAPTURES"] = captures
         conf["KBLOG_BUILD_MANAGED"] = True
         report = BuildReport(output, [], 0, captures.outcomes)

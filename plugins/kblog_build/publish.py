@@ -157,7 +157,7 @@ def publish(
     say: Callable[[str], None] = print,
 ) -> Published:
     """Check the settings, build into a temporary directory, deploy only a complete build."""
-    conf = _quiet_read_settings(settings, overrides)
+    conf = quiet_read_settings(settings, overrides)
     siteurl = site_address(conf.get("SITEURL", ""))
     target = target_from(conf)
     check_target(target, Path(conf["PATH"]).resolve())
@@ -190,7 +190,7 @@ def publish(
     return Published(siteurl, target, files)
 
 
-def _quiet_read_settings(settings: Path, overrides: dict[str, Any] | None) -> dict[str, Any]:
+def quiet_read_settings(settings: Path, overrides: dict[str, Any] | None) -> dict[str, Any]:
     """The settings, without Pelican's warnings about them: the build that follows
     repeats those, and a wrong setting must be reported in one line, alone."""
     logger = logging.getLogger("pelican.settings")

@@ -69,6 +69,8 @@ class Captures:
     prepared: dict[str, tuple[Scenario, dict[str, ScenarioResult]] | SnippetError] = field(
         default_factory=dict
     )
+    # (post name, kernel label) pairs to use, for a share of a verification; None: all.
+    cells: frozenset[tuple[str, str]] | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in policy.MODES:
@@ -91,11 +93,14 @@ class Captures:
     def kmod_digest(self) -> str:
         return self.shared_inputs["kmod"]
 
+    def _in_share(self, scenario: Scenario, kernel: str) -> bool:
+        return self.cells is None or (scenario.name, kernel) in self.cells
+
     def _stale(self, scenario: Scenario) -> list[str]:
-        """The kernels this scenario must run on (mode and freshness decide)."""
+        """The kernels this scenario must run on (mode, freshness and share decide)."""
         frozen = freeze.load(self.snippets / f"{scenario.name}.json")
         found = []
-        for name in self.kernels:
+        for name in (k for k in self.kernels if self._in_share(scenario, k)):
             kernel = config.kernel(name)
             inputs = freeze.key_inputs(scenario, kernel, self.shared_inputs)
             if (
@@ -178,6 +183,10 @@ class Captures:
             kernel = config.kernel(name)
             inputs = freeze.key_inputs(scenario, kernel, self.shared_inputs)
             entry = frozen.get(kernel.name)
+            if not self._in_share(scenario, kernel.name):
+                if entry is not None:  # another share runs it: the page shows the capture
+                    out[kernel.name] = freeze.entry_result(entry)
+                continue
             decision = policy.decide(self.mode, entry, inputs)
             if decision.action is policy.Action.REUSE:
                 assert entry is not None

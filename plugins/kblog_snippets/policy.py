@@ -13,7 +13,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from runner.normalize import drift
+from runner.normalize import drift, kernel_renames
 
 from . import freeze
 
@@ -34,6 +34,7 @@ class State(enum.StrEnum):
     DRIFTED = "drifted"  # re-run although fresh, and different from the published one
     FAILED = "failed"  # the run did not do what the post says
     STALE = "stale"  # stale and not run (mode never)
+    NOT_RUN = "not run"  # a share of a verification never reached it
 
 
 @dataclass(frozen=True)
@@ -65,9 +66,17 @@ def changed(old: dict[str, str], new: dict[str, str]) -> str:
 def after_run(
     decision: Decision, entry: dict[str, Any] | None, new_entry: dict[str, Any]
 ) -> tuple[State, str]:
-    """(the outcome's state, its detail) once a run succeeded: a fresh capture that
-    was re-run is compared with the published one."""
-    if decision.fresh and entry is not None:
-        detail = drift(entry["result"]["steps"], new_entry["result"]["steps"])
-        return (State.DRIFTED if detail else State.FRESH), detail
-    return State.CAPTURED, ""
+    """(the outcome's state, its detail) once a run succeeded. A fresh capture that was
+    re-run is compared with the published one, and so is a run on another ABI of the
+    same series (verify --newest): it would be fresh but for the kernel release, whose
+    name and Debian version are then set aside."""
+    if entry is None:
+        return State.CAPTURED, ""
+    old_inputs = entry.get("inputs", {})
+    differing = {k for k, v in new_entry["inputs"].items() if old_inputs.get(k) != v}
+    if not (decision.fresh or differing == {"kernel"}):
+        return State.CAPTURED, ""
+    was, now = entry["result"], new_entry["result"]
+    renames = kernel_renames(was["provenance"], now["provenance"])
+    detail = drift(was["steps"], now["steps"], renames)
+    return (State.DRIFTED if detail else State.FRESH), detail

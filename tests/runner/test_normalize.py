@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runner.normalize import drift, normalize
+from runner.normalize import drift, kernel_renames, normalize
 
 
 def test_volatile_values_are_blanked() -> None:
@@ -37,3 +37,21 @@ def test_drift_reports_steps_that_differ() -> None:
     assert "step 1: $ cat /dev/chardev" in report
     assert "status: ok published, hang now" in report
     assert "-0 times" in report and "+1 times" in report
+
+
+def test_another_abi_is_not_drift_by_its_name_alone() -> None:
+    def step(output: list[str]) -> dict:
+        return {"index": 0, "prompt": "$ ", "input": "modinfo", "output": output, "status": "ok"}
+
+    renames = kernel_renames(
+        {"kernel": "6.1.0-56-amd64", "kernel_package": "6.1.192-2"},
+        {"kernel": "6.1.0-57-amd64", "kernel_package": "6.1.192-3"},
+    )
+    assert renames == {"6.1.0-56-amd64": "6.1.0-57-amd64", "6.1.192-2": "6.1.192-3"}
+    old = ["vermagic: 6.1.0-56-amd64 SMP", "Tainted: G OE 6.1.0-56-amd64 #1  Debian 6.1.192-2"]
+    new = ["vermagic: 6.1.0-57-amd64 SMP", "Tainted: G OE 6.1.0-57-amd64 #1  Debian 6.1.192-3"]
+    assert drift([step(old)], [step(new)], renames) == ""
+    assert "vermagic" in drift([step(old)], [step(new)])  # without renames it is drift
+    # Only whole names: a longer release that merely starts the same is left alone.
+    assert "-N.N.0-56-amd64x" in drift([step(["6.1.0-56-amd64x"])], [step(["y"])], renames)
+    assert kernel_renames({"kernel": "a"}, {"kernel": "a"}) == {}
