@@ -78,7 +78,8 @@ def least_privilege(devices: list[str]) -> dict[str, Any]:
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges:true", f"seccomp={SECCOMP.read_text()}"],
         "read_only": True,
-        "tmpfs": {"/tmp": "rw,nosuid,nodev,size=2g,mode=1777"},
+        # exec: the build sandbox runs its uname from here (Docker mounts noexec by default)
+        "tmpfs": {"/tmp": "rw,exec,nosuid,nodev,size=2g,mode=1777"},
         "devices": devices,
     }
     if devices:
