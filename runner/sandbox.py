@@ -55,6 +55,10 @@ class Layout:
     state: Path  # a private directory for the sandbox's passwd, group and release
     user: str = config.GUEST_USER
     uid: int = 1000  # the guest user's uid, as the reader's first user has
+    # More trees shown read-only: (path on this machine, path inside). They are
+    # mounted after the tree, so one may sit inside it (a kernel source at
+    # /home/user/linux whose objects go to a writable O= beside it).
+    read_only: tuple[tuple[Path, str], ...] = ()
 
 
 def bwrap() -> str:
@@ -143,10 +147,10 @@ def argv(layout: Layout, command: list[str], as_root: bool, usr: Path = Path("/u
         "--tmpfs", "/tmp",
         # The only place it may write.
         "--bind", str(layout.tree), inside_home,
-        "--chdir", inside_home,
-        "--",
-        *command,
     ]  # fmt: skip
+    for source, inside in layout.read_only:
+        args += ["--ro-bind", str(source), inside]
+    args += ["--chdir", inside_home, "--", *command]
     if as_root:
         # bwrap as root would map root into the sandbox's namespace; run it as
         # nobody, with no supplementary groups, as a reader's build would run.
