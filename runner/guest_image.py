@@ -326,6 +326,11 @@ def initramfs(kernel: config.Kernel, log: Log = print) -> Path:
     if final.exists():
         return final
     modules = module_closure(modroot, config.INITRAMFS_MODULES)
+    return _pack_initramfs(final, modules, busybox)
+
+
+def _pack_initramfs(final: Path, modules: list[Path], busybox: str) -> Path:
+    """Write the cpio of busybox, our init and `modules` (loaded in that order) to `final`."""
     final.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=final.parent) as staging_name:
         staging = Path(staging_name)
@@ -344,7 +349,8 @@ def initramfs(kernel: config.Kernel, log: Log = print) -> Path:
                 raise ImageError(f"{ko.name}: zstd-compressed modules are not supported")
             (staging / "lib" / "modules" / name).write_bytes(data)
             names.append(name)
-        (staging / "etc" / "modules").write_text("\n".join(names) + "\n")
+        # Empty when there is nothing to load: init reads it line by line.
+        (staging / "etc" / "modules").write_text("".join(f"{name}\n" for name in names))
         files = sorted(str(p.relative_to(staging)) for p in staging.rglob("*"))
         fd, tmp_name = tempfile.mkstemp(prefix=".tmp-initrd-", dir=final.parent)
         with os.fdopen(fd, "wb") as out:
@@ -388,4 +394,38 @@ def prepare(kernel: config.Kernel, log: Log = print) -> GuestArtifacts:
         root = root_image(log)
     vmlinuz = ktree / "boot" / f"vmlinuz-{kernel.release}"
     identity = sources.digest([kernel.release, version, initrd.name, root.name])
+    return GuestArtifacts(kernel, version, vmlinuz, initrd, root, identity)
+
+
+# --- kernels built from source (runner/kernel_build.py) --------------------------------
+
+
+def builtin_initramfs(log: Log = print) -> Path:
+    """The initramfs for a kernel with every driver built in: the same init, no modules.
+
+    It depends on no kernel, so every built kernel shares it.
+    """
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        raise ImageError("busybox is missing: install Debian's busybox-static")
+    key = sources.digest(["no-modules", INIT_SCRIPT.read_bytes(), Path(busybox).read_bytes()])
+    final = config.cache_dir() / "images" / f"initrd-builtin-{key}.cpio"
+    if final.exists():
+        return final
+    log("packing the initramfs for kernels with built-in drivers")
+    return _pack_initramfs(final, [], busybox)
+
+
+def prepare_built(
+    kernel: config.Kernel, version: str, vmlinuz: Path, log: Log = print
+) -> GuestArtifacts:
+    """What boots `vmlinuz`, a kernel built with all our drivers in, with the root disk
+    that the stock kernels boot. `version` names its source (the package version)."""
+    with _cache_lock():
+        initrd = builtin_initramfs(log)
+        root = root_image(log)
+    # The image's own bytes: a rebuilt kernel keeps its release but is another guest.
+    identity = sources.digest(
+        [kernel.release, version, vmlinuz.read_bytes(), initrd.name, root.name]
+    )
     return GuestArtifacts(kernel, version, vmlinuz, initrd, root, identity)

@@ -55,6 +55,10 @@ class Layout:
     state: Path  # a private directory for the sandbox's passwd, group and release
     user: str = config.GUEST_USER
     uid: int = 1000  # the guest user's uid, as the reader's first user has
+    # More trees shown read-only: (path on this machine, path inside). They are
+    # mounted after the tree, so one may sit inside it (a kernel source at
+    # /home/user/linux whose objects go to a writable O= beside it).
+    read_only: tuple[tuple[Path, str], ...] = ()
 
 
 def bwrap() -> str:
@@ -121,19 +125,24 @@ def _root_links() -> list[str]:
     return args
 
 
+def shared(layout: Layout) -> list[tuple[Path, str]]:
+    """(where on this machine, where in the sandbox) of everything it sees read-only
+    from our own files: the kernel's trees, and the layout's extra folders."""
+    return [*kernel_sources(layout.headers_root), *layout.read_only]
+
+
 def staged(layout: Layout) -> list[Path]:
-    """Mount points in the sandbox's state directory for the kernel's trees (as root)."""
-    count = len(kernel_sources(layout.headers_root))
-    return [layout.state / "kernel" / str(n) for n in range(count)]
+    """Mount points in the sandbox's state directory for shared() (as root)."""
+    return [layout.state / "staged" / str(n) for n in range(len(shared(layout)))]
 
 
 def argv(layout: Layout, command: list[str], as_root: bool, usr: Path = Path("/usr")) -> list[str]:
     """The whole command line that runs `command` in the sandbox."""
-    kernel = kernel_sources(layout.headers_root)
+    sources = shared(layout)
     stage: list[str] = []
     if as_root:
         # The cache may sit where nobody cannot walk (/root, a private home): root
-        # binds the kernel's trees into the state directory, in a mount namespace of
+        # binds our read-only trees into the state directory, in a mount namespace of
         # its own, before handing over; the sandbox binds them from there. Its own
         # PID namespace too: when its first process dies (with the runner), the
         # kernel kills everything under it, which a monitor run as nobody, whose
@@ -141,10 +150,12 @@ def argv(layout: Layout, command: list[str], as_root: bool, usr: Path = Path("/u
         points = staged(layout)
         stage = ["bwrap", "--bind", "/", "/", "--dev-bind", "/dev", "/dev"]
         stage += ["--unshare-pid", "--die-with-parent"]
-        for (source, _), point in zip(kernel, points, strict=True):
+        for (source, _), point in zip(sources, points, strict=True):
             stage += ["--ro-bind", str(source), str(point)]
         stage.append("--")
-        kernel = [(point, dest) for point, (_, dest) in zip(points, kernel, strict=True)]
+        sources = [(point, dest) for point, (_, dest) in zip(points, sources, strict=True)]
+    kernel = sources[: len(sources) - len(layout.read_only)]
+    extra = sources[len(kernel) :]
     inside_home = home(layout)
     args = [
         "bwrap",
@@ -173,10 +184,10 @@ def argv(layout: Layout, command: list[str], as_root: bool, usr: Path = Path("/u
         "--tmpfs", "/tmp",
         # The only place it may write.
         "--bind", str(layout.tree), inside_home,
-        "--chdir", inside_home,
-        "--",
-        *command,
     ]  # fmt: skip
+    for source, inside in extra:  # after the home: they may sit inside it
+        args += ["--ro-bind", str(source), inside]
+    args += ["--chdir", inside_home, "--", *command]
     if as_root:
         # bwrap as root would map root into the sandbox's namespace; run it as
         # nobody, with no supplementary groups, as a reader's build would run.

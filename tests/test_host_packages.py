@@ -39,6 +39,10 @@ BUILD_TOOLS = {
     "pahole": "BTF for modules of 6.12 (kmod/*/Makefile)",
     "bash": "the build steps' shell",
     "uname": "KDIR in kmod/*/Makefile",
+    "bc": "kbuild of a guest kernel from source (runner/kernel_build.py)",
+    "bison": "kbuild of a guest kernel from source (runner/kernel_build.py)",
+    "flex": "kbuild of a guest kernel from source (runner/kernel_build.py)",
+    "xz": "tar -xJ of linux-source's tarball (runner/kernel_source.py)",
 }
 
 

@@ -7,6 +7,7 @@ its tree, reach a server on this machine, outlive the runner.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -60,6 +61,19 @@ def test_argv_as_root_drops_to_an_unprivileged_user(tmp_path: Path) -> None:
     (point,) = sandbox.staged(layout)
     assert ("/h/usr/src", str(point)) in _pairs(argv[:handover], "--ro-bind")
     assert (str(point), "/usr/src") in _pairs(argv[handover:], "--ro-bind")
+
+
+def test_argv_mounts_read_only_trees_over_the_tree(tmp_path: Path) -> None:
+    """A kernel source at ~/linux: mounted after the home, or the home would hide it."""
+    source = tmp_path / "src"
+    lay = dataclasses.replace(
+        _layout(tmp_path, Path("/h")), read_only=((source, "/home/user/linux"),)
+    )
+    argv = sandbox.argv(lay, ["make"], as_root=False)
+    assert (str(source), "/home/user/linux") in _pairs(argv, "--ro-bind")
+    assert argv.index(str(source)) > argv.index(str(tmp_path / "work"))
+    assert _pairs(argv, "--bind") == [(str(tmp_path / "work"), "/home/user")]
+    assert argv[-2:] == ["--", "make"]
 
 
 # --- real runs ----------------------------------------------------------------
@@ -130,6 +144,17 @@ def test_writes_outside_the_tree_fail_and_change_nothing(layout: sandbox.Layout)
     # The repository and the cache are not even there to be written.
     proc = _run(layout, f"ls {ROOT} {config.cache_dir()}")
     assert proc.returncode != 0 and "No such file or directory" in proc.stderr
+
+
+def test_a_read_only_tree_inside_the_home(layout: sandbox.Layout) -> None:
+    source = layout.tree.parent / "src"  # where the sandbox's user may traverse
+    source.mkdir()
+    (source / "Makefile").write_text("all:\n")
+    lay = dataclasses.replace(layout, read_only=((source, f"{sandbox.home(layout)}/linux"),))
+    proc = _run(lay, "cat linux/Makefile; touch linux/new; echo $?; touch mine && echo wrote")
+    assert proc.stdout.split() == ["all:", "1", "wrote"]
+    assert "Read-only file system" in proc.stderr
+    assert not (source / "new").exists() and (layout.tree / "mine").exists()
 
 
 def test_no_network(layout: sandbox.Layout) -> None:

@@ -1,0 +1,95 @@
+"""Debian's kernel source, unpacked once into the cache.
+
+Episode 3 patches and builds the kernel itself, from the same source a reader gets
+with `apt install linux-source-6.1`. The package only carries a tarball; its tree is
+unpacked once per package version, under a temporary name renamed into place when
+complete, and never written to afterwards: builds put their objects elsewhere (O=).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner import config, debian
+
+SERIES = "6.1"
+PACKAGE = f"linux-source-{SERIES}"
+# The tree's name inside the tarball, and where the package puts that tarball.
+TREE_NAME = f"linux-source-{SERIES}"
+TARBALL = Path("usr") / "src" / f"{TREE_NAME}.tar.xz"
+DONE_STAMP = ".kblog-complete"
+
+Log = Callable[[str], None]
+
+
+class SourceError(RuntimeError):
+    """The kernel source could not be fetched or unpacked."""
+
+
+@dataclass(frozen=True)
+class KernelSource:
+    """An unpacked, pristine kernel tree."""
+
+    package: str
+    version: str  # the Debian package version, e.g. 6.1.192-3
+    tree: Path  # .../linux-source-6.1: holds the top Makefile
+    unpack_seconds: float = 0.0  # 0 when found in the cache
+
+
+def source_dir(version: str) -> Path:
+    """Where the tree of package version `version` lives in the cache."""
+    return config.cache_dir() / "kernel-source" / version
+
+
+def fetch(log: Log = print) -> KernelSource:
+    """The unpacked source of the candidate linux-source package, unpacking it if needed."""
+    version = debian.show(PACKAGE)["Version"]
+    final = source_dir(version)
+    tree = final / TREE_NAME
+    if (final / DONE_STAMP).exists():
+        return KernelSource(PACKAGE, version, tree)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    # One unpacker per version: the others wait for it instead of unpacking 1.3 GB again.
+    with open(final.parent / f".{version}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (final / DONE_STAMP).exists():
+            return KernelSource(PACKAGE, version, tree)
+        started = time.monotonic()
+        log(f"fetching and unpacking {PACKAGE} {version} (about 140 MB, once)")
+        _unpack(version, final)
+        return KernelSource(PACKAGE, version, tree, time.monotonic() - started)
+
+
+def _unpack(version: str, final: Path) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
+    try:
+        deb_root = tmp / "deb"
+        got = debian.unpack(PACKAGE, deb_root, config.cache_dir() / "debs")
+        if got != version:
+            raise SourceError(f"{PACKAGE}: apt now offers {got}, not {version}; run again")
+        tarball = deb_root / TARBALL
+        if not tarball.is_file():
+            raise SourceError(f"{PACKAGE} {version} holds no {TARBALL}")
+        # --no-same-owner: the tree belongs to whoever unpacked it, whatever the tarball says.
+        argv = ["tar", "-xJf", str(tarball), "-C", str(tmp), "--no-same-owner"]
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise SourceError(f"unpacking {tarball.name} failed: {proc.stderr.strip()[-2000:]}")
+        if not (tmp / TREE_NAME / "Makefile").is_file():
+            raise SourceError(f"{tarball.name} did not hold {TREE_NAME}/Makefile")
+        shutil.rmtree(deb_root)
+        (tmp / DONE_STAMP).write_text(version + "\n")
+        tmp.chmod(0o755)  # mkdtemp made it private; sandboxed builds read it
+        # The stamp travels with the rename: a tree in place is a complete one.
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
