@@ -118,6 +118,12 @@ def run(runs: int = 3, quick: bool = False) -> dict[str, Any]:
         return result.provenance.total_seconds
 
     results["episode2_scenario"] = median_of(runs, episode)
+    # The target: a whole episode, hang included, in no more time than one cold boot.
+    results["episode2_over_cold_boot"] = round(
+        results["episode2_scenario"]["median_s"]
+        / results["cold_boot_to_first_command"]["median_s"],
+        2,
+    )
     if not quick:
         results["verify_series"] = median_of(runs, verify_series)
     # Side by side in one run: plain Pelican, then the warm build, alternately.
@@ -148,6 +154,9 @@ def table(results: dict[str, Any]) -> str:
     for label, key in rows:
         if key in results:
             lines.append(f"{label:38} {results[key]['median_s']:>7.2f}s")
+    lines.append(
+        f"{'episode 2 / cold boot (target <= 1)':38} {results['episode2_over_cold_boot']:>7.2f}x"
+    )
     lines.append(f"{'warm build / plain Pelican':38} {results['warm_over_plain']:>7.2f}x")
     return "\n".join(lines)
 
