@@ -9,10 +9,11 @@ import json
 import socket
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-PROTOCOL = 2
+PROTOCOL = 3
 
 
 class AgentError(RuntimeError):
@@ -141,8 +142,11 @@ class AgentClient:
                 )
             return reply
 
-    def put(self, path: str, data: bytes, mode: int = 0o644, owner: str | None = None) -> None:
-        self.request("put", path=path, data=base64.b64encode(data).decode(), mode=mode, owner=owner)
+    def put(self, root: str, files: list[tuple[str, bytes, int]], owner: str | None = None) -> None:
+        """Write (path under `root`, content, mode) files in the guest, owned by `owner`."""
+        blob = base64.b64encode(zlib.compress(b"".join(data for _, data, _ in files), 1)).decode()
+        entries = [{"path": path, "size": len(data), "mode": mode} for path, data, mode in files]
+        self.request("put", root=root, files=entries, data=blob, owner=owner)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

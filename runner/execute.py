@@ -99,18 +99,15 @@ class Run:
     # --- files ---------------------------------------------------------------
     def sync_build_tree(self) -> None:
         """Copy new or changed files of the build tree into the guest user's home."""
+        changed = []
         for path in sorted(p for p in self.builddir.rglob("*") if p.is_file()):
             rel = str(path.relative_to(self.builddir))
             st = path.stat()
-            if self.synced.get(rel) == (st.st_mtime, st.st_size):
-                continue
-            self.agent.put(
-                f"{config.GUEST_HOME}/{rel}",
-                path.read_bytes(),
-                mode=st.st_mode & 0o777,
-                owner=config.GUEST_USER,
-            )
-            self.synced[rel] = (st.st_mtime, st.st_size)
+            if self.synced.get(rel) != (st.st_mtime, st.st_size):
+                changed.append((rel, path.read_bytes(), st.st_mode & 0o777))
+                self.synced[rel] = (st.st_mtime, st.st_size)
+        if changed:
+            self.agent.put(config.GUEST_HOME, changed, owner=config.GUEST_USER)
 
     # --- sessions ------------------------------------------------------------
     def session(self, step: Step) -> Session:

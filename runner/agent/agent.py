@@ -27,9 +27,10 @@ import sys
 import termios
 import time
 import traceback
+import zlib
 from pathlib import Path
 
-PROTOCOL = 2
+PROTOCOL = 3
 PORT_NAME = "org.kblog.agent.0"
 READ_SIZE = 65536
 # Above this much unsent output, terminals are not read: their writers block, as on a
@@ -283,15 +284,24 @@ class Agent:
         return {}
 
     def op_put(self, req: dict) -> dict:
-        path = Path(req["path"])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(base64.b64decode(req["data"]))
-        path.chmod(req.get("mode", 0o644))
-        owner = req.get("owner")
-        if owner:
-            user = pwd.getpwnam(owner)
-            for p in [path, *_created_parents(path.parent, user.pw_dir)]:
-                os.chown(p, user.pw_uid, user.pw_gid)
+        """Write files under `root`: one request and one compressed blob for all of
+        them, since every round trip and every byte costs under emulation."""
+        root = Path(req["root"])
+        blob = zlib.decompress(base64.b64decode(req["data"]))
+        user = pwd.getpwnam(req["owner"]) if req.get("owner") else None
+        offset = 0
+        for entry in req["files"]:
+            rel = Path(entry["path"])
+            if rel.is_absolute() or ".." in rel.parts:
+                raise ValueError(f"put: {rel} is not a path under {root}")
+            path = root / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(blob[offset : offset + entry["size"]])
+            offset += entry["size"]
+            path.chmod(entry.get("mode", 0o644))
+            if user is not None:
+                for p in [path, *_created_parents(path.parent, user.pw_dir)]:
+                    os.chown(p, user.pw_uid, user.pw_gid)
         return {}
 
 
