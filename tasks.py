@@ -276,9 +276,13 @@ def reproduce(c, post, kernel="", backend="auto"):
 
 
 @task
-def clean(c):
-    """Remove the built site and build caches (never snippets/: they are committed)."""
-    for path in (OUTPUT, ROOT / "build"):
+def clean(c, cache=False):
+    """Remove the built site and build/ (never snippets/); --cache: the kernels,
+    guest images, snapshots and built kernels kept for every checkout too."""
+    from runner import config
+
+    paths = [OUTPUT, ROOT / "build"] + ([config.cache_dir()] if cache else [])
+    for path in paths:
         shutil.rmtree(path, ignore_errors=True)
 
 

@@ -60,7 +60,13 @@ GUEST_MEMORY_MB = 512
 
 def cache_dir() -> Path:
     """Where downloaded packages and built guest images live (never committed)."""
-    return Path(os.environ.get("KBLOG_CACHE", ROOT / "build")).resolve()
+    explicit = os.environ.get("KBLOG_CACHE")
+    if explicit:
+        return Path(explicit).resolve()
+    # Per user, not per checkout: a fresh clone (a CI run) reuses the kernels,
+    # guest images, snapshots and built kernels of the last one.
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return (Path(base) / "kblog").resolve()
 
 
 # Runs on other ABIs of the configured series than the pinned ones (`invoke verify

@@ -136,9 +136,15 @@ def staged(layout: Layout) -> list[Path]:
     return [layout.state / "staged" / str(n) for n in range(len(shared(layout)))]
 
 
+def staged_tree(layout: Layout) -> Path:
+    """The mount point of the writable tree, staged as the read-only ones are."""
+    return layout.state / "staged" / "home"
+
+
 def argv(layout: Layout, command: list[str], as_root: bool, usr: Path = Path("/usr")) -> list[str]:
     """The whole command line that runs `command` in the sandbox."""
     sources = shared(layout)
+    tree = layout.tree
     stage: list[str] = []
     if as_root:
         # The cache may sit where nobody cannot walk (/root, a private home): root
@@ -152,7 +158,8 @@ def argv(layout: Layout, command: list[str], as_root: bool, usr: Path = Path("/u
         stage += ["--unshare-pid", "--die-with-parent"]
         for (source, _), point in zip(sources, points, strict=True):
             stage += ["--ro-bind", str(source), str(point)]
-        stage.append("--")
+        stage += ["--bind", str(layout.tree), str(staged_tree(layout)), "--"]
+        tree = staged_tree(layout)
         sources = [(point, dest) for point, (_, dest) in zip(points, sources, strict=True)]
     kernel = sources[: len(sources) - len(layout.read_only)]
     extra = sources[len(kernel) :]
@@ -183,7 +190,7 @@ def argv(layout: Layout, command: list[str], as_root: bool, usr: Path = Path("/u
         "--dev", "/dev",
         "--tmpfs", "/tmp",
         # The only place it may write.
-        "--bind", str(layout.tree), inside_home,
+        "--bind", str(tree), inside_home,
     ]  # fmt: skip
     for source, inside in extra:  # after the home: they may sit inside it
         args += ["--ro-bind", str(source), inside]
@@ -222,7 +229,7 @@ def prepare(layout: Layout, as_root: bool, top: Path) -> None:
     (layout.state / "uname").chmod(0o755)
     if not as_root:
         return
-    for point in staged(layout):
+    for point in [*staged(layout), staged_tree(layout)]:
         point.mkdir(parents=True, exist_ok=True)
     for path in (layout.tree, layout.state):
         for parent in [p for p in path.parents if p == top or top in p.parents]:
