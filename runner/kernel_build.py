@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -35,11 +34,11 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner import config, guest_image, kernel_source, sandbox
+from runner import config, guest_image, kernel_source, sandbox, sources
 
 FRAGMENT = config.ROOT / "kernel" / "guest.config"
 # Bump when the steps below change what a build directory holds.
@@ -110,21 +109,13 @@ def unmet_options(fragment: str, dotconfig: str) -> list[str]:
     return unmet
 
 
-def _digest(parts: Iterable[bytes | str]) -> str:
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(part.encode() if isinstance(part, str) else part)
-        h.update(b"\0")
-    return h.hexdigest()[:16]
-
-
 def build_key(source_version: str, fragment: str) -> str:
     """The build directory's key; patches are left out, so they rebuild incrementally."""
-    return _digest([RECIPE, source_version, fragment])
+    return sources.digest([RECIPE, source_version, fragment])
 
 
 def patches_digest(patches: Sequence[bytes]) -> str:
-    return _digest(["patches", *patches])
+    return sources.digest(["patches", *patches])
 
 
 def patched_files(patch: str) -> list[str]:
@@ -358,7 +349,7 @@ def _sandboxed(
 def _keep_image(bzimage: Path, release: str) -> Path:
     """A copy of the bzImage named by its hash: the next build rewrites the original."""
     data = bzimage.read_bytes()
-    final = config.cache_dir() / "images" / f"bzImage-{release}-{_digest([data])}"
+    final = config.cache_dir() / "images" / f"bzImage-{release}-{sources.digest([data])}"
     if final.exists():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
