@@ -60,7 +60,7 @@ def docker_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[docker.D
     if not ok:
         dockerd = shutil.which("dockerd")
         if dockerd is None or os.geteuid() != 0 or os.environ.get("DOCKER_HOST"):
-            pytest.skip(f"{why}; and this session cannot start dockerd itself")
+            pytest.fail(f"{why}; and this session cannot start dockerd itself")
         log = tmp_path_factory.mktemp("dockerd") / "dockerd.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(

@@ -42,7 +42,7 @@ def guest() -> Guest:
     the runner early from paying for (or interrupting) a cold boot.
     """
     if shutil.which("qemu-system-x86_64") is None:
-        pytest.skip("qemu-system-x86_64 is not installed")
+        pytest.fail("qemu-system-x86_64 is not installed: run make (runner/host-packages.txt)")
     artifacts = guest_image.prepare(config.kernel(None), log=lambda msg: None)
     accel = choose_accel(artifacts, log=lambda msg: None)
     if os.environ.get("KBLOG_SNAPSHOTS", "1") != "0":

@@ -419,7 +419,7 @@ def read_only_dir(tmp_path: Path) -> Iterator[Path]:
         done = subprocess.run(["chattr", "+i", str(path)], capture_output=True, check=False)
         if done.returncode != 0:
             path.chmod(0o755)
-            pytest.skip(f"cannot make a directory read-only for root: {done.stderr!r}")
+            pytest.fail(f"cannot make a directory read-only for root: {done.stderr!r}")
         immutable = True
     yield path
     if immutable:
