@@ -357,7 +357,7 @@ def run_scenario(
         layout = None
         if headers is not None:
             layout = sandbox.Layout(kernel.release, headers, builddir, tmp / "sandbox")
-            sandbox.prepare(layout, as_root=os.geteuid() == 0, top=runtime_dir())
+            sandbox.prepare(layout, as_root=os.geteuid() == 0)
         vm = _fresh_vm(stack, artifacts, accel, log, snapshots)
         if console_copy is not None:
             # Registered after the VM: runs before its teardown removes the log.

@@ -231,7 +231,7 @@ def build(
         (home / INSIDE_BUILD).mkdir(exist_ok=True)
         (home / INSIDE_FRAGMENT).write_text(fragment)
         as_root = os.geteuid() == 0
-        sandbox.prepare(layout, as_root=as_root, top=config.cache_dir())
+        sandbox.prepare(layout, as_root=as_root)
         env = _build_env(source.tree)
         stamp = home / INSIDE_BUILD / ".kblog-configured"
         if not stamp.exists():

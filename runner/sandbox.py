@@ -31,6 +31,10 @@ UNAME_SHIM = HERE / "sandbox-uname"
 SANDBOX_UID = 65534
 # Where the guest's release is read by the uname shim (a tmpfs of the sandbox).
 RELEASE_FILE = "/run/kblog/release"
+# Where root mounts our files for the sandbox: a tmpfs over /tmp that only its own
+# mount namespace sees (the host's /tmp is left alone), and below it one point each.
+STAGE_TMPFS = "/tmp"
+STAGE = "/tmp/kblog"
 # PATH inside: the guest's. /usr/local is the sandbox's own (just the shim), so a
 # tool installed by hand on the host never stands in for a packaged one.
 PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
@@ -86,10 +90,10 @@ def kernel_sources(headers_root: Path) -> list[tuple[Path, str]]:
     return found
 
 
-def _usr_binds(usr: Path, kernel: list[tuple[Path, str]]) -> list[str]:
-    """/usr as the host has it, less /usr/src and /usr/local, with the kernel's headers
-    and kbuild tools in their packaged places. Each entry is bound on its own, since a
-    directory inside a read-only bind could not take a new mount point."""
+def _usr_binds(usr: Path) -> list[str]:
+    """/usr as the host has it, less /usr/src, /usr/local and the kernel's places, which
+    the guest kernel's trees (and our uname) take. Each entry is bound on its own,
+    since a directory inside a read-only bind could not take a new mount point."""
     args: list[str] = []
     for entry in sorted(usr.iterdir()):
         if entry.name in REPLACED_IN_USR:
@@ -102,8 +106,6 @@ def _usr_binds(usr: Path, kernel: list[tuple[Path, str]]) -> list[str]:
                 args += _bind(sub, f"/usr/lib/{sub.name}")
         else:
             args += _bind(entry, f"/usr/{entry.name}")
-    for source, dest in kernel:
-        args += ["--ro-bind", str(source), dest]
     return args
 
 
@@ -131,39 +133,45 @@ def shared(layout: Layout) -> list[tuple[Path, str]]:
     return [*kernel_sources(layout.headers_root), *layout.read_only]
 
 
-def staged(layout: Layout) -> list[Path]:
-    """Mount points in the sandbox's state directory for shared() (as root)."""
-    return [layout.state / "staged" / str(n) for n in range(len(shared(layout)))]
-
-
-def staged_tree(layout: Layout) -> Path:
-    """The mount point of the writable tree, staged as the read-only ones are."""
-    return layout.state / "staged" / "home"
+def _own_binds(layout: Layout) -> list[tuple[str, Path, str]]:
+    """(bwrap's bind option, our file or directory, where in the sandbox) for all of
+    ours the sandbox sees; the writable home comes before the extra folders, which
+    may sit inside it."""
+    kernel = kernel_sources(layout.headers_root)
+    state = [
+        (layout.state / "passwd", "/etc/passwd"),  # the guest's user, not the host's accounts
+        (layout.state / "group", "/etc/group"),
+        (layout.state / "uname", "/usr/local/bin/uname"),
+        (layout.state / "release", RELEASE_FILE),
+    ]
+    return [
+        *(("--ro-bind", src, dest) for src, dest in kernel + state),
+        ("--bind", layout.tree, home(layout)),  # the only place it may write
+        *(("--ro-bind", src, dest) for src, dest in layout.read_only),
+    ]
 
 
 def argv(layout: Layout, command: list[str], as_root: bool, usr: Path = Path("/usr")) -> list[str]:
     """The whole command line that runs `command` in the sandbox."""
-    sources = shared(layout)
-    tree = layout.tree
+    binds = [(option, str(src), dest) for option, src, dest in _own_binds(layout)]
     stage: list[str] = []
     if as_root:
-        # The cache may sit where nobody cannot walk (/root, a private home): root
-        # binds our read-only trees into the state directory, in a mount namespace of
-        # its own, before handing over; the sandbox binds them from there. Its own
-        # PID namespace too: when its first process dies (with the runner), the
-        # kernel kills everything under it, which a monitor run as nobody, whose
+        # Our files may sit where nobody cannot walk (a cache in /root, a private
+        # home): root mounts each of them into a tmpfs of a mount namespace of its
+        # own, and the sandbox, run by nobody, binds them from there. Its own PID
+        # namespace too: when its first process dies (with the runner), the kernel
+        # kills everything under it, which a monitor run as nobody, whose
         # parent-death signal the change of user clears, would otherwise outlive.
-        points = staged(layout)
         stage = ["bwrap", "--bind", "/", "/", "--dev-bind", "/dev", "/dev"]
-        stage += ["--unshare-pid", "--die-with-parent"]
-        for (source, _), point in zip(sources, points, strict=True):
-            stage += ["--ro-bind", str(source), str(point)]
-        stage += ["--bind", str(layout.tree), str(staged_tree(layout)), "--"]
-        tree = staged_tree(layout)
-        sources = [(point, dest) for point, (_, dest) in zip(points, sources, strict=True)]
-    kernel = sources[: len(sources) - len(layout.read_only)]
-    extra = sources[len(kernel) :]
-    inside_home = home(layout)
+        stage += ["--unshare-pid", "--die-with-parent", "--tmpfs", STAGE_TMPFS]
+        stage += ["--perms", "0755", "--dir", STAGE]  # bwrap would make it 0700
+        staged = []
+        for n, (option, src, dest) in enumerate(binds):
+            point = f"{STAGE}/{n}"
+            stage += [option, src, point]
+            staged.append((option, point, dest))
+        stage.append("--")
+        binds = staged
     args = [
         "bwrap",
         # New user, mount, PID, IPC, UTS, cgroup and network namespaces: no network
@@ -174,27 +182,16 @@ def argv(layout: Layout, command: list[str], as_root: bool, usr: Path = Path("/u
         "--hostname", "kblog",
         # Killed with the runner, whatever ends it.
         "--die-with-parent",
-        *_usr_binds(usr, kernel),
+        *_usr_binds(usr),
         *_root_links(),
     ]  # fmt: skip
     for system_dir in SYSTEM_DIRS:
         if Path(system_dir).is_dir():
             args += ["--ro-bind", system_dir, system_dir]
-    args += [
-        # The guest's user in place of the host's accounts.
-        "--ro-bind", str(layout.state / "passwd"), "/etc/passwd",
-        "--ro-bind", str(layout.state / "group"), "/etc/group",
-        "--ro-bind", str(layout.state / "uname"), "/usr/local/bin/uname",
-        "--ro-bind", str(layout.state / "release"), RELEASE_FILE,
-        "--proc", "/proc",
-        "--dev", "/dev",
-        "--tmpfs", "/tmp",
-        # The only place it may write.
-        "--bind", str(tree), inside_home,
-    ]  # fmt: skip
-    for source, inside in extra:  # after the home: they may sit inside it
-        args += ["--ro-bind", str(source), inside]
-    args += ["--chdir", inside_home, "--", *command]
+    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    for option, src, dest in binds:  # after /usr and /etc: they replace parts of them
+        args += [option, src, dest]
+    args += ["--chdir", home(layout), "--", *command]
     if as_root:
         # bwrap as root would map root into the sandbox's namespace; run it as
         # nobody, with no supplementary groups, as a reader's build would run.
@@ -208,13 +205,8 @@ def env(layout: Layout, base: dict[str, str]) -> dict[str, str]:
     return {**base, "HOME": home(layout), "USER": layout.user, "LOGNAME": layout.user, "PATH": PATH}
 
 
-def prepare(layout: Layout, as_root: bool, top: Path) -> None:
-    """Write the sandbox's account files and hand its tree to the sandbox's user.
-
-    `top` is the outermost directory of ours above the tree and the state: as root,
-    it and every directory below it on the way are made traversable (not readable)
-    for the sandbox's user.
-    """
+def prepare(layout: Layout, as_root: bool) -> None:
+    """Write the sandbox's account files and hand its tree to the sandbox's user."""
     layout.state.mkdir(parents=True, exist_ok=True)
     uid = layout.uid
     (layout.state / "passwd").write_text(
@@ -227,12 +219,7 @@ def prepare(layout: Layout, as_root: bool, top: Path) -> None:
     # A copy beside the rest: the runner's own directory may be private to its user.
     shutil.copyfile(UNAME_SHIM, layout.state / "uname")
     (layout.state / "uname").chmod(0o755)
-    if not as_root:
-        return
-    for point in [*staged(layout), staged_tree(layout)]:
-        point.mkdir(parents=True, exist_ok=True)
-    for path in (layout.tree, layout.state):
-        for parent in [p for p in path.parents if p == top or top in p.parents]:
-            parent.chmod(parent.stat().st_mode | 0o111)
-    for path in (layout.tree, *layout.tree.rglob("*")):
-        os.chown(path, SANDBOX_UID, SANDBOX_UID, follow_symlinks=False)
+    if as_root:
+        # nobody writes the tree: the staging in argv() lets it reach it.
+        for path in (layout.tree, *layout.tree.rglob("*")):
+            os.chown(path, SANDBOX_UID, SANDBOX_UID, follow_symlinks=False)

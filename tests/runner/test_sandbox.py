@@ -57,10 +57,19 @@ def test_argv_as_root_drops_to_an_unprivileged_user(tmp_path: Path) -> None:
         "setpriv", "--reuid", uid, "--regid", uid, "--clear-groups", "--",
     ]  # fmt: skip
     assert argv[handover + 7] == "bwrap"
-    # Before it, root binds the kernel's trees where nobody can reach them.
-    (point,) = sandbox.staged(layout)
-    assert ("/h/usr/src", str(point)) in _pairs(argv[:handover], "--ro-bind")
-    assert (str(point), "/usr/src") in _pairs(argv[handover:], "--ro-bind")
+    # Before it, root mounts our files where nobody can reach them, and the sandbox
+    # binds them from there: the kernel's headers, the accounts, the tree (writable).
+    outer, inner = argv[:handover], argv[handover:]
+    assert "--unshare-pid" in outer
+    for option, ours, inside in [
+        ("--ro-bind", "/h/usr/src", "/usr/src"),
+        ("--ro-bind", str(tmp_path / "state" / "passwd"), "/etc/passwd"),
+        ("--bind", str(tmp_path / "work"), "/home/user"),
+    ]:
+        (point,) = [p for src, p in _pairs(outer, option) if src == ours]
+        assert point.startswith(sandbox.STAGE + "/")
+        assert (point, inside) in _pairs(inner, option)
+        assert ours not in inner
 
 
 def test_argv_mounts_read_only_trees_over_the_tree(tmp_path: Path) -> None:
@@ -89,7 +98,7 @@ def layout(headers: Path) -> Iterator[sandbox.Layout]:
     top = Path(tempfile.mkdtemp(prefix=f"build-{os.getpid()}-", dir=vm.runtime_dir()))
     shutil.copytree(ROOT / "kmod", top / "work")
     lay = sandbox.Layout(config.kernel("6.1").release, headers, top / "work", top / "state")
-    sandbox.prepare(lay, as_root=AS_ROOT, top=vm.runtime_dir())
+    sandbox.prepare(lay, as_root=AS_ROOT)
     yield lay
     shutil.rmtree(top)
 
