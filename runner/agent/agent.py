@@ -31,6 +31,7 @@ import zlib
 from pathlib import Path
 
 PROTOCOL = 3
+EXIT_DRAIN = 0.5  # how long a session's pty is read after its program exits
 PORT_NAME = "org.kblog.agent.0"
 READ_SIZE = 65536
 # Above this much unsent output, terminals are not read: their writers block, as on a
@@ -220,6 +221,21 @@ class Agent:
         session.master = -1
         return False
 
+    def drain(self, session: Session) -> None:
+        """Forward what the pty still holds after its program exited.
+
+        The kernel moves a pty's output to the master side a little later than the
+        program wrote it, so an empty read right after the exit does not mean the
+        end: read until the pty reports it (EIO, once no process holds it), or for
+        EXIT_DRAIN seconds where a background job still does.
+        """
+        deadline = time.monotonic() + EXIT_DRAIN
+        while session.master >= 0:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([session.master], [], [], remaining)[0]:
+                return
+            self.read_session(session.master)
+
     def reap(self) -> None:
         while True:
             try:
@@ -230,9 +246,7 @@ class Agent:
                 return
             session = self.by_pid.pop(pid, None)
             if session is not None:
-                # Its last words first: whatever is still in the pty precedes the exit.
-                while session.master >= 0 and self.read_session(session.master):
-                    pass
+                self.drain(session)  # its last words first: they precede the exit
                 code = os.waitstatus_to_exitcode(status)
                 self.send({"ev": "exit", "session": session.name, "status": code})
 
