@@ -33,9 +33,6 @@ if TYPE_CHECKING:
 
 
 HERE = Path(__file__).resolve().parent
-IMAGE = "kblog/runner"
-TAG = f"{IMAGE}:latest"
-INPUTS_LABEL = "org.kblog.inputs"
 RUN_LABEL = "org.kblog.run"
 OWNER_LABEL = "org.kblog.owner"  # host:pid of the runner that started the container
 WORKDIR = "/opt/kblog"  # the image's runner lives in WORKDIR/runner
@@ -44,7 +41,6 @@ CONTAINER_USER = "1000:1000"  # kblog, made by the Dockerfile
 SECCOMP = HERE / "container-seccomp.json"
 UNMASKED_PROC: dict[str, list[str]] = {"MaskedPaths": [], "ReadonlyPaths": []}
 CONSOLE_IN_CONTAINER = "/tmp/console.log"
-CONNECT_TIMEOUT = 10
 PASSED_ENV = ("KBLOG_ACCEL", "KBLOG_SNAPSHOTS")  # the runner's own switches, if set here
 
 # --- a run ----------------------------------------------------------------------
@@ -152,8 +148,8 @@ def _sweep_orphans(client: docker.DockerClient) -> None:
     """Remove containers whose runner on this host was killed before removing them."""
     here = socket.gethostname()
     for container in client.containers.list(all=True, filters={"label": RUN_LABEL}):
-        host, _, pid = container.labels.get(OWNER_LABEL, "").partition(":")
-        if host == here and pid.isdigit() and not host.pid_alive(int(pid)):
+        owner_host, _, pid = container.labels.get(OWNER_LABEL, "").partition(":")
+        if owner_host == here and pid.isdigit() and not host.pid_alive(int(pid)):
             _remove(client, container.id)
 
 

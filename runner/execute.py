@@ -205,16 +205,14 @@ class Run:
         also what came before the hang was proven (probe.proof then says how)."""
         if probe is None:
             return sess.term.wait_prompt(deadline, self.vm.alive)
-        raw = ""
         while True:
             poll = min(deadline, time.monotonic() + HANG_POLL)
-            exchange = sess.term.wait_prompt(poll, self.vm.alive)
-            raw += exchange.raw
+            exchange = sess.term.wait_prompt(poll, self.vm.alive, take_rest=False)
+            if exchange.prompt is not None:
+                return exchange
             ended = time.monotonic() >= deadline or sess.term.closed or not self.vm.alive()
-            if exchange.prompt is not None or ended:
-                return terminal.Exchange(raw, exchange.prompt)
-            if probe.proven():
-                return terminal.Exchange(raw, None)
+            if ended or probe.proven():
+                return sess.term.wait_prompt(time.monotonic(), self.vm.alive)
 
     def _type(
         self, sess: Session, lines: list[str], deadline: float, probe: HangProbe | None = None
@@ -275,9 +273,13 @@ class HangProbe:
         self.console_start = console_start
         self.started = started
         self.proof = ""
+        self.saw_event = False
 
     def proven(self) -> bool:
-        if not kernel_log.events(self.console.read(self.console_start).splitlines()):
+        if not self.saw_event:  # once seen, an event stays in the log: read no more
+            lines = self.console.read(self.console_start).splitlines()
+            self.saw_event = bool(kernel_log.events(lines))
+        if not self.saw_event:
             return False
         task = self.agent.request("foreground", session=self.session, timeout=5)
         state = STUCK_STATES.get(task.get("state", ""))

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner import config, guest_image, kernel_source, sandbox, sources
+from runner.events import Log
 
 FRAGMENT = config.ROOT / "kernel" / "guest.config"
 # Bump when the steps below change what a build directory holds.
@@ -50,7 +51,6 @@ INSIDE_FRAGMENT = "guest.config"
 APPLIED = "applied.json"  # which patches the hard-link tree carries, and their files
 TAIL_LINES = 30  # output lines kept for an error message
 
-Log = Callable[[str], None]
 Progress = Callable[[float, str], None]  # (seconds since the step began, latest line)
 
 
@@ -154,11 +154,13 @@ def prepare_tree(pristine: Path, tree: Path, patches: Sequence[Path]) -> None:
     record = json.loads(record_path.read_text())
     if record["digest"] == digest:
         return
+    wanted = [f for text in texts for f in patched_files(text.decode(errors="replace"))]
+    # Written before the tree changes: a run that dies while restoring or patching
+    # leaves a record that matches no patch set, so the next one starts over.
+    touched = sorted(set(record["files"]) | set(wanted))
+    record_path.write_text(json.dumps({"digest": "incomplete", "files": touched}))
     for rel in record["files"]:
         _restore(pristine, tree, rel)
-    wanted = [f for text in texts for f in patched_files(text.decode(errors="replace"))]
-    # Written before patching: a patch that fails halfway is undone next time.
-    record_path.write_text(json.dumps({"digest": "incomplete", "files": sorted(set(wanted))}))
     for rel in wanted:
         _unlink_from_pristine(tree / rel)
     for patch in patches:

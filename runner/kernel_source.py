@@ -14,11 +14,11 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from runner import config, debian
+from runner.events import Log
 
 SERIES = "6.1"
 PACKAGE = f"linux-source-{SERIES}"
@@ -26,8 +26,6 @@ PACKAGE = f"linux-source-{SERIES}"
 TREE_NAME = f"linux-source-{SERIES}"
 TARBALL = Path("usr") / "src" / f"{TREE_NAME}.tar.xz"
 DONE_STAMP = ".kblog-complete"
-
-Log = Callable[[str], None]
 
 
 class SourceError(RuntimeError):

@@ -127,12 +127,6 @@ def _root_links() -> list[str]:
     return args
 
 
-def shared(layout: Layout) -> list[tuple[Path, str]]:
-    """(where on this machine, where in the sandbox) of everything it sees read-only
-    from our own files: the kernel's trees, and the layout's extra folders."""
-    return [*kernel_sources(layout.headers_root), *layout.read_only]
-
-
 def _own_binds(layout: Layout) -> list[tuple[str, Path, str]]:
     """(bwrap's bind option, our file or directory, where in the sandbox) for all of
     ours the sandbox sees; the writable home comes before the extra folders, which

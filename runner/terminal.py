@@ -90,8 +90,14 @@ class Terminal:
             self.closed = True
             self._cond.notify_all()
 
-    def wait_prompt(self, deadline: float, alive: Callable[[], bool] = lambda: True) -> Exchange:
-        """Wait for the next prompt marker; consume everything up to and including it."""
+    def wait_prompt(
+        self, deadline: float, alive: Callable[[], bool] = lambda: True, take_rest: bool = True
+    ) -> Exchange:
+        """Wait for the next prompt marker; consume everything up to and including it.
+
+        At the deadline with no marker, everything so far is taken, unless `take_rest`
+        is False: then nothing is, so that a later call sees a marker (or a character)
+        that arrives in two pieces whole."""
         with self._cond:
             while True:
                 m = MARKER.search(self._buf)
@@ -104,6 +110,8 @@ class Terminal:
                     return Exchange(_clean(raw), prompt)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self.closed or not alive():
+                    if not take_rest:
+                        return Exchange("", None)
                     raw = bytes(self._buf)
                     self._buf.clear()
                     return Exchange(_clean(raw), None)

@@ -51,9 +51,8 @@ def _resolves(content: Any, kind: str, url_path: str, context: Mapping[str, Any]
 
 
 # A {filename}/{static}/{attach} (or |filename|) link target in Markdown source.
-LINK = re.compile(
-    r"(?:\{(filename|static|attach)\}|\|(filename|static|attach)\|)([^\s\"'<>()\[\]]+)"
-)
+_KINDS = "|".join(CHECKED_KINDS)
+LINK = re.compile(rf"(?:\{{({_KINDS})\}}|\|({_KINDS})\|)([^\s\"'<>()\[\]]+)")
 FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
 CODE_SPAN = re.compile(r"(`+).*?\1")
 

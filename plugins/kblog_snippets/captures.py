@@ -157,6 +157,8 @@ class Captures:
         if found is None or isinstance(found, SnippetError):
             return None
         scenario, per_kernel = found
+        if not per_kernel:  # a share of a verification that ran none of it, never captured
+            return None
         provenances = [vars(r.provenance) for r in per_kernel.values()]
         steps = {k: r.steps for k, r in per_kernel.items()}
         return {

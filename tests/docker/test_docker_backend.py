@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import socket
+import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -212,3 +216,34 @@ def test_permission_denied_is_one_line() -> None:
     assert "\n" not in why
     assert why.startswith("permission denied on the Docker socket")
     assert "docker group" in why
+
+
+@pytest.mark.docker
+@pytest.mark.vm
+def test_containers_of_killed_runners_are_swept(
+    docker_client: docker.DockerClient, runner_image: str
+) -> None:
+    """A run removes the containers a killed runner on this host left, and only those."""
+    dead_pid = subprocess.Popen(["true"])  # a pid that no longer runs
+    dead_pid.wait()
+    here = socket.gethostname()
+    made = {}
+    for name, pid in (("dead", dead_pid.pid), ("alive", os.getpid())):
+        made[name] = docker_client.api.create_container(
+            runner_image,
+            command=["--help"],
+            labels={
+                docker_backend.RUN_LABEL: f"sweep-{name}",
+                docker_backend.OWNER_LABEL: f"{here}:{pid}",
+            },
+        )["Id"]
+    try:
+        result = run_in_container(tiny("sweep"), client=docker_client, log=lambda m: None)
+        assert result.steps[0].status == "ok"
+        left = {c.id for c in docker_client.containers.list(all=True)}
+        assert made["dead"] not in left
+        assert made["alive"] in left
+    finally:
+        for cid in made.values():
+            with contextlib.suppress(Exception):
+                docker_client.api.remove_container(cid, force=True, v=True)
