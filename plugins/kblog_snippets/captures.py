@@ -73,10 +73,7 @@ class Captures:
     cells: frozenset[tuple[str, str]] | None = None
 
     def __post_init__(self) -> None:
-        if self.mode not in policy.MODES:
-            raise ValueError(
-                f"KBLOG_EXECUTE={self.mode!r}: expected one of {', '.join(policy.MODES)}"
-            )
+        policy.check_mode(self.mode)  # at once, before any post is looked at
 
     def __deepcopy__(self, memo: dict) -> Captures:
         return self  # Pelican copies its settings; there is one provider per build

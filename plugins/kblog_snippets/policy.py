@@ -44,13 +44,20 @@ class Decision:
     why: str = ""  # for a stale capture: what changed
 
 
-def decide(mode: str, entry: dict[str, Any] | None, inputs: dict[str, str]) -> Decision:
-    """What to do for one post and kernel, given its frozen entry (or None)."""
+def check_mode(mode: str) -> None:
+    """Refuse a mode that is not one of MODES, naming the setting."""
     if mode not in MODES:
         raise ValueError(f"KBLOG_EXECUTE={mode!r}: expected one of {', '.join(MODES)}")
+
+
+def decide(mode: str, entry: dict[str, Any] | None, inputs: dict[str, str]) -> Decision:
+    """What to do for one post and kernel, given its frozen entry (or None)."""
+    check_mode(mode)
     fresh = entry is not None and entry.get("key") == freeze.key_of(inputs)
     if fresh and mode != "always":
         return Decision(Action.REUSE, fresh)
+    if fresh:
+        return Decision(Action.RUN, fresh)  # re-run although fresh: nothing changed
     why = "no capture yet" if entry is None else changed(entry.get("inputs", {}), inputs)
     if mode == "never":
         return Decision(Action.REFUSE, fresh, why)

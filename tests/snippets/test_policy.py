@@ -39,7 +39,7 @@ def _result(output: str, status: Status = Status.OK) -> ScenarioResult:
         ("never", INPUTS, policy.Action.REUSE, ""),
         ("never", {**INPUTS, "scenario": "s0"}, policy.Action.REFUSE, "changed: scenario"),
         ("never", None, policy.Action.REFUSE, "no capture yet"),
-        ("always", INPUTS, policy.Action.RUN, "unknown inputs"),
+        ("always", INPUTS, policy.Action.RUN, ""),
     ],
 )
 def test_decide(mode: str, entry: dict | None, action: policy.Action, why: str) -> None:
@@ -121,9 +121,15 @@ def test_always_mode_reports_drift(tmp_path: Path) -> None:
     first = _captures(tmp_path, CountingRunner("hi"))
     first.results(POST, "content/post.md")
     first.commit()
-    drifting = _captures(tmp_path, CountingRunner("hi"), mode="always")
+    same = _captures(tmp_path, CountingRunner("hi"), mode="always")
+    same.results(POST, "content/post.md")
+    assert [o.state for o in same.outcomes] == [policy.State.FRESH]
+    # The same post and inputs, but the guest now says something else: drift.
+    drifting = _captures(tmp_path, CountingRunner("bye"), mode="always")
     drifting.results(POST, "content/post.md")
-    assert [o.state for o in drifting.outcomes] == [policy.State.FRESH]
+    (outcome,) = drifting.outcomes
+    assert outcome.state is policy.State.DRIFTED
+    assert "-hi" in outcome.detail and "+bye" in outcome.detail
     changed = Scenario("post", [Step("t", "console", "echo hi", expected=["..."], source="p.md:3")])
     moved = _captures(tmp_path, CountingRunner("hi there"), mode="always")
     moved.results(changed, "content/post.md")  # a new scenario: captured, not drift
