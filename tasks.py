@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import shlex
 import shutil
 import sys
@@ -71,19 +70,6 @@ def _kernel_labels(kernel: str) -> list[str] | None:
             known = ", ".join(config.KERNELS)
             raise Exit(f"unknown kernel {label!r}; configured kernels: {known}", 2)
     return list(dict.fromkeys(labels)) or None
-
-
-@contextlib.contextmanager
-def _environ(name: str, value: str) -> Iterator[None]:
-    before = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = before
 
 
 @task(
@@ -165,7 +151,7 @@ def _newest_kernels(labels: list[str] | None) -> Iterator[None]:
         raise Exit(f"verify --newest: cannot read Debian's kernel ABIs: {exc}", 1) from None
     with contextlib.ExitStack() as stack:
         if backend == "auto":
-            stack.enter_context(_environ("KBLOG_BACKEND", "local"))
+            stack.enter_context(config.environment_variable("KBLOG_BACKEND", "local"))
         stack.enter_context(config.releases_override(releases))
         yield
 

@@ -106,19 +106,26 @@ def kernels() -> dict[str, Kernel]:
 
 
 @contextlib.contextmanager
-def releases_override(releases: Mapping[str, str]) -> Iterator[None]:
-    """Run the body with these releases instead of the pinned ones (see RELEASES_ENV)."""
-    before = os.environ.get(RELEASES_ENV)
-    merged = {**parse_releases(before or ""), **releases}
-    parse_releases(format_releases(merged))  # refuse a bad one before anything runs
-    os.environ[RELEASES_ENV] = format_releases(merged)
+def environment_variable(name: str, value: str) -> Iterator[None]:
+    """Run the body with `name` set to `value` in the environment, then as it was."""
+    before = os.environ.get(name)
+    os.environ[name] = value
     try:
         yield
     finally:
         if before is None:
-            os.environ.pop(RELEASES_ENV, None)
+            os.environ.pop(name, None)
         else:
-            os.environ[RELEASES_ENV] = before
+            os.environ[name] = before
+
+
+@contextlib.contextmanager
+def releases_override(releases: Mapping[str, str]) -> Iterator[None]:
+    """Run the body with these releases instead of the pinned ones (see RELEASES_ENV)."""
+    merged = {**parse_releases(os.environ.get(RELEASES_ENV) or ""), **releases}
+    parse_releases(format_releases(merged))  # refuse a bad one before anything runs
+    with environment_variable(RELEASES_ENV, format_releases(merged)):
+        yield
 
 
 def kernel(name: str | None = None) -> Kernel:
