@@ -18,6 +18,7 @@ CAPTURE_SOURCES = (
     "execute.py",
     "expect.py",
     "guest_image.py",
+    "kernel_build.py",
     "kernel_log.py",
     "sandbox.py",
     "sandbox-uname",

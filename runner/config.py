@@ -39,7 +39,7 @@ DEFAULT_KERNEL = "6.1"
 
 # What the guest userland holds besides debootstrap's minbase: what the posts type.
 GUEST_SUITE = "bookworm"
-GUEST_PACKAGES = ("python3", "procps", "kmod", "util-linux", "sudo")
+GUEST_PACKAGES = ("python3", "procps", "kmod", "util-linux", "sudo", "strace")
 GUEST_USER = "user"
 GUEST_HOME = f"/home/{GUEST_USER}"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import datetime as dt
 import os
 import shutil
@@ -16,7 +17,9 @@ from runner import (
     config,
     expect,
     guest_image,
+    kernel_build,
     kernel_log,
+    kernel_source,
     sandbox,
     snapshot,
     sources,
@@ -64,29 +67,51 @@ class Typed:
 
 
 class Run:
-    """The state of one scenario run: its VM, terminals, captures and build tree."""
+    """The state of one scenario run: its guest, terminals, captures and build tree.
+
+    The guest starts at the first guest step, on the kernel that step's `boot`
+    names; a step with another `boot` replaces it (and its sessions) with a fresh
+    guest on that kernel."""
 
     def __init__(
         self,
-        vm: VM,
+        guests: GuestKernels,
         kernel: config.Kernel,
         builddir: Path,
         layout: sandbox.Layout | None,
         deadline: float,
+        log: Log,
+        build_env: dict[str, str] | None = None,
     ):
-        self.vm = vm
+        self.guests = guests
         self.kernel = kernel
-        if vm.agent is None:
-            raise RunError("the guest has no agent channel")
-        self.agent: AgentClient = vm.agent
         self.builddir = builddir
         self.layout = layout
         self.deadline = deadline
+        self.log = log
+        self.build_env = build_env or {}
         self.sessions: dict[str, Session] = {}
         self.captures: dict[str, str] = {}
         self.synced: dict[str, tuple[float, int]] = {}
-        self.agent.on_output = self._on_output
-        self.agent.on_exit = self._on_exit
+        self._vm: VM | None = None
+        self._vm_stack = contextlib.ExitStack()
+        self.boot = ""  # the kernel the guest runs: a Step.boot value, "" before one starts
+        self.boot_seconds: list[float] = []
+        self.releases: dict[str, str] = {}  # boot -> the release its guest reported
+        self.console_copy: Path | None = None  # where each guest's console log is added
+
+    @property
+    def vm(self) -> VM:
+        if self._vm is None:
+            raise RunError("no guest is running")
+        return self._vm
+
+    @property
+    def agent(self) -> AgentClient:
+        agent = self.vm.agent
+        if agent is None:
+            raise RunError("the guest has no agent channel")
+        return agent
 
     def _on_output(self, name: str, data: bytes) -> None:
         if name in self.sessions:
@@ -96,9 +121,48 @@ class Run:
         if name in self.sessions:
             self.sessions[name].term.close(status)
 
+    # --- the guest -------------------------------------------------------------
+    def guest_for(self, step: Step) -> None:
+        """A guest on the kernel `step` runs on, started (or replaced) if need be."""
+        if self._vm is not None and self.boot == step.boot:
+            return
+        self.stop_guest()
+        vm = self.guests.start(step, self._vm_stack)
+        self._vm, self.boot = vm, step.boot
+        self.boot_seconds.append(vm.boot_seconds)
+        self.log(f"guest up in {vm.boot_seconds:.1f} s ({self.guests.accel.name})")
+        agent = self.agent
+        agent.on_output = self._on_output
+        agent.on_exit = self._on_exit
+        agent.on_log = lambda message: self.log(f"guest agent: {message}")
+        agent.request("settime", epoch=time.time())
+        self.releases[step.boot] = str(agent.request("hello", timeout=5)["kernel"])
+        self.synced = {}
+        self.sync_build_tree()
+
+    def stop_guest(self) -> None:
+        """End the guest and its sessions; build sessions live on."""
+        for name in [n for n, sess in self.sessions.items() if sess.where == "guest"]:
+            del self.sessions[name]
+        if self._vm is not None and self.console_copy is not None:
+            with open(self.console_copy, "ab") as out:
+                out.write(self._vm.console.path.read_bytes())
+        self._vm_stack.close()
+        self._vm = None
+
+    def _alive(self) -> bool:
+        """Whether the guest still runs; true with none (a build step needs none)."""
+        return self._vm is None or self._vm.alive()
+
+    def release(self) -> str:
+        """The running guest's `uname -r`, as it said when it started."""
+        return self.releases.get(self.boot, "")
+
     # --- files ---------------------------------------------------------------
     def sync_build_tree(self) -> None:
         """Copy new or changed files of the build tree into the guest user's home."""
+        if self._vm is None:
+            return  # the next guest gets them all when it starts
         changed = []
         for path in sorted(p for p in self.builddir.rglob("*") if p.is_file()):
             rel = str(path.relative_to(self.builddir))
@@ -115,7 +179,7 @@ class Run:
             return self.sessions[step.session]
         sess = self._spawn_build(step) if step.where == "build" else self._spawn_guest(step)
         self.sessions[step.session] = sess
-        first = sess.term.wait_prompt(time.monotonic() + PROMPT_TIMEOUT, self.vm.alive)
+        first = sess.term.wait_prompt(time.monotonic() + PROMPT_TIMEOUT, self._alive)
         if first.prompt is None:
             raise RunError(
                 f"{step.source}: session {step.session!r} never showed a prompt: {first.raw!r}"
@@ -144,7 +208,8 @@ class Run:
         assert self.layout is not None
         term = terminal.Terminal(step.session, lambda data: None)
         # "$ " whoever runs it: the reader builds modules as an ordinary user.
-        env = sandbox.env(self.layout, terminal.shell_env(sandbox.PATH, prompt="$"))
+        base = {**terminal.shell_env(sandbox.PATH, prompt="$"), **self.build_env}
+        env = sandbox.env(self.layout, base)
         argv = sandbox.argv(self.layout, terminal.SHELL_ARGV, as_root=os.geteuid() == 0)
         handle = terminal.LocalPty(term, argv, env, str(self.builddir))
         return Session(term, "shell", "build", handle=handle)
@@ -153,21 +218,26 @@ class Run:
         for sess in self.sessions.values():
             if sess.handle is not None:
                 sess.handle.kill()
+        self.stop_guest()
 
     # --- steps ---------------------------------------------------------------
     def run_step(self, index: int, step: Step) -> StepResult:
+        if step.where == "guest":
+            self.guest_for(step)
         sess = self.session(step)
         typed = expect.substitute(step.input, self.captures, step.source)
         lines = typed.split("\n")
         prompt = sess.prompts["P"]
         if sess.busy_since:
             return _not_run(index, step, prompt, typed, f"session still running {sess.busy_since}")
-        console_start = self.vm.console.offset()
+        console = self._vm.console if self._vm is not None else None
+        console_start = console.offset() if console is not None else 0
         started = time.monotonic()
         deadline = min(started + step.timeout, self.deadline)
         probe = None
         if step.expect_hang and sess.where == "guest":
-            probe = HangProbe(self.agent, step.session, self.vm.console, console_start, started)
+            assert console is not None  # a guest step has its guest
+            probe = HangProbe(self.agent, step.session, console, console_start, started)
         typed_out = self._type(sess, lines, deadline, probe)
         exchange, incomplete = typed_out.exchange, typed_out.incomplete
         if exchange.prompt is not None and not incomplete:
@@ -177,7 +247,7 @@ class Run:
         output = terminal.split_echo(exchange.raw, typed_out.last_line)[1]
         if sess.where == "build":
             self.sync_build_tree()
-        klog = self.vm.console.read(console_start).splitlines()
+        klog = console.read(console_start).splitlines() if console is not None else []
         events = kernel_log.events(klog)
         status = Status.INCOMPLETE_INPUT if incomplete else self._status(step, sess, exchange)
         result = StepResult(
@@ -189,6 +259,7 @@ class Run:
             exit_status=exchange.prompt.status if exchange.prompt else None,
             duration=round(duration, 3),
             where=sess.where,
+            kernel=self.release() if sess.where == "guest" else "",
             kernel_log=klog,
             events=events,
             hang_proof=probe.proof if probe is not None and status == Status.HANG else "",
@@ -204,15 +275,15 @@ class Run:
         """The next prompt, or what came before the deadline; for an expect=hang step,
         also what came before the hang was proven (probe.proof then says how)."""
         if probe is None:
-            return sess.term.wait_prompt(deadline, self.vm.alive)
+            return sess.term.wait_prompt(deadline, self._alive)
         while True:
             poll = min(deadline, time.monotonic() + HANG_POLL)
-            exchange = sess.term.wait_prompt(poll, self.vm.alive, take_rest=False)
+            exchange = sess.term.wait_prompt(poll, self._alive, take_rest=False)
             if exchange.prompt is not None:
                 return exchange
-            ended = time.monotonic() >= deadline or sess.term.closed or not self.vm.alive()
+            ended = time.monotonic() >= deadline or sess.term.closed or not self._alive()
             if ended or probe.proven():
-                return sess.term.wait_prompt(time.monotonic(), self.vm.alive)
+                return sess.term.wait_prompt(time.monotonic(), self._alive)
 
     def _type(
         self, sess: Session, lines: list[str], deadline: float, probe: HangProbe | None = None
@@ -236,7 +307,7 @@ class Run:
         if typed.exchange.prompt is not None and typed.exchange.prompt.kind == "C":
             if sess.kind != "python":
                 sess.term.interrupt()  # drop the open line: the session stays usable
-                sess.term.wait_prompt(deadline, self.vm.alive)
+                sess.term.wait_prompt(deadline, self._alive)
                 typed.incomplete = True
                 return typed
             # A compound statement on one line still wants the blank line that ends it.
@@ -248,7 +319,7 @@ class Run:
     def _status(self, step: Step, sess: Session, exchange: terminal.Exchange) -> Status:
         if exchange.prompt is not None:
             return Status.UNEXPECTED_RETURN if step.expect_hang else Status.OK
-        if not self.vm.alive():
+        if not self._alive():
             return Status.LOST
         if sess.term.closed:
             return Status.LOST
@@ -322,6 +393,65 @@ def _not_run(index: int, step: Step, prompt: str, typed: str, why: str) -> StepR
     )
 
 
+class GuestKernels:
+    """Starts the guests of a run: on the stock kernel, or on the one its build steps
+    made in a kernel workspace (runner/kernel_build.py), checked before it boots."""
+
+    def __init__(
+        self,
+        stock: guest_image.GuestArtifacts,
+        accel: Accel,
+        log: Log,
+        snapshots: bool | None,
+        workspace: KernelWorkspace | None,
+    ) -> None:
+        self.stock = stock
+        self.accel = accel
+        self.log = log
+        self.snapshots = snapshots
+        self.workspace = workspace
+
+    def start(self, step: Step, stack: contextlib.ExitStack) -> VM:
+        if step.boot == "stock":
+            return _fresh_vm(stack, self.stock, self.accel, self.log, self.snapshots)
+        assert self.workspace is not None  # a scenario with boot=built claims one
+        try:
+            artifacts = self.workspace.artifacts(self.log)
+        except kernel_build.KernelBuildError as exc:
+            raise RunError(f"{step.source}: boot=built: {exc}") from None
+        try:
+            return _fresh_vm(stack, artifacts, self.accel, self.log, self.snapshots)
+        except BootError as exc:
+            raise RunError(
+                f"{step.source}: boot=built: the kernel the build steps made did not boot: {exc}"
+            ) from None
+
+
+@dataclass
+class KernelWorkspace:
+    """A kernel tree and its kept objects, claimed for one run (runner/kernel_build.py)."""
+
+    source: kernel_source.KernelSource
+    workspace: kernel_build.Workspace
+    fragment: str
+
+    @classmethod
+    def claim(cls, stack: contextlib.ExitStack, log: Log) -> KernelWorkspace:
+        source = kernel_source.fetch(log)
+        fragment = kernel_build.FRAGMENT.read_text()
+        ws = stack.enter_context(
+            kernel_build.claimed(kernel_build.workspace(source.version, fragment))
+        )
+        kernel_build.checkout(source.tree, ws, as_root=os.geteuid() == 0)
+        return cls(source, ws, fragment)
+
+    def artifacts(self, log: Log) -> guest_image.GuestArtifacts:
+        built = kernel_build.accept(
+            self.workspace, self.source.tree, self.source.version, self.fragment
+        )
+        return kernel_build.guest_artifacts(built, log)
+
+
 def run_scenario(
     scenario: Scenario,
     kernel_name: str | None = None,
@@ -333,7 +463,8 @@ def run_scenario(
     console_copy: Path | None = None,
     snapshots: bool | None = None,
 ) -> ScenarioResult:
-    """Boot a fresh guest, run every step in order, and tear everything down."""
+    """Run every step in order, in the build sandbox or in a fresh guest, and tear
+    everything down."""
     scenario.validate()
     kernel = config.kernel(kernel_name)
     artifacts = guest_image.prepare(kernel, log)
@@ -341,7 +472,7 @@ def run_scenario(
     needs_build = any(s.where == "build" for s in scenario.steps)
     headers = guest_image.headers_root(kernel, log) if needs_build else None
     if needs_build:
-        sandbox.bwrap()  # missing: say so before a guest boots
+        sandbox.bwrap()  # missing: say so before anything starts
     started = time.monotonic()
     captured_at = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
     results: list[StepResult] = []
@@ -357,19 +488,29 @@ def run_scenario(
         builddir = tmp / "work"
         shutil.copytree(kmod_dir, builddir, ignore=shutil.ignore_patterns(*sources.IGNORE))
         layout = None
+        build_env: dict[str, str] = {}
+        workspace = None
+        if scenario.builds_kernel:
+            workspace = KernelWorkspace.claim(stack, log)
+            shutil.copytree(
+                kernel_build.KERNEL_DIR,
+                builddir / kernel_build.INSIDE_KERNEL_DIR,
+                ignore=shutil.ignore_patterns(*sources.IGNORE),
+            )
+            build_env = kernel_build.build_env(workspace.source.tree)
         if headers is not None:
             layout = sandbox.Layout(kernel.release, headers, builddir, tmp / "sandbox")
+            if workspace is not None:
+                binds = workspace.workspace.binds(sandbox.home(layout))
+                layout = dataclasses.replace(layout, read_write=binds)
             sandbox.prepare(layout, as_root=os.geteuid() == 0)
-        vm = _fresh_vm(stack, artifacts, accel, log, snapshots)
-        if console_copy is not None:
-            # Registered after the VM: runs before its teardown removes the log.
-            stack.callback(shutil.copyfile, vm.console.path, console_copy)
-        log(f"guest up in {vm.boot_seconds:.1f} s ({accel.name})")
-        run = Run(vm, kernel, builddir, layout, started + SCENARIO_DEADLINE)
-        run.agent.on_log = lambda message: log(f"guest agent: {message}")
+        guests = GuestKernels(artifacts, accel, log, snapshots, workspace)
+        run = Run(guests, kernel, builddir, layout, started + SCENARIO_DEADLINE, log, build_env)
         stack.callback(run.close)
-        run.agent.request("settime", epoch=time.time())
-        run.sync_build_tree()
+        if console_copy is not None:
+            # Registered after run.close: it runs first, before a teardown removes the log.
+            console_copy.write_bytes(b"")
+            run.console_copy = console_copy
         for index, step in enumerate(scenario.steps):
             if progress:
                 progress(index, len(scenario.steps), step, None)
@@ -394,18 +535,15 @@ def run_scenario(
             results.append(result)
             if progress:
                 progress(index, len(scenario.steps), step, result)
-        guest_release = kernel.release
-        with contextlib.suppress(AgentLost, AgentError):
-            if vm.alive():
-                guest_release = run.agent.request("hello", timeout=5)["kernel"]
+        stock_release = run.releases.get("stock", kernel.release)
     provenance = Provenance(
-        kernel=guest_release,
+        kernel=stock_release,
         kernel_package=artifacts.kernel_version,
         accel=accel.name,
         accel_reason=accel.reason,
         qemu=qemu_version(),
         captured_at=captured_at,
-        boot_seconds=round(vm.boot_seconds, 2),
+        boot_seconds=round(sum(run.boot_seconds), 2),
         total_seconds=round(time.monotonic() - started, 2),
     )
     return ScenarioResult(scenario.name, provenance, results, error)

@@ -1,31 +1,36 @@
 """A guest kernel built from Debian's source, a config fragment and patches.
 
-Episode 3's posts patch the kernel, build it and boot it. Here that is done the way
-a reader would, in the build sandbox (runner/sandbox.py): the source is shown
-read-only at ~/linux, the objects go to ~/build (`make O=~/build`), and:
+Episode 3's posts patch the kernel, build it and boot it, in the build sandbox
+(runner/sandbox.py) and exactly as a reader would:
 
-    make tinyconfig; make kvm_guest.config
-    scripts/kconfig/merge_config.sh -m -O ~/build ~/build/.config ~/guest.config
-    make olddefconfig
-    make -j<cores> bzImage
+    cd ~/linux; patch -p1 -Z < PATCH
+    make O=~/build tinyconfig; make O=~/build kvm_guest.config
+    scripts/kconfig/merge_config.sh -m -O ~/build ~/build/.config ~/kernel/guest.config
+    make O=~/build olddefconfig; make O=~/build -j<cores> bzImage
 
-A build directory is kept in the cache per (source package version, fragment), so
-building again after a patch changed compiles only what the change reaches.
-Patches are applied outside the sandbox to a copy of the pristine tree made of hard
-links: each file a patch names becomes a copy of its own first, so nothing writes
-through a link into the pristine tree, and the sandbox sees the copy read-only.
-Files a previous patch touched are restored with a fresh mtime, so make sees them
-as changed both ways.
+A workspace per (source package version, fragment) is kept in the cache: the tree
+at ~/linux, hard links into the pristine unpacked source (whose files are made
+read-only, so nothing writes through a link), and the objects at ~/build. Before a
+run the tree is checked out again: every file a post changed becomes the pristine
+link once more. `patch -Z` dates the patched files as the patch says, so the same
+patch applied again leaves make nothing to do, and a changed patch rebuilds only
+what its files reach.
 
-`build()` returns the bzImage (copied out of the build directory, named by its
-hash); `guest_artifacts()` pairs it with the stock root disk and an initramfs that
-loads no modules, ready for runner/vm.py and runner/snapshot.py.
+make decides by dates, so `accept()` checks after a build that the objects can be
+trusted: a file that differs from what the last accepted build had, yet is dated
+before that build, would have kept old objects (the workspace is then dropped);
+one dated after the bzImage was never built. It also checks that every option of
+the fragment survived olddefconfig. `build()` runs the same recipe for the tests
+and benchmarks; `guest_artifacts()` pairs a kernel with the stock root disk and
+an initramfs that loads no modules, for runner/vm.py and runner/snapshot.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -34,33 +39,36 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner import config, guest_image, kernel_source, sandbox, sources
 from runner.events import Log
 
-FRAGMENT = config.ROOT / "kernel" / "guest.config"
-# Bump when the steps below change what a build directory holds.
+KERNEL_DIR = config.ROOT / "kernel"  # the repo's guest kernel config, ~/kernel inside
+FRAGMENT = KERNEL_DIR / "guest.config"
+# Bump when the recipe below changes what a workspace holds.
 RECIPE = "kbuild-1"
-# Inside the sandbox, under the guest user's home.
+# Inside the sandbox, under the user's home.
 INSIDE_SOURCE = "linux"
 INSIDE_BUILD = "build"
-INSIDE_FRAGMENT = "guest.config"
-APPLIED = "applied.json"  # which patches the hard-link tree carries, and their files
+INSIDE_KERNEL_DIR = "kernel"
+INSIDE_PATCHES = "patches"
+RECORD = ".kblog-accepted.json"  # in the objects: what the last accepted build was made from
+BZIMAGE = Path("arch") / "x86" / "boot" / "bzImage"
 TAIL_LINES = 30  # output lines kept for an error message
 
 Progress = Callable[[float, str], None]  # (seconds since the step began, latest line)
 
 
 class KernelBuildError(RuntimeError):
-    """The kernel could not be configured, patched or built."""
+    """The kernel could not be configured, patched or built, or cannot be trusted."""
 
 
 @dataclass(frozen=True)
 class KernelSpec:
-    """What to build: a config fragment, and patches applied in order (`patch -p1`)."""
+    """What to build: a config fragment, and patches applied in order (`patch -p1 -Z`)."""
 
     fragment: Path = FRAGMENT
     patches: tuple[Path, ...] = ()
@@ -75,7 +83,7 @@ class BuiltKernel:
     seconds: dict[str, float] = field(default_factory=dict)  # what each phase took
 
 
-# --- pure parts: config fragments, keys, patches ---------------------------------------
+# --- pure parts: config fragments, keys, the recipe -------------------------------------
 
 _SET = re.compile(r"^(CONFIG_[A-Za-z0-9_]+)=(.*)$")
 _UNSET = re.compile(r"^# (CONFIG_[A-Za-z0-9_]+) is not set$")
@@ -110,83 +118,201 @@ def unmet_options(fragment: str, dotconfig: str) -> list[str]:
 
 
 def build_key(source_version: str, fragment: str) -> str:
-    """The build directory's key; patches are left out, so they rebuild incrementally."""
+    """The workspace's key; patches are left out, so they rebuild incrementally."""
     return sources.digest([RECIPE, source_version, fragment])
 
 
-def patches_digest(patches: Sequence[bytes]) -> str:
-    return sources.digest(["patches", *patches])
+def recipe(home: str, patches: Sequence[str], jobs: int) -> list[list[str]]:
+    """The commands that build the kernel, as a post shows them (`make -C` for `cd`),
+    with the patches' paths inside the sandbox."""
+    tree, objects = f"{home}/{INSIDE_SOURCE}", f"{home}/{INSIDE_BUILD}"
+    fragment = f"{home}/{INSIDE_KERNEL_DIR}/{FRAGMENT.name}"
+    make = ["make", "-C", tree, f"O={objects}"]
+    return [
+        *(["patch", "-p1", "-Z", "--fuzz=0", "-d", tree, "-i", patch] for patch in patches),
+        [*make, "tinyconfig"],
+        [*make, "kvm_guest.config"],
+        [f"{tree}/scripts/kconfig/merge_config.sh", "-m", "-O", objects, f"{objects}/.config",
+         fragment],
+        [*make, "olddefconfig"],
+        [*make, f"-j{jobs}", "bzImage"],
+    ]  # fmt: skip
 
 
-def patched_files(patch: str) -> list[str]:
-    """The tree-relative paths a unified diff (for `patch -p1`) creates or changes."""
-    files: list[str] = []
-    for line in patch.splitlines():
-        if not line.startswith(("--- ", "+++ ")):
-            continue
-        path = line[4:].split("\t")[0].strip()
-        if path == "/dev/null" or "/" not in path:
-            continue
-        rel = path.split("/", 1)[1]  # -p1: drop a/ or b/
-        if rel.startswith("/") or ".." in rel.split("/"):
-            # Restoring it later would reach outside the tree.
-            raise KernelBuildError(f"a patch names {path}, outside the kernel tree")
-        if rel not in files:
-            files.append(rel)
-    return files
+def stale_files(
+    now: dict[str, str], before: dict[str, str], dates: dict[str, float], accepted_at: float
+) -> list[str]:
+    """The files whose content differs from the last accepted build's but whose date
+    is not after it: make kept the objects built from their old content.
+
+    `now` and `before` map each file that differs from the pristine tree to its
+    hash; `dates` has the current files' mtimes (a file back to pristine has the
+    pristine date, a deleted one none).
+    """
+    changed = sorted(rel for rel in now.keys() | before.keys() if now.get(rel) != before.get(rel))
+    return [rel for rel in changed if dates.get(rel, 0.0) <= accepted_at]
 
 
-# --- the patched tree ------------------------------------------------------------------
+# --- the workspace: a checked-out tree and kept objects -----------------------------------
 
 
-def prepare_tree(pristine: Path, tree: Path, patches: Sequence[Path]) -> None:
-    """Make `tree` the pristine source with `patches` applied, touching as little as
-    possible: an unchanged patch set leaves every mtime as it was."""
-    texts = [p.read_bytes() for p in patches]
-    digest = patches_digest(texts)
-    record_path = tree.parent / APPLIED
-    if not tree.exists():
-        tmp = tree.with_name(f".tmp-{os.getpid()}-{tree.name}")
+@dataclass(frozen=True)
+class Workspace:
+    top: Path  # in the cache, one per build_key()
+
+    @property
+    def tree(self) -> Path:
+        return self.top / "src" / "linux"
+
+    @property
+    def objects(self) -> Path:
+        return self.top / "objects"
+
+    def binds(self, home: str) -> tuple[tuple[Path, str], ...]:
+        """The sandbox's writable mounts: the tree at ~/linux, the objects at ~/build."""
+        return ((self.tree, f"{home}/{INSIDE_SOURCE}"), (self.objects, f"{home}/{INSIDE_BUILD}"))
+
+
+def workspace(source_version: str, fragment: str) -> Workspace:
+    return Workspace(config.cache_dir() / "kernel-build" / build_key(source_version, fragment))
+
+
+@contextlib.contextmanager
+def claimed(ws: Workspace) -> Iterator[Workspace]:
+    """The workspace, for this process alone until the block ends."""
+    ws.top.mkdir(parents=True, exist_ok=True)
+    with open(ws.top / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield ws
+
+
+def checkout(pristine: Path, ws: Workspace, as_root: bool) -> None:
+    """Make the workspace's tree the pristine source again, and let the sandbox's user
+    write its directories and the objects (not the files: they are the pristine ones)."""
+    kernel_source.protect(pristine)
+    owner = sandbox.SANDBOX_UID if as_root else None
+    if not ws.tree.exists():
+        ws.tree.parent.mkdir(parents=True, exist_ok=True)
+        tmp = ws.tree.with_name(f".tmp-{os.getpid()}-{ws.tree.name}")
         shutil.rmtree(tmp, ignore_errors=True)
         _run(["cp", "-al", str(pristine), str(tmp)], "linking the source tree")
-        os.rename(tmp, tree)
-        record_path.write_text(json.dumps({"digest": patches_digest([]), "files": []}))
-    record = json.loads(record_path.read_text())
-    if record["digest"] == digest:
-        return
-    wanted = [f for text in texts for f in patched_files(text.decode(errors="replace"))]
-    # Written before the tree changes: a run that dies while restoring or patching
-    # leaves a record that matches no patch set, so the next one starts over.
-    touched = sorted(set(record["files"]) | set(wanted))
-    record_path.write_text(json.dumps({"digest": "incomplete", "files": touched}))
-    for rel in record["files"]:
-        _restore(pristine, tree, rel)
-    for rel in wanted:
-        _unlink_from_pristine(tree / rel)
-    for patch in patches:
-        # --fuzz=0: a patch applies exactly or not at all, so a post shows what it built.
-        argv = ["patch", "-p1", "--batch", "--forward", "--fuzz=0", "--no-backup-if-mismatch"]
-        _run([*argv, "-d", str(tree), "-i", str(patch.resolve())], f"applying {patch.name}")
-    record_path.write_text(json.dumps({"digest": digest, "files": sorted(set(wanted))}))
+        os.rename(tmp, ws.tree)
+    _sync_dir(pristine, ws.tree, owner)
+    old = ws.top / "home" / INSIDE_BUILD  # where the first recipe kept its objects
+    if old.is_dir() and not ws.objects.exists():
+        os.rename(old, ws.objects)
+    ws.objects.mkdir(exist_ok=True)
+    if owner is not None:
+        os.chown(ws.objects, owner, owner)
 
 
-def _restore(pristine: Path, tree: Path, rel: str) -> None:
-    """Put back the pristine file, as a copy stamped now: older than the objects built
-    from the patched one, it would not be compiled again."""
-    target = tree / rel
-    target.unlink(missing_ok=True)
-    if (pristine / rel).exists():
-        shutil.copy2(pristine / rel, target)
-        os.utime(target)
+def _sync_dir(pristine: Path, tree: Path, owner: int | None) -> None:
+    """Relink what differs. Inode numbers come with the directory entries, so an
+    unchanged tree costs one readdir per directory and no stat."""
+    theirs = {e.name: e for e in os.scandir(pristine)}
+    for entry in os.scandir(tree):
+        source = theirs.pop(entry.name, None)
+        if source is None:
+            _remove(Path(entry.path))
+        elif source.is_dir(follow_symlinks=False):
+            if entry.is_dir(follow_symlinks=False):
+                _sync_dir(Path(source.path), Path(entry.path), owner)
+            else:
+                _remove(Path(entry.path))
+                theirs[entry.name] = source
+        elif source.is_symlink():
+            if not entry.is_symlink() or os.readlink(entry.path) != os.readlink(source.path):
+                _remove(Path(entry.path))
+                theirs[entry.name] = source
+        elif entry.is_dir(follow_symlinks=False) or entry.inode() != source.inode():
+            _remove(Path(entry.path))
+            theirs[entry.name] = source
+    for name, source in theirs.items():  # missing here, or removed above
+        target = tree / name
+        if source.is_dir(follow_symlinks=False):
+            _run(["cp", "-al", source.path, str(target)], "linking the source tree")
+            if owner is not None:
+                for sub in (target, *(p for p in target.rglob("*") if p.is_dir())):
+                    os.chown(sub, owner, owner, follow_symlinks=False)
+        elif source.is_symlink():
+            os.symlink(os.readlink(source.path), target)
+        else:
+            os.link(source.path, target)
+    if owner is not None and os.stat(tree).st_uid != owner:
+        os.chown(tree, owner, owner)
 
 
-def _unlink_from_pristine(path: Path) -> None:
-    """Replace a hard link into the pristine tree by a copy of its own."""
-    if path.is_symlink() or not path.is_file() or path.stat().st_nlink == 1:
-        return
-    tmp = path.with_name(f".tmp-{path.name}")
-    shutil.copy2(path, tmp)
-    os.replace(tmp, path)
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def differing(pristine: Path, tree: Path) -> dict[str, str]:
+    """Each file of the tree that is not the pristine one, with a hash of its content."""
+    found: dict[str, str] = {}
+    _differing(pristine, tree, "", found)
+    return found
+
+
+def _differing(pristine: Path | None, tree: Path, prefix: str, found: dict[str, str]) -> None:
+    theirs = {e.name: e for e in os.scandir(pristine)} if pristine is not None else {}
+    for entry in os.scandir(tree):
+        rel = prefix + entry.name
+        source = theirs.get(entry.name)
+        if entry.is_dir(follow_symlinks=False):
+            same_kind = source is not None and source.is_dir(follow_symlinks=False)
+            _differing(Path(source.path) if same_kind and source else None, Path(entry.path),
+                       rel + "/", found)  # fmt: skip
+        elif entry.is_symlink():
+            if (
+                source is None
+                or not source.is_symlink()
+                or (os.readlink(entry.path) != os.readlink(source.path))
+            ):
+                found[rel] = "link:" + os.readlink(entry.path)
+        elif source is None or entry.inode() != source.inode():
+            found[rel] = hashlib.sha256(Path(entry.path).read_bytes()).hexdigest()[:16]
+    for name in theirs.keys() - {e.name for e in os.scandir(tree)}:
+        found[prefix + name] = "deleted"
+
+
+def accept(ws: Workspace, pristine: Path, source_version: str, fragment: str) -> BuiltKernel:
+    """The kernel the workspace's last `make bzImage` left, once it can be trusted."""
+    objects = ws.objects
+    shown = f"~/{INSIDE_BUILD}"
+    bzimage = objects / BZIMAGE
+    if not bzimage.is_file():
+        raise KernelBuildError(f"{shown}/{BZIMAGE} does not exist: no step built the kernel")
+    unmet = unmet_options(fragment, (objects / ".config").read_text())
+    if unmet:
+        raise KernelBuildError(f"{FRAGMENT.relative_to(config.ROOT)}: " + "; ".join(unmet))
+    now = differing(pristine, ws.tree)
+    dates = {rel: (ws.tree / rel).lstat().st_mtime for rel, h in now.items() if h != "deleted"}
+    built_at = bzimage.stat().st_mtime
+    unbuilt = sorted(rel for rel, date in dates.items() if date > built_at)
+    if unbuilt:
+        raise KernelBuildError(
+            f"~/{INSIDE_SOURCE}/{unbuilt[0]} changed after {shown}/{BZIMAGE} was built: "
+            "run make again before booting it"
+        )
+    record_path = objects / RECORD
+    record = json.loads(record_path.read_text()) if record_path.exists() else None
+    if record is not None:
+        stale = stale_files(now, record["files"], dates, record["accepted_at"])
+        if stale:
+            shutil.rmtree(objects)
+            raise KernelBuildError(
+                f"~/{INSIDE_SOURCE}/{stale[0]} is not what the last build had, but its date "
+                "is older than that build, so make kept objects of the old content; the kept "
+                f"objects are removed, the next run builds from clean (date the file later "
+                "in its patch, on its +++ line, to rebuild incrementally)"
+            )
+    release = (objects / "include" / "config" / "kernel.release").read_text().strip()
+    image = _keep_image(bzimage, release)
+    record_path.write_text(json.dumps({"accepted_at": time.time(), "files": now}))
+    return BuiltKernel(source_version, release, image, objects)
 
 
 def _run(argv: list[str], what: str) -> None:
@@ -209,87 +335,53 @@ def build(
     log: Log = print,
     jobs: int | None = None,
 ) -> BuiltKernel:
-    """The kernel `spec` describes, built (or brought up to date) in the cache."""
+    """The kernel `spec` describes, built (or brought up to date) in its workspace by
+    the recipe a post shows, each command in the sandbox."""
     spec = spec or KernelSpec()
     source = kernel_source.fetch(log)
     fragment = spec.fragment.read_text()
-    key = build_key(source.version, fragment)
-    top = config.cache_dir() / "kernel-build" / key
-    top.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
     if source.unpack_seconds:
         seconds["unpack"] = source.unpack_seconds
-    # One build per directory at a time; other keys build in parallel.
-    with open(top / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with claimed(workspace(source.version, fragment)) as ws:
         started = time.monotonic()
-        tree = top / "src" / "linux"
-        tree.parent.mkdir(exist_ok=True)
-        prepare_tree(source.tree, tree, spec.patches)
-        seconds["patch"] = time.monotonic() - started
-        layout = _layout(top, tree)
-        home = layout.tree
-        (home / INSIDE_SOURCE).mkdir(parents=True, exist_ok=True)  # the mount point
-        (home / INSIDE_BUILD).mkdir(exist_ok=True)
-        (home / INSIDE_FRAGMENT).write_text(fragment)
         as_root = os.geteuid() == 0
+        checkout(source.tree, ws, as_root)
+        home = ws.top / "home"
+        shutil.rmtree(home, ignore_errors=True)
+        (home / INSIDE_KERNEL_DIR).mkdir(parents=True)
+        (home / INSIDE_KERNEL_DIR / FRAGMENT.name).write_text(fragment)
+        (home / INSIDE_PATCHES).mkdir()
+        layout = _layout(ws)
+        inside = []
+        for n, patch in enumerate(spec.patches):
+            name = f"{n:02d}-{patch.name}"
+            shutil.copyfile(patch, home / INSIDE_PATCHES / name)
+            inside.append(f"{sandbox.home(layout)}/{INSIDE_PATCHES}/{name}")
         sandbox.prepare(layout, as_root=as_root)
-        env = _build_env(source.tree)
-        stamp = home / INSIDE_BUILD / ".kblog-configured"
-        if not stamp.exists():
-            started = time.monotonic()
-            log(f"configuring the kernel ({spec.fragment.name} over tinyconfig)")
-            _configure(layout, as_root, env, progress)
-            dotconfig = (home / INSIDE_BUILD / ".config").read_text()
-            unmet = unmet_options(fragment, dotconfig)
-            if unmet:
-                raise KernelBuildError(f"{spec.fragment}: " + "; ".join(unmet))
-            stamp.write_text(RECIPE + "\n")
-            seconds["configure"] = time.monotonic() - started
-        started = time.monotonic()
-        obj = home / INSIDE_BUILD
-        clean = not (obj / "vmlinux").exists()
+        env = build_env(source.tree)
+        seconds["checkout"] = time.monotonic() - started
+        clean = not (ws.objects / "vmlinux").exists()
         log(f"building bzImage from {source.package} {source.version}" + (clean * " (minutes)"))
+        started = time.monotonic()
         cores = jobs or len(os.sched_getaffinity(0))  # what nproc says
-        _sandboxed(layout, as_root, env, [*_make(layout), f"-j{cores}", "bzImage"], progress)
+        for command in recipe(sandbox.home(layout), inside, cores):
+            _sandboxed(layout, as_root, env, command, progress)
         seconds["make"] = time.monotonic() - started
-        release = (obj / "include" / "config" / "kernel.release").read_text().strip()
-        image = _keep_image(obj / "arch" / "x86" / "boot" / "bzImage", release)
-    return BuiltKernel(source.version, release, image, obj, seconds)
+        built = accept(ws, source.tree, source.version, fragment)
+    return BuiltKernel(built.source_version, built.release, built.image, built.build_dir, seconds)
 
 
-def _layout(top: Path, tree: Path) -> sandbox.Layout:
+def _layout(ws: Workspace) -> sandbox.Layout:
     # The reader builds on the stock guest: its headers, its `uname -r`.
     stock = config.kernel(kernel_source.SERIES)
     layout = sandbox.Layout(
-        stock.release, guest_image.headers_root(stock), top / "home", top / "state"
+        stock.release, guest_image.headers_root(stock), ws.top / "home", ws.top / "state"
     )
-    source = (tree, f"{sandbox.home(layout)}/{INSIDE_SOURCE}")
-    return dataclasses.replace(layout, read_only=(source,))
+    return dataclasses.replace(layout, read_write=ws.binds(sandbox.home(layout)))
 
 
-def _make(layout: sandbox.Layout) -> list[str]:
-    home = sandbox.home(layout)
-    return ["make", "-C", f"{home}/{INSIDE_SOURCE}", f"O={home}/{INSIDE_BUILD}"]
-
-
-def _configure(
-    layout: sandbox.Layout, as_root: bool, env: dict[str, str], progress: Progress
-) -> None:
-    home = sandbox.home(layout)
-    build_dir = f"{home}/{INSIDE_BUILD}"
-    merge = f"{home}/{INSIDE_SOURCE}/scripts/kconfig/merge_config.sh"
-    steps = [
-        [*_make(layout), "tinyconfig"],
-        [*_make(layout), "kvm_guest.config"],
-        [merge, "-m", "-O", build_dir, f"{build_dir}/.config", f"{home}/{INSIDE_FRAGMENT}"],
-        [*_make(layout), "olddefconfig"],
-    ]
-    for step in steps:
-        _sandboxed(layout, as_root, env, step, progress)
-
-
-def _build_env(pristine: Path) -> dict[str, str]:
+def build_env(pristine: Path) -> dict[str, str]:
     """Fixed build identity, so `uname -v` says nothing of this machine or this run."""
     stamp = time.gmtime((pristine / "Makefile").stat().st_mtime)
     return {

@@ -9,6 +9,7 @@ complete, and never written to afterwards: builds put their objects elsewhere (O
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import shutil
 import subprocess
@@ -26,6 +27,7 @@ PACKAGE = f"linux-source-{SERIES}"
 TREE_NAME = f"linux-source-{SERIES}"
 TARBALL = Path("usr") / "src" / f"{TREE_NAME}.tar.xz"
 DONE_STAMP = ".kblog-complete"
+READ_ONLY_STAMP = ".kblog-read-only"
 
 
 class SourceError(RuntimeError):
@@ -42,6 +44,12 @@ class KernelSource:
     unpack_seconds: float = 0.0  # 0 when found in the cache
 
 
+@functools.cache
+def candidate_version() -> str:
+    """The version of the linux-source package apt offers (what fetch() unpacks)."""
+    return debian.show(PACKAGE)["Version"]
+
+
 def source_dir(version: str) -> Path:
     """Where the tree of package version `version` lives in the cache."""
     return config.cache_dir() / "kernel-source" / version
@@ -49,7 +57,7 @@ def source_dir(version: str) -> Path:
 
 def fetch(log: Log = print) -> KernelSource:
     """The unpacked source of the candidate linux-source package, unpacking it if needed."""
-    version = debian.show(PACKAGE)["Version"]
+    version = candidate_version()
     final = source_dir(version)
     tree = final / TREE_NAME
     if (final / DONE_STAMP).exists():
@@ -64,6 +72,19 @@ def fetch(log: Log = print) -> KernelSource:
         log(f"fetching and unpacking {PACKAGE} {version} (about 140 MB, once)")
         _unpack(version, final)
         return KernelSource(PACKAGE, version, tree, time.monotonic() - started)
+
+
+def protect(tree: Path) -> None:
+    """Make the tree's files read-only, once: the workspaces of runner/kernel_build.py
+    are hard links to them, and a post that writes a file in place (rather than
+    replacing it, as patch and editors do) must fail, not change the pristine source."""
+    stamp = tree.parent / READ_ONLY_STAMP
+    if stamp.exists():
+        return
+    for path in tree.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            path.chmod(path.stat().st_mode & ~0o222)
+    stamp.write_text("")
 
 
 def _unpack(version: str, final: Path) -> None:

@@ -63,6 +63,9 @@ class Layout:
     # mounted after the tree, so one may sit inside it (a kernel source at
     # /home/user/linux whose objects go to a writable O= beside it).
     read_only: tuple[tuple[Path, str], ...] = ()
+    # More trees the sandbox may write (a kernel tree the post patches, its kept
+    # objects), mounted like read_only ones.
+    read_write: tuple[tuple[Path, str], ...] = ()
 
 
 def bwrap() -> str:
@@ -142,6 +145,7 @@ def _own_binds(layout: Layout) -> list[tuple[str, Path, str]]:
         *(("--ro-bind", src, dest) for src, dest in kernel + state),
         ("--bind", layout.tree, home(layout)),  # the only place it may write
         *(("--ro-bind", src, dest) for src, dest in layout.read_only),
+        *(("--bind", src, dest) for src, dest in layout.read_write),
     ]
 
 

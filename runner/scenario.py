@@ -14,6 +14,9 @@ from typing import Any
 
 LANGUAGES = {"console": "shell", "pycon": "python"}
 WHERES = ("guest", "build")
+# Which kernel a guest step runs on: the stock kernel of the run, or the one the
+# scenario's build steps made (~/build's bzImage).
+BOOTS = ("stock", "built")
 
 
 class ScenarioError(ValueError):
@@ -36,6 +39,7 @@ class Step:
     # The kernel events (kernel_log kinds) the block is expected to cause, by kernel
     # label; "*" for every kernel without its own entry. None: none at all.
     kernel_events: dict[str, list[str]] | None = None
+    boot: str = "stock"  # guest steps only: one of BOOTS
 
     def validate(self) -> None:
         if self.language not in LANGUAGES:
@@ -46,6 +50,10 @@ class Step:
             raise ScenarioError(f"{self.source}: bad session name {self.session!r}")
         if self.where == "build" and self.language != "console":
             raise ScenarioError(f"{self.source}: the build environment only runs shell sessions")
+        if self.boot not in BOOTS:
+            raise ScenarioError(f"{self.source}: boot={self.boot!r}, expected one of {BOOTS}")
+        if self.where == "build" and self.boot != "stock":
+            raise ScenarioError(f"{self.source}: boot= is for guest steps; this one builds")
         if self.timeout <= 0:
             raise ScenarioError(f"{self.source}: timeout must be positive")
 
@@ -59,10 +67,22 @@ class Scenario:
     name: str
     steps: list[Step]
 
+    @property
+    def builds_kernel(self) -> bool:
+        """Whether some step runs on a kernel the scenario builds."""
+        return any(step.boot == "built" for step in self.steps)
+
     def validate(self) -> None:
         kinds: dict[str, tuple[str, str]] = {}
+        built_yet = False
         for step in self.steps:
             step.validate()
+            built_yet = built_yet or step.where == "build"
+            if step.boot == "built" and not built_yet:
+                raise ScenarioError(
+                    f"{step.source}: boot=built, but no build step comes before it to build "
+                    "the kernel"
+                )
             seen = kinds.setdefault(step.session, (step.kind, step.where))
             if seen != (step.kind, step.where):
                 raise ScenarioError(
@@ -121,6 +141,7 @@ class StepResult:
     exit_status: int | None  # the shell's $? (None for Python and unfinished steps)
     duration: float
     where: str
+    kernel: str = ""  # for a guest step, the `uname -r` of the kernel it ran on
     kernel_log: list[str] = field(default_factory=list)
     events: list[KernelEvent] = field(default_factory=list)
     matched: bool | None = None  # None: the step has no expectation

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from runner import config, runner_digest, sources
+from runner import config, kernel_source, runner_digest, sources
 from runner.scenario import Scenario, ScenarioResult
 
 FORMAT = 1
@@ -23,16 +23,22 @@ TEXT_FIELDS = ("output",)  # stored as lists of lines, so diffs read line by lin
 
 
 def tree_inputs(kmod: Path) -> dict[str, str]:
-    """The inputs every post shares: hashes of kmod/ and of the runner (guest recipe included)."""
+    """The inputs every post shares: hashes of kmod/, of kernel/ beside it (the built
+    guest kernel's config) and of the runner (guest recipe included)."""
     return {
         "kmod": sources.tree_digest(kmod),
+        "kernel_config": sources.tree_digest(kmod.parent / "kernel"),
         "runner": runner_digest(),
     }
 
 
 def key_inputs(scenario: Scenario, kernel: config.Kernel, shared: dict[str, str]) -> dict[str, str]:
-    """What one post's capture on one kernel depends on; `shared` from tree_inputs()."""
-    return {"scenario": scenario.digest(), "kernel": kernel.release, **shared}
+    """What one post's capture on one kernel depends on; `shared` from tree_inputs().
+    A post that builds the kernel also depends on the source package's version."""
+    inputs = {"scenario": scenario.digest(), "kernel": kernel.release, **shared}
+    if scenario.builds_kernel:
+        inputs["kernel_source"] = kernel_source.candidate_version()
+    return inputs
 
 
 def key_of(inputs: dict[str, str]) -> str:

@@ -5,6 +5,8 @@ A block is executed when its attributes name a `session`:
     ```{.console session=term1}        a shell in the guest
     ```{.console session=b where=build} a shell in the build environment
     ```{.pycon session=py expect=hang timeout=3}
+    ```{.console session=t boot=built}  this guest block, and the ones after it,
+                                        on the kernel the build steps made
 
 In a console block, lines starting with "$ " are typed; "> " lines right
 after them (or any line after one ending in a backslash) continue them. In a
@@ -23,12 +25,12 @@ from markdown.extensions.fenced_code import FencedBlockPreprocessor
 
 from runner import config, kernel_log
 from runner.expect import KERNEL_PREFIX
-from runner.scenario import LANGUAGES, Scenario, ScenarioError, Step
+from runner.scenario import BOOTS, LANGUAGES, Scenario, ScenarioError, Step
 
 FENCE_RE = FencedBlockPreprocessor.FENCED_BLOCK_RE
 FENCE_LINE = re.compile(r"^(?:`{3,}|~{3,})")
 INDENTED_SESSION_FENCE = re.compile(r"^\s+(?:`{3,}|~{3,})\s*\{[^}]*\bsession=")
-KNOWN_ATTRS = {"session", "where", "expect", "timeout", "kernel-events"}
+KNOWN_ATTRS = {"session", "where", "expect", "timeout", "kernel-events", "boot"}
 # kernel-events-LABEL: the events on the kernel labelled LABEL, where they differ.
 KERNEL_EVENTS = "kernel-events"
 EXPECT_VALUES = {"hang"}
@@ -54,6 +56,7 @@ def find_blocks(text: str, source: str) -> list[Block]:
     """Every fenced block of `text` that names a session, in document order."""
     blocks: list[Block] = []
     covered: list[tuple[int, int]] = []
+    boot = BOOTS[0]  # a boot= holds for the guest blocks after it, until the next
     for m in FENCE_RE.finditer(text):
         covered.append((m.start(), m.end()))
         attrs_text = m.group("attrs")
@@ -75,6 +78,9 @@ def find_blocks(text: str, source: str) -> list[Block]:
                 )
             continue
         block_index = len(blocks)
+        if attrs.get("where") != "build":  # a build block's boot= fails in parse_block
+            boot = attrs.get("boot", boot)
+            attrs = {**attrs, "boot": boot}
         steps = parse_block(m.group("code"), classes, attrs, source, line, block_index)
         blocks.append(Block(m.start(), m.end(), line, attrs["session"], steps))
     _check_unclosed(text, covered, source)
@@ -137,6 +143,9 @@ def parse_block(
     except ValueError:
         raise SnippetError(f"{where_}: timeout={attrs['timeout']} is not a number") from None
     kernel_events = _kernel_events(attrs, where_)
+    boot = attrs.get("boot", BOOTS[0])
+    if boot not in BOOTS:
+        raise SnippetError(f"{where_}: boot={boot} is not one of {', '.join(BOOTS)}")
     parse = _console_steps if language == "console" else _pycon_steps
     try:
         raw_steps = parse(code.split("\n")[:-1] if code.endswith("\n") else code.split("\n"))
@@ -158,6 +167,7 @@ def parse_block(
                 source=f"{source}:{line + 1 + offset}",
                 block=block,
                 kernel_events=kernel_events,
+                boot=boot,
             )
         )
     if expect == "hang":

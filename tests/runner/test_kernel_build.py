@@ -13,15 +13,7 @@ import pytest
 
 from runner import config, guest_image, kernel_build, snapshot, vm
 from runner.agent_client import AgentClient
-from runner.kernel_build import (
-    FRAGMENT,
-    build_key,
-    parse_config,
-    patched_files,
-    patches_digest,
-    prepare_tree,
-    unmet_options,
-)
+from runner.kernel_build import FRAGMENT, build_key, parse_config, unmet_options
 
 # What the measured recipe (docs: sandbox-facts, "Building a guest kernel") enables.
 FACTS_OPTIONS = [
@@ -99,11 +91,28 @@ def test_build_key_follows_source_and_fragment() -> None:
     assert key != build_key("6.1.192-3", "CONFIG_A=y\nCONFIG_B=y\n")
 
 
-def test_patch_digest_follows_content_and_order() -> None:
-    a, b = b"--- a/x\n+++ b/x\n", b"--- a/y\n+++ b/y\n"
-    assert patches_digest([a, b]) == patches_digest([a, b])
-    assert patches_digest([a, b]) != patches_digest([b, a])
-    assert patches_digest([]) != patches_digest([a])
+def test_the_recipe_patches_first_then_configures_and_builds() -> None:
+    steps = kernel_build.recipe("/home/user", ["/home/user/p/one.patch"], jobs=2)
+    assert steps[0] == [
+        "patch", "-p1", "-Z", "--fuzz=0", "-d", "/home/user/linux", "-i", "/home/user/p/one.patch"
+    ]  # fmt: skip
+    make = ["make", "-C", "/home/user/linux", "O=/home/user/build"]
+    assert steps[1:3] == [[*make, "tinyconfig"], [*make, "kvm_guest.config"]]
+    assert steps[3][-1] == "/home/user/kernel/guest.config"
+    assert steps[-2:] == [[*make, "olddefconfig"], [*make, "-j2", "bzImage"]]
+
+
+def test_stale_files_are_changed_files_dated_before_the_last_build() -> None:
+    before = {"kernel/sys.c": "aaa", "fs/gone.c": "bbb"}
+    now = {"kernel/sys.c": "ccc", "mm/new.c": "ddd"}
+    dates = {"kernel/sys.c": 100.0, "mm/new.c": 300.0, "fs/gone.c": 50.0}
+    # sys.c changed but is older than the build at 200; gone.c is back to pristine
+    # (an old date); new.c is newer: make saw it.
+    assert kernel_build.stale_files(now, before, dates, accepted_at=200.0) == [
+        "fs/gone.c",
+        "kernel/sys.c",
+    ]
+    assert kernel_build.stale_files(before, before, {}, accepted_at=200.0) == []
 
 
 def test_the_guest_identity_follows_the_image_bytes(
@@ -137,113 +146,133 @@ def test_the_builtin_initramfs_loads_nothing(
     assert (out / "init").read_bytes() == guest_image.INIT_SCRIPT.read_bytes()
 
 
-# --- the patched tree ------------------------------------------------------------------
-
-PATCH_A = """\
---- a/kernel/sys.c
-+++ b/kernel/sys.c
-@@ -1,2 +1,2 @@
- int one;
--int two;
-+int two_patched;
-"""
-
-PATCH_B = """\
---- a/fs/new.c\t2026-11-29 10:00:00
-+++ b/fs/new.c\t2026-11-29 10:00:00
-@@ -0,0 +1 @@
-+int added;
-"""
-
-
-def test_patched_files_reads_both_headers_once() -> None:
-    assert patched_files(PATCH_A) == ["kernel/sys.c"]
-    assert patched_files(PATCH_B) == ["fs/new.c"]
-    creation = "--- /dev/null\n+++ b/fs/created.c\n@@ -0,0 +1 @@\n+x\n"
-    assert patched_files(creation) == ["fs/created.c"]
-    with pytest.raises(kernel_build.KernelBuildError, match="outside the kernel tree"):
-        patched_files("--- a/../../etc/passwd\n+++ b/../../etc/passwd\n")
+# --- the workspace ----------------------------------------------------------------------
 
 
 @pytest.fixture
 def pristine(tmp_path: Path) -> Path:
-    root = tmp_path / "pristine"
+    root = tmp_path / "pristine" / "linux"
     (root / "kernel").mkdir(parents=True)
     (root / "fs").mkdir()
     (root / "kernel" / "sys.c").write_text("int one;\nint two;\n")
-    (root / "fs" / "new.c").write_text("")
+    (root / "fs" / "old.c").write_text("int old;\n")
     (root / "Makefile").write_text("all:\n")
+    (root / "link").symlink_to("Makefile")
     old = time.time() - 3600  # as unpacked: older than any object built since
     for path in root.rglob("*"):
-        os.utime(path, (old, old))
+        os.utime(path, (old, old), follow_symlinks=False)
     return root
 
 
-def _snapshot(root: Path) -> dict[str, tuple[str, float]]:
+def _workspace(tmp_path: Path) -> kernel_build.Workspace:
+    return kernel_build.Workspace(tmp_path / "ws")
+
+
+def _state(root: Path) -> dict[str, tuple[str, float]]:
     return {
         str(p.relative_to(root)): (p.read_text(), p.stat().st_mtime)
         for p in sorted(root.rglob("*"))
-        if p.is_file()
+        if p.is_file() and not p.is_symlink()
     }
 
 
-def test_patching_leaves_the_pristine_tree_alone(pristine: Path, tmp_path: Path) -> None:
-    before = _snapshot(pristine)
-    tree = tmp_path / "work" / "linux"
-    tree.parent.mkdir()
-    patch_a = tmp_path / "a.patch"
-    patch_a.write_text(PATCH_A)
-    prepare_tree(pristine, tree, [patch_a])
-    assert (tree / "kernel" / "sys.c").read_text() == "int one;\nint two_patched;\n"
-    assert _snapshot(pristine) == before
-    # Untouched files are links into the pristine tree, not copies.
-    assert (tree / "Makefile").stat().st_ino == (pristine / "Makefile").stat().st_ino
-    assert (tree / "kernel" / "sys.c").stat().st_ino != (pristine / "kernel/sys.c").stat().st_ino
+def test_checkout_links_the_pristine_files_and_makes_them_read_only(
+    pristine: Path, tmp_path: Path
+) -> None:
+    ws = _workspace(tmp_path)
+    kernel_build.checkout(pristine, ws, as_root=False)
+    sys_c = ws.tree / "kernel" / "sys.c"
+    assert sys_c.stat().st_ino == (pristine / "kernel" / "sys.c").stat().st_ino
+    assert sys_c.stat().st_mode & 0o222 == 0  # a write in place would change pristine
+    assert (ws.tree / "link").readlink() == Path("Makefile")
+    assert ws.objects.is_dir()
+    assert kernel_build.differing(pristine, ws.tree) == {}
 
 
-def test_the_same_patches_again_touch_nothing(pristine: Path, tmp_path: Path) -> None:
-    tree = tmp_path / "work" / "linux"
-    tree.parent.mkdir()
-    patch_a = tmp_path / "a.patch"
-    patch_a.write_text(PATCH_A)
-    prepare_tree(pristine, tree, [patch_a])
-    after_first = _snapshot(tree)
-    prepare_tree(pristine, tree, [patch_a])
-    assert _snapshot(tree) == after_first
+def test_checkout_undoes_what_a_post_did(pristine: Path, tmp_path: Path) -> None:
+    ws = _workspace(tmp_path)
+    kernel_build.checkout(pristine, ws, as_root=False)
+    before = _state(pristine)
+    # What patch and a reader's shell do: replace a file, add one, delete one, add a
+    # directory, repoint a link.
+    sys_c = ws.tree / "kernel" / "sys.c"
+    sys_c.unlink()
+    sys_c.write_text("int one;\nint patched;\n")
+    (ws.tree / "fs" / "new.c").write_text("int added;\n")
+    (ws.tree / "fs" / "old.c").unlink()
+    (ws.tree / "extra").mkdir()
+    (ws.tree / "extra" / "x").write_text("x")
+    (ws.tree / "link").unlink()
+    (ws.tree / "link").symlink_to("kernel")
+    found = kernel_build.differing(pristine, ws.tree)
+    assert set(found) == {"kernel/sys.c", "fs/new.c", "fs/old.c", "extra/x", "link"}
+    assert found["fs/old.c"] == "deleted"
+    kernel_build.checkout(pristine, ws, as_root=False)
+    assert kernel_build.differing(pristine, ws.tree) == {}
+    assert _state(ws.tree) == before == _state(pristine)
+    assert not (ws.tree / "extra").exists()
 
 
-def test_a_dropped_patch_is_undone_with_a_fresh_mtime(pristine: Path, tmp_path: Path) -> None:
-    """make must rebuild a file a patch no longer changes: its mtime has to move on."""
-    before = _snapshot(pristine)
-    tree = tmp_path / "work" / "linux"
-    tree.parent.mkdir()
-    patch_a, patch_b = tmp_path / "a.patch", tmp_path / "b.patch"
-    patch_a.write_text(PATCH_A)
-    patch_b.write_text(PATCH_B)
-    prepare_tree(pristine, tree, [patch_a])
-    patched_at = (tree / "kernel" / "sys.c").stat().st_mtime
-    prepare_tree(pristine, tree, [patch_b])
-    sys_c = tree / "kernel" / "sys.c"
-    assert sys_c.read_text() == "int one;\nint two;\n"
-    assert sys_c.stat().st_mtime >= patched_at > before["kernel/sys.c"][1]
-    assert (tree / "fs" / "new.c").read_text() == "int added;\n"
-    prepare_tree(pristine, tree, [])
-    assert _snapshot(tree)["fs/new.c"][0] == ""
-    assert _snapshot(pristine) == before
+def _fake_build(ws: kernel_build.Workspace, fragment: str, dotconfig: str) -> None:
+    objects = ws.objects
+    (objects / "arch" / "x86" / "boot").mkdir(parents=True, exist_ok=True)
+    (objects / "include" / "config").mkdir(parents=True, exist_ok=True)
+    (objects / "include" / "config" / "kernel.release").write_text("6.1.192-kblog\n")
+    (objects / ".config").write_text(dotconfig)
+    (objects / "arch" / "x86" / "boot" / "bzImage").write_bytes(os.urandom(64))
 
 
-def test_a_patch_that_does_not_apply_names_itself(pristine: Path, tmp_path: Path) -> None:
-    tree = tmp_path / "work" / "linux"
-    tree.parent.mkdir()
-    bad = tmp_path / "bad.patch"
-    bad.write_text(PATCH_A.replace("-int two;", "-int three;"))
-    with pytest.raises(kernel_build.KernelBuildError, match=r"applying bad.patch failed"):
-        prepare_tree(pristine, tree, [bad])
-    # The next attempt starts again from the pristine file.
-    good = tmp_path / "good.patch"
-    good.write_text(PATCH_A)
-    prepare_tree(pristine, tree, [good])
-    assert (tree / "kernel" / "sys.c").read_text() == "int one;\nint two_patched;\n"
+def test_accept_checks_the_image_the_config_and_the_dates(
+    pristine: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KBLOG_CACHE", str(tmp_path / "cache"))
+    ws = _workspace(tmp_path)
+    kernel_build.checkout(pristine, ws, as_root=False)
+    fragment = "CONFIG_VIRTIO_BLK=y\n"
+    with pytest.raises(kernel_build.KernelBuildError, match="no step built the kernel"):
+        kernel_build.accept(ws, pristine, "6.1.192-3", fragment)
+    _fake_build(ws, fragment, "# CONFIG_VIRTIO_BLK is not set\n")
+    with pytest.raises(kernel_build.KernelBuildError, match="CONFIG_VIRTIO_BLK=y did not survive"):
+        kernel_build.accept(ws, pristine, "6.1.192-3", fragment)
+    _fake_build(ws, fragment, "CONFIG_VIRTIO_BLK=y\n")
+    # A patch dated as its +++ lines say, older than the build: as `patch -Z` leaves it.
+    sys_c = ws.tree / "kernel" / "sys.c"
+    sys_c.unlink()
+    sys_c.write_text("int one;\nint patched;\n")
+    dated = time.time() - 600
+    os.utime(sys_c, (dated, dated))
+    built = kernel_build.accept(ws, pristine, "6.1.192-3", fragment)
+    assert built.release == "6.1.192-kblog"
+    assert built.image.read_bytes() == (ws.objects / kernel_build.BZIMAGE).read_bytes()
+    # Edited after the image was made: never built.
+    os.utime(sys_c)
+    with pytest.raises(kernel_build.KernelBuildError, match="changed after ~/build"):
+        kernel_build.accept(ws, pristine, "6.1.192-3", fragment)
+
+
+def test_accept_drops_objects_make_would_have_kept(
+    pristine: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same dates with other content: make sees nothing new, so the objects are
+    the old patch's. The workspace goes; the next run builds from clean."""
+    monkeypatch.setenv("KBLOG_CACHE", str(tmp_path / "cache"))
+    ws = _workspace(tmp_path)
+    kernel_build.checkout(pristine, ws, as_root=False)
+    fragment = "CONFIG_A=y\n"
+    _fake_build(ws, fragment, "CONFIG_A=y\n")
+    dated = time.time() - 600
+    sys_c = ws.tree / "kernel" / "sys.c"
+    sys_c.unlink()
+    sys_c.write_text("int first_version;\n")
+    os.utime(sys_c, (dated, dated))
+    kernel_build.accept(ws, pristine, "6.1.192-3", fragment)
+    kernel_build.checkout(pristine, ws, as_root=False)
+    sys_c.unlink()
+    sys_c.write_text("int second_version;\n")
+    os.utime(sys_c, (dated, dated))
+    with pytest.raises(kernel_build.KernelBuildError, match=r"kernel/sys\.c is not what the last"):
+        kernel_build.accept(ws, pristine, "6.1.192-3", fragment)
+    assert not ws.objects.exists()
 
 
 # --- a real build, booted ---------------------------------------------------------------
