@@ -36,6 +36,7 @@ GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PYSTARTUP = "/opt/kblog/pystartup.py"
 PROMPT_TIMEOUT = 30.0  # a fresh shell or Python shows its first prompt within this
 SCENARIO_DEADLINE = 900.0
+LONG_STEP = 300.0  # a step allowed longer than this adds its timeout to the deadline
 HANG_POLL = 0.2  # how often an expect=hang step asks for its task's state
 # Task states that no signal ends: a step stuck there is proven hung.
 STUCK_STATES = {"D": "uninterruptible sleep", "X": "dead"}
@@ -505,7 +506,10 @@ def run_scenario(
                 layout = dataclasses.replace(layout, read_write=binds)
             sandbox.prepare(layout, as_root=os.geteuid() == 0)
         guests = GuestKernels(artifacts, accel, log, snapshots, workspace)
-        run = Run(guests, kernel, builddir, layout, started + SCENARIO_DEADLINE, log, build_env)
+        # A step that may take minutes (a kernel build) extends the whole run's limit.
+        long_steps = sum(s.timeout for s in scenario.steps if s.timeout > LONG_STEP)
+        deadline = started + SCENARIO_DEADLINE + long_steps
+        run = Run(guests, kernel, builddir, layout, deadline, log, build_env)
         stack.callback(run.close)
         if console_copy is not None:
             # Registered after run.close: it runs first, before a teardown removes the log.

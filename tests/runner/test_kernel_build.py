@@ -4,16 +4,17 @@ patched tree, and one real build booted in a VM (cached, so only a first run pay
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
-import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from runner import config, guest_image, kernel_build, snapshot, vm
-from runner.agent_client import AgentClient
+from runner import config, execute, guest_image, kernel_build, snapshot, vm
 from runner.kernel_build import FRAGMENT, build_key, parse_config, unmet_options
+from runner.scenario import Scenario, Step
 
 # What the measured recipe (docs: sandbox-facts, "Building a guest kernel") enables.
 FACTS_OPTIONS = [
@@ -278,55 +279,60 @@ def test_accept_drops_objects_make_would_have_kept(
 # --- a real build, booted ---------------------------------------------------------------
 
 
-# What a post's shell would show on the built kernel: its release, sudo through PAM,
-# the agent as PID 1 (ps reads /proc; the agent names itself), and the kernel's log
-# through dmesg.
-GUEST_CHECK = "uname -r; sudo -n id -u; ps -o comm= -p 1; sudo -n dmesg | head -n 1"
+PATCH = config.KMOD / "syscall" / "0001-kblog_hello-system-call.patch"
+LONG_NAME = "x" * 40
+
+
+def _syscall_scenario() -> Scenario:
+    """Episode 3 in short: patch, build, boot the build, call 451; then the stock kernel."""
+    home = "/home/user"
+    commands = kernel_build.recipe(home, [f"{home}/syscall/{PATCH.name}"], jobs=2)
+    commands.append(["gcc", "-Wall", "-o", "syscall/kblog_hello", "syscall/kblog_hello.c"])
+
+    def step(n: int, session: str, text: str, **kw: Any) -> Step:
+        language = "pycon" if session == "py" else "console"
+        return Step(session, language, text, source=f"test:{n}", block=n, **kw)
+
+    build = [
+        step(n, "kb", shlex.join(c), where="build", timeout=1800) for n, c in enumerate(commands)
+    ]
+    n = len(build)
+    return Scenario(
+        "syscall",
+        [
+            *build,
+            step(n, "t", "uname -r; ./syscall/kblog_hello world; echo status=$?", boot="built"),
+            step(n + 1, "t", f"./syscall/kblog_hello {LONG_NAME}; echo status=$?", boot="built"),
+            step(n + 2, "py", "import ctypes, os", boot="built"),
+            step(n + 3, "py", "libc = ctypes.CDLL(None, use_errno=True)", boot="built"),
+            step(
+                n + 4, "py", "libc.syscall(451, 1), os.strerror(ctypes.get_errno())", boot="built"
+            ),
+            step(n + 5, "t", "./syscall/kblog_hello world; echo status=$?"),
+        ],
+    )
 
 
 @pytest.mark.vm
-def test_the_built_kernel_boots_and_its_agent_answers() -> None:
-    """Builds the guest kernel (about 7.5 min on 2 cores the first time, then found
-    in the cache), saves its snapshot like a stock kernel's, and runs a shell in the
-    restored guest."""
-    lines: list[str] = []
-    built = kernel_build.build(progress=lambda elapsed, line: lines.append(line), log=lines.append)
-    assert built.release.endswith("-kblog")
-    artifacts = kernel_build.guest_artifacts(built, log=lambda msg: None)
-    accel = vm.choose_accel(artifacts, log=lambda msg: None)
-    state = snapshot.ensure(artifacts, accel, log=lambda msg: None)
-    with vm.VM(artifacts, accel, restore=state) as guest:
-        assert guest.agent is not None
-        hello = guest.agent.request("hello")
-        output = _run(guest.agent, GUEST_CHECK)
-    assert hello["kernel"] == built.release
-    release, uid, init, first_log = output.replace("\r", "").splitlines()
-    assert (release, uid, init) == (built.release, "0", "kblog-agent")
-    # The build identity is the sandbox's, not this machine's.
-    assert f"Linux version {built.release} (user@kblog)" in first_log, first_log
-
-
-def _run(agent: AgentClient, script: str, timeout: float = 60) -> str:
-    """What `script` prints on a terminal of the guest's user, up to a marker it ends with.
-
-    The shell stays alive after the marker: the agent forwards a session's output on
-    until its exit, and output still in flight in the pty when the program exits can
-    come too late for that (seen once here), so nothing waits for an exit.
-    """
-    output = bytearray()
-    done = threading.Event()
-
-    def received(session: str, data: bytes) -> None:
-        output.extend(data)
-        if MARKER in output:
-            done.set()
-
-    agent.on_output = received
-    # The shell computes the marker: an echo of the typed text never contains it.
-    argv = ["bash", "-c", f"{script}; echo END-$((6 * 7)); sleep 600"]
-    agent.request("spawn", session="check", argv=argv, user=config.GUEST_USER)
-    assert done.wait(timeout), output.decode(errors="replace")
-    return output[: output.index(MARKER)].decode(errors="replace")
-
-
-MARKER = b"END-42"
+def test_a_scenario_builds_boots_and_calls_the_new_system_call() -> None:
+    """The post's recipe in the sandbox (a cold build takes about 7 minutes on 2 cores,
+    then the workspace makes it seconds), a guest on the built kernel that runs system
+    call 451, and the stock 6.1 kernel that does not have it."""
+    scenario = _syscall_scenario()
+    result = execute.run_scenario(scenario, "6.1", log=lambda msg: None)
+    assert result.error == ""
+    by_source = {s.source: r for s, r in zip(scenario.steps, result.steps, strict=True)}
+    n = len(scenario.steps) - 6
+    built, too_long, efault, stock = (by_source[f"test:{i}"] for i in (n, n + 1, n + 4, n + 5))
+    assert built.kernel.endswith("-kblog"), built.kernel
+    assert built.output.replace("\r", "").splitlines() == [built.kernel, "5", "status=0"]
+    greeting = [line for line in built.kernel_log if "kblog_hello: hello, world" in line]
+    assert greeting and "from kblog_hello (pid " in greeting[0], built.kernel_log
+    assert built.events == []
+    assert "kblog_hello: File name too long" in too_long.output
+    assert "status=1" in too_long.output
+    assert efault.output.strip() == "(-1, 'Bad address')"
+    # Back on Debian's kernel, which has no number 451.
+    assert stock.kernel == config.kernel("6.1").release
+    assert "kblog_hello: Function not implemented" in stock.output
+    assert result.provenance.kernel == stock.kernel
