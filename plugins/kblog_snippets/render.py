@@ -58,9 +58,12 @@ def badges(results: list[StepResult]) -> list[tuple[str, str]]:
 def _panel(steps: list[Step], results: list[StepResult]) -> list[str]:
     """One kernel's view of a block: terminal head, transcript, status, kernel log."""
     first = steps[0]
+    where = WHERE_LABELS[results[0].where]
+    if first.boot == "built" and results[0].kernel:
+        where = f"guest VM on the kernel built above, {results[0].kernel}"
     head = [
         f'<span class="kb-session">{escape(first.session)}</span>',
-        f'<span class="kb-where">{WHERE_LABELS[results[0].where]}</span>',
+        f'<span class="kb-where">{escape(where)}</span>',
     ]
     head += [
         f'<span class="kb-badge {css}">{escape(label)}</span>' for label, css in badges(results)
