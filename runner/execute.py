@@ -246,8 +246,12 @@ class Run:
             prompt = terminal.split_echo(typed_out.first_raw, lines[0])[0] or prompt
         duration = time.monotonic() - started
         output = terminal.split_echo(exchange.raw, typed_out.last_line)[1]
+        detail = ""
         if sess.where == "build":
             self.sync_build_tree()
+            failed = exchange.prompt is not None and exchange.prompt.status
+            if failed and self.guests.workspace is not None:
+                detail = self.guests.workspace.rejects()
         klog = console.read(console_start).splitlines() if console is not None else []
         events = kernel_log.events(klog)
         status = Status.INCOMPLETE_INPUT if incomplete else self._status(step, sess, exchange)
@@ -264,6 +268,7 @@ class Run:
             kernel_log=klog,
             events=events,
             hang_proof=probe.proof if probe is not None and status == Status.HANG else "",
+            detail=detail,
         )
         if step.expected is not None and status in (Status.OK, Status.HANG):
             wanted = expect.for_kernel(step.expected, self.kernel.name)
@@ -445,6 +450,15 @@ class KernelWorkspace:
         )
         kernel_build.checkout(source.tree, ws, as_root=os.geteuid() == 0)
         return cls(source, ws, fragment)
+
+    def rejects(self) -> str:
+        """The hunks `patch` could not apply, from the .rej files it left in the tree."""
+        changed = kernel_build.differing(self.source.tree, self.workspace.tree)
+        found = [rel for rel in sorted(changed) if rel.endswith(".rej")]
+        return "".join(
+            f"~/{kernel_build.INSIDE_SOURCE}/{rel}:\n{(self.workspace.tree / rel).read_text()}"
+            for rel in found
+        )
 
     def artifacts(self, log: Log) -> guest_image.GuestArtifacts:
         built = kernel_build.accept(

@@ -189,15 +189,15 @@ def claimed(ws: Workspace) -> Iterator[Workspace]:
 def checkout(pristine: Path, ws: Workspace, as_root: bool) -> None:
     """Make the workspace's tree the pristine source again, and let the sandbox's user
     write its directories and the objects (not the files: they are the pristine ones)."""
-    kernel_source.protect(pristine)
     owner = sandbox.SANDBOX_UID if as_root else None
+    sealed_at = kernel_source.seal(pristine, owner)
     if not ws.tree.exists():
         ws.tree.parent.mkdir(parents=True, exist_ok=True)
         tmp = ws.tree.with_name(f".tmp-{os.getpid()}-{ws.tree.name}")
         shutil.rmtree(tmp, ignore_errors=True)
         _run(["cp", "-al", str(pristine), str(tmp)], "linking the source tree")
         os.rename(tmp, ws.tree)
-    _sync_dir(pristine, ws.tree, owner)
+    _sync_dir(pristine, ws.tree, owner, sealed_at)
     old = ws.top / "home" / INSIDE_BUILD  # where the first recipe kept its objects
     if old.is_dir() and not ws.objects.exists():
         os.rename(old, ws.objects)
@@ -206,17 +206,24 @@ def checkout(pristine: Path, ws: Workspace, as_root: bool) -> None:
         os.chown(ws.objects, owner, owner)
 
 
-def _sync_dir(pristine: Path, tree: Path, owner: int | None) -> None:
-    """Relink what differs. Inode numbers come with the directory entries, so an
-    unchanged tree costs one readdir per directory and no stat."""
+def _sync_dir(pristine: Path, tree: Path, owner: int | None, sealed_at: float) -> None:
+    """Relink what differs (inode numbers come with the directory entries), and check
+    that no pristine file was written since the seal."""
     theirs = {e.name: e for e in os.scandir(pristine)}
+    for entry in theirs.values():
+        if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime > sealed_at:
+            raise KernelBuildError(
+                f"{entry.path} changed after it was unpacked (something wrote through a "
+                f"link of a kernel workspace): remove {config.cache_dir() / 'kernel-source'} "
+                "to unpack it again"
+            )
     for entry in os.scandir(tree):
         source = theirs.pop(entry.name, None)
         if source is None:
             _remove(Path(entry.path))
         elif source.is_dir(follow_symlinks=False):
             if entry.is_dir(follow_symlinks=False):
-                _sync_dir(Path(source.path), Path(entry.path), owner)
+                _sync_dir(Path(source.path), Path(entry.path), owner, sealed_at)
             else:
                 _remove(Path(entry.path))
                 theirs[entry.name] = source
@@ -278,6 +285,21 @@ def _differing(pristine: Path | None, tree: Path, prefix: str, found: dict[str, 
         found[prefix + name] = "deleted"
 
 
+def invalidate(objects: Path, sources_inside: Sequence[str]) -> int:
+    """Remove every target whose kbuild record (.NAME.cmd) names one of the sources,
+    so that make builds it again; returns how many went."""
+    removed = 0
+    wanted = [path.encode() for path in sources_inside]
+    for cmd in objects.rglob(".*.cmd"):
+        data = cmd.read_bytes()
+        if any(path in data for path in wanted):
+            target = cmd.with_name(cmd.name[1 : -len(".cmd")])
+            if target.exists():
+                target.unlink()
+                removed += 1
+    return removed
+
+
 def accept(ws: Workspace, pristine: Path, source_version: str, fragment: str) -> BuiltKernel:
     """The kernel the workspace's last `make bzImage` left, once it can be trusted."""
     objects = ws.objects
@@ -302,12 +324,13 @@ def accept(ws: Workspace, pristine: Path, source_version: str, fragment: str) ->
     if record is not None:
         stale = stale_files(now, record["files"], dates, record["accepted_at"])
         if stale:
-            shutil.rmtree(objects)
+            removed = invalidate(objects, [f"/home/{config.GUEST_USER}/{INSIDE_SOURCE}/{rel}"
+                                           for rel in stale])  # fmt: skip
             raise KernelBuildError(
-                f"~/{INSIDE_SOURCE}/{stale[0]} is not what the last build had, but its date "
-                "is older than that build, so make kept objects of the old content; the kept "
-                f"objects are removed, the next run builds from clean (date the file later "
-                "in its patch, on its +++ line, to rebuild incrementally)"
+                f"~/{INSIDE_SOURCE}/{stale[0]} is not what the last accepted build had, yet "
+                "is dated before it, so make may have kept objects of its old content: "
+                f"{removed} objects built from it are removed, and make will build them "
+                "again (a changed patch should date its files later, on the +++ lines)"
             )
     release = (objects / "include" / "config" / "kernel.release").read_text().strip()
     image = _keep_image(bzimage, release)

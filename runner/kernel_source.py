@@ -27,7 +27,7 @@ PACKAGE = f"linux-source-{SERIES}"
 TREE_NAME = f"linux-source-{SERIES}"
 TARBALL = Path("usr") / "src" / f"{TREE_NAME}.tar.xz"
 DONE_STAMP = ".kblog-complete"
-READ_ONLY_STAMP = ".kblog-read-only"
+SEAL_STAMP = ".kblog-sealed"
 
 
 class SourceError(RuntimeError):
@@ -74,17 +74,25 @@ def fetch(log: Log = print) -> KernelSource:
         return KernelSource(PACKAGE, version, tree, time.monotonic() - started)
 
 
-def protect(tree: Path) -> None:
-    """Make the tree's files read-only, once: the workspaces of runner/kernel_build.py
-    are hard links to them, and a post that writes a file in place (rather than
-    replacing it, as patch and editors do) must fail, not change the pristine source."""
-    stamp = tree.parent / READ_ONLY_STAMP
-    if stamp.exists():
-        return
-    for path in tree.rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            path.chmod(path.stat().st_mode & ~0o222)
-    stamp.write_text("")
+def seal(tree: Path, owner: int | None = None) -> float:
+    """When the tree was sealed: from then on, none of its files may change.
+
+    The workspaces of runner/kernel_build.py are hard links to its files, which
+    patch and editors replace rather than write. A file written in place would
+    change the pristine source too; its date, later than the seal, shows it. Run
+    as root, the files are first given to the sandbox's user (`owner`): patch
+    gives the file it writes its original's owner, and inside the sandbox only
+    that user's id exists. (Read-only modes would protect them, but patch warns
+    about each read-only file it changes, and a post would show it.)
+    """
+    stamp = tree.parent / f"{SEAL_STAMP}-{owner if owner is not None else 'self'}"
+    if not stamp.exists():
+        if owner is not None:
+            for path in tree.rglob("*"):
+                if path.is_file() and not path.is_symlink():
+                    os.chown(path, owner, owner)
+        stamp.write_text("")
+    return stamp.stat().st_mtime
 
 
 def _unpack(version: str, final: Path) -> None:

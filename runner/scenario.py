@@ -149,6 +149,9 @@ class StepResult:
     hang_proof: str = ""
     diff: str = ""
     captures: dict[str, str] = field(default_factory=dict)
+    # What the runner found beside the output that explains a failure (a patch's
+    # rejected hunks): for the error message, not the page.
+    detail: str = ""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StepResult:

@@ -52,12 +52,16 @@ def where(step: Step, result: StepResult, kernel: str) -> str:
 
 def step_problem(step: Step, result: StepResult, kernel: str, error: str = "") -> str:
     """Why this step failed, or "" when it did what the post says (kernel events aside)."""
+    detail = f"\n{result.detail}" if result.detail else ""
     if result.status in FAILED_STATUSES:
         why = explain(result.status, step, result.output)
         more = f"\n{error}" if error and result.status != Status.NOT_RUN else ""
-        return f"{where(step, result, kernel)}: {why}{more}"
+        return f"{where(step, result, kernel)}: {why}{more}{detail}"
     if result.matched is False:
-        return f"{where(step, result, kernel)}: the output differs from the post:\n{result.diff}"
+        return (
+            f"{where(step, result, kernel)}: the output differs from the post:\n{result.diff}"
+            + detail
+        )
     return ""
 
 

@@ -177,14 +177,11 @@ def _state(root: Path) -> dict[str, tuple[str, float]]:
     }
 
 
-def test_checkout_links_the_pristine_files_and_makes_them_read_only(
-    pristine: Path, tmp_path: Path
-) -> None:
+def test_checkout_links_the_pristine_files(pristine: Path, tmp_path: Path) -> None:
     ws = _workspace(tmp_path)
     kernel_build.checkout(pristine, ws, as_root=False)
     sys_c = ws.tree / "kernel" / "sys.c"
     assert sys_c.stat().st_ino == (pristine / "kernel" / "sys.c").stat().st_ino
-    assert sys_c.stat().st_mode & 0o222 == 0  # a write in place would change pristine
     assert (ws.tree / "link").readlink() == Path("Makefile")
     assert ws.objects.is_dir()
     assert kernel_build.differing(pristine, ws.tree) == {}
@@ -212,6 +209,17 @@ def test_checkout_undoes_what_a_post_did(pristine: Path, tmp_path: Path) -> None
     assert kernel_build.differing(pristine, ws.tree) == {}
     assert _state(ws.tree) == before == _state(pristine)
     assert not (ws.tree / "extra").exists()
+
+
+def test_a_write_through_a_link_is_caught_at_the_next_checkout(
+    pristine: Path, tmp_path: Path
+) -> None:
+    ws = _workspace(tmp_path)
+    kernel_build.checkout(pristine, ws, as_root=False)
+    with open(ws.tree / "kernel" / "sys.c", "a") as same_inode:
+        same_inode.write("int oops;\n")
+    with pytest.raises(kernel_build.KernelBuildError, match=r"sys\.c changed after it was"):
+        kernel_build.checkout(pristine, ws, as_root=False)
 
 
 def _fake_build(ws: kernel_build.Workspace, fragment: str, dotconfig: str) -> None:
@@ -251,16 +259,21 @@ def test_accept_checks_the_image_the_config_and_the_dates(
         kernel_build.accept(ws, pristine, "6.1.192-3", fragment)
 
 
-def test_accept_drops_objects_make_would_have_kept(
+def test_accept_removes_objects_make_would_have_kept(
     pristine: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The same dates with other content: make sees nothing new, so the objects are
-    the old patch's. The workspace goes; the next run builds from clean."""
+    the old patch's. Those built from the file go, so make builds them again."""
     monkeypatch.setenv("KBLOG_CACHE", str(tmp_path / "cache"))
     ws = _workspace(tmp_path)
     kernel_build.checkout(pristine, ws, as_root=False)
     fragment = "CONFIG_A=y\n"
     _fake_build(ws, fragment, "CONFIG_A=y\n")
+    (ws.objects / "kernel").mkdir()
+    (ws.objects / "kernel" / "sys.o").write_bytes(b"old object")
+    (ws.objects / "kernel" / ".sys.o.cmd").write_text("deps := /home/user/linux/kernel/sys.c\n")
+    (ws.objects / "kernel" / "fork.o").write_bytes(b"unrelated")
+    (ws.objects / "kernel" / ".fork.o.cmd").write_text("deps := /home/user/linux/kernel/fork.c\n")
     dated = time.time() - 600
     sys_c = ws.tree / "kernel" / "sys.c"
     sys_c.unlink()
@@ -273,7 +286,8 @@ def test_accept_drops_objects_make_would_have_kept(
     os.utime(sys_c, (dated, dated))
     with pytest.raises(kernel_build.KernelBuildError, match=r"kernel/sys\.c is not what the last"):
         kernel_build.accept(ws, pristine, "6.1.192-3", fragment)
-    assert not ws.objects.exists()
+    assert not (ws.objects / "kernel" / "sys.o").exists()
+    assert (ws.objects / "kernel" / "fork.o").exists()
 
 
 # --- a real build, booted ---------------------------------------------------------------
