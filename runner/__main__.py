@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from runner import backends, config, events, verdict
-from runner.events import Log, Progress
+from runner.events import Activity, Log, Progress
 from runner.scenario import Scenario, ScenarioError, ScenarioResult, Status, Step, StepResult
 from runner.terminal import prompts_for
 
@@ -60,34 +60,34 @@ def _note(step: Step, res: StepResult) -> str:
     return "; ".join(parts)
 
 
-def _reporters(args: argparse.Namespace) -> tuple[Log, Progress | None]:
-    """Where log lines and step progress go: JSON events, stderr, or the terminal."""
+Reporters = tuple[Log, Progress | None, Activity | None]
+
+
+def _reporters(args: argparse.Namespace) -> Reporters:
+    """Where log lines, step progress and activity go: JSON events, stderr, or the terminal."""
     if args.events:
         return events.writers(sys.stderr)
     if args.json:
-        return (lambda msg: print(msg, file=sys.stderr)), None
+        return (lambda msg: print(msg, file=sys.stderr)), None, None
 
     def show_progress(index: int, total: int, step: Step, res: StepResult | None) -> None:
         if res is None:
             line = f"[{index + 1}/{total}] {step.session}: {step.input}"
             print(line, file=sys.stderr, flush=True)
 
-    return print, show_progress
+    return print, show_progress, None
 
 
-def _run(
-    args: argparse.Namespace,
-    scenario: Scenario,
-    say: Log,
-    progress: Progress | None,
-) -> ScenarioResult:
+def _run(args: argparse.Namespace, scenario: Scenario, reporters: Reporters) -> ScenarioResult:
     """Run on the backend asked for; auto picks docker where an engine answers."""
+    say, progress, activity = reporters
     _name, run = backends.select(args.backend, say)
     return run(
         scenario,
         args.kernel,
         log=say,
         progress=progress,
+        activity=activity,
         kmod_dir=args.kmod,
         console_copy=args.console,
     )
@@ -127,9 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, ScenarioError) as exc:
         _fail(args, f"{args.scenario}: {exc}")
         return 2
-    say, progress = _reporters(args)
     try:
-        result = _run(args, scenario, say, progress)
+        result = _run(args, scenario, _reporters(args))
     except KeyboardInterrupt:
         _fail(args, "interrupted; the guest is gone")
         return 130

@@ -24,7 +24,7 @@ from runner import (
     verdict,
 )
 from runner.agent_client import AgentClient, AgentError, AgentLost
-from runner.events import Log, Progress
+from runner.events import Activity, ActivityThrottle, Log, Progress
 from runner.host import Accel
 from runner.scenario import Provenance, Scenario, ScenarioResult, Status, Step, StepResult
 from runner.vm import VM, BootError, Console, VMError, choose_accel, qemu_version, runtime_dir
@@ -73,6 +73,7 @@ class Run:
         builddir: Path,
         layout: sandbox.Layout | None,
         deadline: float,
+        activity: Activity | None = None,
     ):
         self.vm = vm
         self.kernel = kernel
@@ -85,6 +86,8 @@ class Run:
         self.sessions: dict[str, Session] = {}
         self.captures: dict[str, str] = {}
         self.synced: dict[str, tuple[float, int]] = {}
+        self.activity = activity  # the running step's latest line, while it runs long
+        self.throttle: ActivityThrottle | None = None
         self.agent.on_output = self._on_output
         self.agent.on_exit = self._on_exit
 
@@ -165,6 +168,8 @@ class Run:
         console_start = self.vm.console.offset()
         started = time.monotonic()
         deadline = min(started + step.timeout, self.deadline)
+        if self.activity is not None:
+            self.throttle = ActivityThrottle(self.activity, index, started)
         probe = None
         if step.expect_hang and sess.where == "guest":
             probe = HangProbe(self.agent, step.session, self.vm.console, console_start, started)
@@ -202,8 +207,9 @@ class Run:
 
     def _wait(self, sess: Session, deadline: float, probe: HangProbe | None) -> terminal.Exchange:
         """The next prompt, or what came before the deadline; for an expect=hang step,
-        also what came before the hang was proven (probe.proof then says how)."""
-        if probe is None:
+        also what came before the hang was proven (probe.proof then says how). A run
+        that reports activity hears of the step's latest line while it waits."""
+        if probe is None and self.throttle is None:
             return sess.term.wait_prompt(deadline, self.vm.alive)
         while True:
             poll = min(deadline, time.monotonic() + HANG_POLL)
@@ -211,8 +217,10 @@ class Run:
             if exchange.prompt is not None:
                 return exchange
             ended = time.monotonic() >= deadline or sess.term.closed or not self.vm.alive()
-            if ended or probe.proven():
+            if ended or (probe is not None and probe.proven()):
                 return sess.term.wait_prompt(time.monotonic(), self.vm.alive)
+            if self.throttle is not None:
+                self.throttle.tick(sess.term.latest_line)
 
     def _type(
         self, sess: Session, lines: list[str], deadline: float, probe: HangProbe | None = None
@@ -328,12 +336,15 @@ def run_scenario(
     *,
     log: Log = print,
     progress: Progress | None = None,
+    activity: Activity | None = None,
     kmod_dir: Path = config.KMOD,
     accel: Accel | None = None,
     console_copy: Path | None = None,
     snapshots: bool | None = None,
 ) -> ScenarioResult:
-    """Boot a fresh guest, run every step in order, and tear everything down."""
+    """Boot a fresh guest, run every step in order, and tear everything down.
+
+    `activity` hears, about once a second, of a step that has run for a while."""
     scenario.validate()
     kernel = config.kernel(kernel_name)
     artifacts = guest_image.prepare(kernel, log)
@@ -365,7 +376,7 @@ def run_scenario(
             # Registered after the VM: runs before its teardown removes the log.
             stack.callback(shutil.copyfile, vm.console.path, console_copy)
         log(f"guest up in {vm.boot_seconds:.1f} s ({accel.name})")
-        run = Run(vm, kernel, builddir, layout, started + SCENARIO_DEADLINE)
+        run = Run(vm, kernel, builddir, layout, started + SCENARIO_DEADLINE, activity)
         run.agent.on_log = lambda message: log(f"guest agent: {message}")
         stack.callback(run.close)
         run.agent.request("settime", epoch=time.time())
