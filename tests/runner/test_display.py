@@ -1,13 +1,19 @@
-"""runner.display: a run shown in a log and on a terminal."""
+"""runner.display: a run shown in a log and on a terminal, reproduce's step lines,
+and the rule that the runner in the container needs no rich."""
 
 from __future__ import annotations
 
 import io
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 from rich.console import Console
+from vmhelp import ROOT
 
 from runner.display import Display, clock_time
-from runner.scenario import Status, Step, StepResult
+from runner.scenario import Provenance, Scenario, ScenarioResult, Status, Step, StepResult
 
 ESCAPE = "\x1b"
 
@@ -112,3 +118,58 @@ def test_on_a_terminal_a_row_per_run_with_its_bar_and_latest_line() -> None:
     assert "━" in rows[0]  # rich's bar
     # The live rows were drawn, then cleared when the last run ended.
     assert ESCAPE in out.getvalue() and shown.live
+
+
+# --- reproduce ---------------------------------------------------------------------------
+
+
+def test_reproduce_shows_each_step_in_a_log(tmp_path: Path) -> None:
+    from runner import reproduce
+
+    steps = [
+        Step("build", "console", "make -C hello", where="build"),
+        Step("t", "console", "sudo insmod hello.ko", expected=["hi"]),
+    ]
+    plan = Scenario("ep0", steps)
+
+    def run(scen: Scenario, label: str, **kwargs: object) -> ScenarioResult:
+        progress, activity = kwargs["progress"], kwargs["activity"]
+        results = []
+        for index, step in enumerate(scen.steps):
+            progress(index, len(steps), step, None)  # type: ignore[operator]
+            activity(index, 16.0, "CC [M]  hello.o")  # type: ignore[operator]
+            results.append(_result(index, step, matched=index == 0))
+            progress(index, len(steps), step, results[-1])  # type: ignore[operator]
+        prov = Provenance("6.1.0", "6.1.0-1", "tcg", "test", "8.2", "now", 0.1, 0.2)
+        return ScenarioResult(scen.name, prov, results)
+
+    out = io.StringIO()
+    reproduce.reproduce(plan, {}, tmp_path, "6.1", out=out, run=run)
+    text = out.getvalue()
+    assert ESCAPE not in text and "\r" not in text
+    lines = text.splitlines()
+    assert lines[0] == "reproducing ep0 (2 steps) on Linux 6.1"
+    assert re.fullmatch(r"step 1/2 +\d+\.\ds +build: make -C hello  ok", lines[1]), lines
+    assert re.fullmatch(r"step 2/2 +\d+\.\ds +t: sudo insmod hello.ko  FAILED", lines[2]), lines
+    assert len(lines) == 3  # activity of quick steps: no line in a log
+
+
+# --- where rich runs ---------------------------------------------------------------------
+
+
+def test_the_runner_in_the_container_needs_no_rich() -> None:
+    """The image has Debian's python3 and no rich: its `python3 -m runner - --json
+    --events` must not import it (nor the display that does)."""
+    probe = (
+        "import sys; sys.modules['rich'] = None\n"
+        "import runner.__main__, runner.execute\n"
+        "from runner.__main__ import main\n"
+        "sys.argv = ['runner', '-', '--json', '--events']\n"
+        "sys.stdin = __import__('io').StringIO('{}')\n"
+        "raise SystemExit(main())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 2, done.stderr  # a malformed scenario, reported as an event
+    assert '"event": "error"' in done.stderr and "ModuleNotFoundError" not in done.stderr
