@@ -223,17 +223,22 @@ def run(c, post, kernel="", json=False, backend=""):
 
     from runner import backends, config, verdict
     from runner.__main__ import transcript
+    from runner.display import Display
 
     _, scenario = _post_scenario(post)
-
-    def say(msg: str) -> None:
-        print(msg, file=sys.stderr)
-
+    shown = Display()  # on stderr: each step as it runs, a long one's latest line
     try:
-        _, run_on = backends.select(backend or backends.default_name(), say)
+        _, run_on = backends.select(backend or backends.default_name(), shown.print)
     except backends.BackendUnavailable as exc:
         raise Exit(str(exc), 2) from None
-    result = run_on(scenario, kernel or None, log=say)
+    with shown.scenario(steps=True) as view:
+        result = run_on(
+            scenario,
+            kernel or None,
+            log=shown.print,
+            progress=view.progress,
+            activity=view.activity,
+        )
     if json:
         print(json_module.dumps(result.to_json(), indent=1))
     else:

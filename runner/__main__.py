@@ -1,18 +1,23 @@
 """python -m runner SCENARIO.json: run a scenario in a fresh guest and show the transcript.
 
 SCENARIO.json may be -, read from stdin. --backend docker runs it in a fresh container
-(runner/docker_backend.py); auto does so where a Docker engine answers.
+(runner/docker_backend.py); auto does so where a Docker engine answers. Each step is
+shown as it runs (runner/display.py), on stderr; with --events, progress goes out as
+JSON lines instead (runner/events.py): that is how the runner in the container
+reports, and there rich is neither needed nor installed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from runner import backends, config, events, verdict
-from runner.events import Log, Progress
+from runner.events import Activity, Log, Progress
 from runner.scenario import Scenario, ScenarioError, ScenarioResult, Status, Step, StepResult
 from runner.terminal import prompts_for
 
@@ -60,34 +65,36 @@ def _note(step: Step, res: StepResult) -> str:
     return "; ".join(parts)
 
 
-def _reporters(args: argparse.Namespace) -> tuple[Log, Progress | None]:
-    """Where log lines and step progress go: JSON events, stderr, or the terminal."""
+Reporters = tuple[Log, Progress | None, Activity | None]
+
+
+@contextlib.contextmanager
+def _reporters(args: argparse.Namespace) -> Iterator[Reporters]:
+    """Where log lines, step progress and activity go while the run lasts: JSON
+    events, plain stderr (--json), or the display on stderr."""
     if args.events:
-        return events.writers(sys.stderr)
+        yield events.writers(sys.stderr)
+        return
     if args.json:
-        return (lambda msg: print(msg, file=sys.stderr)), None
+        yield (lambda msg: print(msg, file=sys.stderr)), None, None
+        return
+    from runner.display import Display  # rich: on the host only, never in the container
 
-    def show_progress(index: int, total: int, step: Step, res: StepResult | None) -> None:
-        if res is None:
-            line = f"[{index + 1}/{total}] {step.session}: {step.input}"
-            print(line, file=sys.stderr, flush=True)
-
-    return print, show_progress
+    shown = Display()
+    with shown.scenario(steps=True) as view:
+        yield shown.print, view.progress, view.activity
 
 
-def _run(
-    args: argparse.Namespace,
-    scenario: Scenario,
-    say: Log,
-    progress: Progress | None,
-) -> ScenarioResult:
+def _run(args: argparse.Namespace, scenario: Scenario, reporters: Reporters) -> ScenarioResult:
     """Run on the backend asked for; auto picks docker where an engine answers."""
+    say, progress, activity = reporters
     _name, run = backends.select(args.backend, say)
     return run(
         scenario,
         args.kernel,
         log=say,
         progress=progress,
+        activity=activity,
         kmod_dir=args.kmod,
         console_copy=args.console,
     )
@@ -127,9 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, ScenarioError) as exc:
         _fail(args, f"{args.scenario}: {exc}")
         return 2
-    say, progress = _reporters(args)
     try:
-        result = _run(args, scenario, say, progress)
+        with _reporters(args) as reporters:
+            result = _run(args, scenario, reporters)
     except KeyboardInterrupt:
         _fail(args, "interrupted; the guest is gone")
         return 130

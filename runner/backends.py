@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Protocol
 
 from runner import config
-from runner.events import Log, Progress
+from runner.events import Activity, Log, Progress
 from runner.scenario import Scenario, ScenarioResult
 
 NAMES = ("auto", "docker", "local")
@@ -28,6 +28,7 @@ class Backend(Protocol):
         kmod_dir: Path = config.KMOD,
         log: Log = print,
         progress: Progress | None = None,
+        activity: Activity | None = None,
         console_copy: Path | None = None,
     ) -> ScenarioResult: ...
 

@@ -3,8 +3,8 @@
 The image (runner/Dockerfile) holds QEMU, the build tools, the guest kernels'
 headers and the guest artifacts, built in advance. Each run starts a fresh
 container from it, copies the kmod/ tree in, feeds the scenario to
-`python3 -m runner - --json --events` on stdin, relays the progress events it
-writes on stderr and reads the result from stdout; the container is removed
+`python3 -m runner - --json --events` on stdin, relays the progress and activity
+events it writes on stderr and reads the result from stdout; the container is removed
 however the run ends.
 
 The image and the engine are runner/docker_image.py's business.
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from runner import config, host, sources
 from runner.docker_image import DockerBackendError, connect, ensure_image
-from runner.events import Log, Progress, Relay
+from runner.events import Activity, Log, Progress, Relay
 from runner.scenario import Scenario, ScenarioResult
 
 if TYPE_CHECKING:
@@ -167,6 +167,7 @@ def run_in_container(
     kmod_dir: Path = config.KMOD,
     log: Log = print,
     progress: Progress | None = None,
+    activity: Activity | None = None,
     console_copy: Path | None = None,
     client: docker.DockerClient | None = None,
 ) -> ScenarioResult:
@@ -185,7 +186,7 @@ def run_in_container(
     command += ["--kmod", KMOD_IN_CONTAINER]
     if console_copy is not None:
         command += ["--console", CONSOLE_IN_CONTAINER]
-    relay = Relay(scenario, log, progress)
+    relay = Relay(scenario, log, progress, activity)
     _sweep_orphans(client)
     with contextlib.ExitStack() as stack:
         # The low-level call takes a host config; stdin_open implies StdinOnce

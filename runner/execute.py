@@ -27,7 +27,7 @@ from runner import (
     verdict,
 )
 from runner.agent_client import AgentClient, AgentError, AgentLost
-from runner.events import Log, Progress
+from runner.events import Activity, ActivityThrottle, Log, Progress
 from runner.host import Accel
 from runner.scenario import Provenance, Scenario, ScenarioResult, Status, Step, StepResult
 from runner.vm import VM, BootError, Console, VMError, choose_accel, qemu_version, runtime_dir
@@ -83,6 +83,7 @@ class Run:
         deadline: float,
         log: Log,
         build_env: dict[str, str] | None = None,
+        activity: Activity | None = None,
     ):
         self.guests = guests
         self.kernel = kernel
@@ -100,6 +101,8 @@ class Run:
         self.boot_seconds: list[float] = []
         self.releases: dict[str, str] = {}  # boot -> the release its guest reported
         self.console_copy: Path | None = None  # where each guest's console log is added
+        self.activity = activity  # the running step's latest line, while it runs long
+        self.throttle: ActivityThrottle | None = None
 
     @property
     def vm(self) -> VM:
@@ -235,6 +238,8 @@ class Run:
         console_start = console.offset() if console is not None else 0
         started = time.monotonic()
         deadline = min(started + step.timeout, self.deadline)
+        if self.activity is not None:
+            self.throttle = ActivityThrottle(self.activity, index, started)
         probe = None
         if step.expect_hang and sess.where == "guest":
             assert console is not None  # a guest step has its guest
@@ -279,8 +284,9 @@ class Run:
 
     def _wait(self, sess: Session, deadline: float, probe: HangProbe | None) -> terminal.Exchange:
         """The next prompt, or what came before the deadline; for an expect=hang step,
-        also what came before the hang was proven (probe.proof then says how)."""
-        if probe is None:
+        also what came before the hang was proven (probe.proof then says how). A run
+        that reports activity hears of the step's latest line while it waits."""
+        if probe is None and self.throttle is None:
             return sess.term.wait_prompt(deadline, self._alive)
         while True:
             poll = min(deadline, time.monotonic() + HANG_POLL)
@@ -288,8 +294,10 @@ class Run:
             if exchange.prompt is not None:
                 return exchange
             ended = time.monotonic() >= deadline or sess.term.closed or not self._alive()
-            if ended or probe.proven():
+            if ended or (probe is not None and probe.proven()):
                 return sess.term.wait_prompt(time.monotonic(), self._alive)
+            if self.throttle is not None:
+                self.throttle.tick(sess.term.latest_line)
 
     def _type(
         self, sess: Session, lines: list[str], deadline: float, probe: HangProbe | None = None
@@ -473,13 +481,15 @@ def run_scenario(
     *,
     log: Log = print,
     progress: Progress | None = None,
+    activity: Activity | None = None,
     kmod_dir: Path = config.KMOD,
     accel: Accel | None = None,
     console_copy: Path | None = None,
     snapshots: bool | None = None,
 ) -> ScenarioResult:
     """Run every step in order, in the build sandbox or in a fresh guest, and tear
-    everything down."""
+    everything down. `activity` hears, about once a second, of a step that has run
+    for a while."""
     scenario.validate()
     kernel = config.kernel(kernel_name)
     artifacts = guest_image.prepare(kernel, log)
@@ -523,7 +533,7 @@ def run_scenario(
         # A step that may take minutes (a kernel build) extends the whole run's limit.
         long_steps = sum(s.timeout for s in scenario.steps if s.timeout > LONG_STEP)
         deadline = started + SCENARIO_DEADLINE + long_steps
-        run = Run(guests, kernel, builddir, layout, deadline, log, build_env)
+        run = Run(guests, kernel, builddir, layout, deadline, log, build_env, activity)
         stack.callback(run.close)
         if console_copy is not None:
             # Registered after run.close: it runs first, before a teardown removes the log.

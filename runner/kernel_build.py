@@ -489,22 +489,20 @@ def guest_artifacts(built: BuiltKernel, log: Log = print) -> guest_image.GuestAr
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m runner.kernel_build [--fragment F] [PATCH ...]`: build, showing progress."""
+    """`python -m runner.kernel_build [--fragment F] [PATCH ...]`: build, showing progress
+    on stderr as scenario runs do (runner/display.py)."""
     import argparse
+
+    from runner.display import Display  # rich: a host-side display
 
     parser = argparse.ArgumentParser(prog="python -m runner.kernel_build", description=main.__doc__)
     parser.add_argument("--fragment", type=Path, default=FRAGMENT)
     parser.add_argument("patches", type=Path, nargs="*")
     args = parser.parse_args(argv)
-    last = [0.0]
-
-    def show(elapsed: float, line: str) -> None:
-        # A line every 15 s is enough to see a long build move; each step restarts.
-        if elapsed - last[0] >= 15 or elapsed < last[0]:
-            last[0] = elapsed
-            print(f"  [{elapsed:5.0f} s] {line}", flush=True)
-
-    built = build(KernelSpec(args.fragment, tuple(args.patches)), progress=show)
+    shown = Display()
+    with shown.task("kernel build") as show:
+        spec = KernelSpec(args.fragment, tuple(args.patches))
+        built = build(spec, progress=show, log=shown.print)
     print(f"{built.release}: {built.image}")
     print(" ".join(f"{phase} {secs:.1f} s" for phase, secs in built.seconds.items()))
 

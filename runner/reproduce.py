@@ -4,8 +4,10 @@
 
 BUNDLE_DIR holds scenario.json, captures.json (the published captures) and kmod/,
 as in the bundle each post's page offers; it defaults to the current directory.
-Each step is shown live; at the end, the run is compared with the published
-capture once volatile values (timestamps, addresses, PIDs) are blanked.
+Each step is shown live (runner/display.py: step k of N, its session, how long it
+has run, its latest output line, and a line per finished step); at the end, the run
+is compared with the published capture once volatile values (timestamps,
+addresses, PIDs) are blanked.
 """
 
 from __future__ import annotations
@@ -13,46 +15,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from rich.console import Console
+
 from runner import backends, config, kernels, verdict
+from runner.display import Display
 from runner.normalize import drift, kernel_renames
-from runner.scenario import Scenario, ScenarioResult, Status, Step, StepResult
-
-BAR_WIDTH = 24
-CLEAR_LINE = "\r\x1b[K"  # back to column 0, erase the line
-
-
-class LiveProgress:
-    """Step k of N, its session, the elapsed time and a bar; one line per finished step."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-        self.started = time.monotonic()
-        self.live = out.isatty()
-
-    def __call__(self, index: int, total: int, step: Step, result: StepResult | None) -> None:
-        done = index + (result is not None)
-        filled = BAR_WIDTH * done // max(total, 1)
-        bar = "#" * filled + "." * (BAR_WIDTH - filled)
-        elapsed = time.monotonic() - self.started
-        first = (result.input if result else step.input).split("\n")[0]
-        head = f"[{bar}] step {index + 1}/{total} {elapsed:6.1f}s {step.session:>8}: {first}"
-        if result is None:
-            if self.live:
-                self.out.write(f"{CLEAR_LINE}{head[:120]}")
-                self.out.flush()
-            return
-        mark = "ok" if verdict.passed(result) else "FAILED"
-        note = ""
-        if result.status == Status.HANG:
-            note = f" ({result.hang_proof or 'still running'}, as expected)"
-        erase = CLEAR_LINE if self.live else ""
-        self.out.write(f"{erase}{head[:100]}  {mark}{note}\n")
-        self.out.flush()
+from runner.scenario import Scenario, ScenarioResult
 
 
 @dataclass
@@ -115,19 +87,33 @@ def reproduce(
     out: TextIO = sys.stdout,
     run: backends.Backend | None = None,
 ) -> Reproduction:
-    """Run the scenario with live progress, and compare it with the published capture.
+    """Run the scenario with live progress on `out`, and compare it with the published
+    capture.
 
     Where Debian no longer offers the pinned kernel, run on the newest ABI of its
     series instead, say so, and report how that run differs from the page. `run`
     replaces the backend `backend` names.
     """
-    say = lambda msg: print(msg, file=out, flush=True)  # noqa: E731
+    shown = Display(Console(file=out))
+    say = shown.print
     if run is None:
         _, run = backends.select(backend, say)
     label = config.kernel(kernel).name
     say(f"reproducing {scenario.name} ({len(scenario.steps)} steps) on Linux {label}")
+
+    def shown_run(backend_run: backends.Backend) -> ScenarioResult:
+        with shown.scenario(steps=True) as view:
+            return backend_run(
+                scenario,
+                label,
+                kmod_dir=kmod,
+                log=say,
+                progress=view.progress,
+                activity=view.activity,
+            )
+
     try:
-        result = run(scenario, label, kmod_dir=kmod, log=say, progress=LiveProgress(out))
+        result = shown_run(run)
     except kernels.KernelGone as gone:
         if gone.newest is None:
             raise
@@ -136,7 +122,7 @@ def reproduce(
             f"reproducing on {gone.newest}, the newest Linux {label} ABI, instead"
         )
         with config.releases_override({label: gone.newest}):
-            result = run(scenario, label, kmod_dir=kmod, log=say, progress=LiveProgress(out))
+            result = shown_run(run)
         return compare(published.get(label), scenario, result, label, fallback=gone.newest)
     return compare(published.get(label), scenario, result, label)
 

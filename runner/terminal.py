@@ -24,6 +24,9 @@ MARKER = re.compile(rb"\x1b\]777;kblog;([PC]);(-?\d*)\x07")
 # Terminal control sequences a dumb terminal would not show.
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 
+LINE_LIMIT = 160  # characters of a latest line shown while a step runs
+TAIL_BYTES = 4096  # how far back the latest line is looked for
+
 SHELL_PROMPTS = {"P": "$ ", "C": "> "}
 PYTHON_PROMPTS = {"P": ">>> ", "C": "... "}
 
@@ -117,6 +120,12 @@ class Terminal:
                     return Exchange(_clean(raw), None)
                 self._cond.wait(min(remaining, 0.25))
 
+    def latest_line(self, limit: int = LINE_LIMIT) -> str:
+        """The last non-empty line shown since the last prompt was read (last_line)."""
+        with self._cond:
+            tail = bytes(self._buf[-TAIL_BYTES:])
+        return last_line(tail, limit)
+
     def type_line(self, line: str) -> None:
         self.write(line.encode() + b"\n")
 
@@ -128,6 +137,20 @@ class Terminal:
 def _clean(raw: bytes) -> str:
     text = ANSI.sub(b"", raw).decode("utf-8", errors="replace")
     return text.replace("\r\n", "\n").replace("\r", "")
+
+
+def last_line(output: str | bytes, limit: int = LINE_LIMIT) -> str:
+    """The last non-empty line of terminal output as a person sees it: escape sequences
+    dropped, of a line redrawn with carriage returns (a counter) its last state,
+    other control characters as spaces, and cut to `limit` characters."""
+    raw = output.encode(errors="replace") if isinstance(output, str) else output
+    text = ANSI.sub(b"", raw).decode("utf-8", errors="replace")
+    for line in reversed(text.split("\n")):
+        drawn = next((part for part in reversed(line.split("\r")) if part.strip()), "")
+        shown = "".join(c if c.isprintable() else " " for c in drawn).strip()
+        if shown:
+            return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+    return ""
 
 
 def split_echo(raw: str, line: str) -> tuple[str, str]:

@@ -118,7 +118,13 @@ VM_CODE = {"runner.vm", "runner.execute", "runner.snapshot", "runner.qmp", "runn
 
 @pytest.mark.parametrize(
     "module",
-    ["runner.docker_backend", "runner.docker_image", "runner.reproduce", "runner.__main__"],
+    [
+        "runner.docker_backend",
+        "runner.docker_image",
+        "runner.reproduce",
+        "runner.__main__",
+        "runner.display",
+    ],
 )
 def test_host_only_code_imports_no_vm_code(module: str) -> None:
     probe = f"import sys, {module}; print(' '.join(sorted(sys.modules)))"

@@ -237,7 +237,9 @@ def run(
     overrides = {"KBLOG_KERNELS": labels}
     names = frozenset((Path(post).stem, kernel) for post, kernel in cells)
     report: BuildReport | None
-    held = io.StringIO()  # Pelican's console lines: the table is the whole answer
+    # Pelican's console lines: the table is the whole answer. The runs still show
+    # as they go, on stderr (kblog_snippets.captures.sandbox_runner).
+    held = io.StringIO()
     with tempfile.TemporaryDirectory(prefix="kblog-verify-") as tmp, redirect_stdout(held):
         try:
             report = build_site(

@@ -26,12 +26,13 @@ BUNDLES = "bundles"
 def commands(name: str, url: str) -> list[str]:
     """The shell commands that reproduce a post from its bundle, for the page."""
     sdk = importlib.metadata.version("docker")
+    rich = importlib.metadata.version("rich")  # the progress display (runner/display.py)
     # Without a SITEURL the link is site-relative: the page's download link serves then.
     fetch = [f"curl -LO {url}"] if url.startswith(("http://", "https://")) else []
     return [
         *fetch,
         f"tar xzf {name}.tar.gz && cd {name}",
-        f"python3 -m venv .venv && .venv/bin/pip install docker=={sdk}",
+        f"python3 -m venv .venv && .venv/bin/pip install docker=={sdk} rich=={rich}",
         ".venv/bin/python -m runner.reproduce",
     ]
 

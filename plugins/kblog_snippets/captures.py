@@ -2,6 +2,10 @@
 
 Nothing is written while a build runs: new captures wait in `pending` until the
 whole build has succeeded, so a failed build leaves snippets/ as it was.
+
+Posts that run show as they go, on stderr (runner/display.py): on a terminal a live
+row per post with its step, time and latest output line; in a log (CI) a line when
+a post starts and ends, and one every 15 s of a long step.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import backends, config, verdict
+from runner.display import Display
 from runner.scenario import Scenario, ScenarioResult
 
 from . import freeze, policy, render
@@ -26,16 +31,30 @@ log = logging.getLogger(__name__)
 Runner = Callable[[Scenario, str, Path], ScenarioResult]
 
 
-def sandbox_runner() -> Runner:
+def sandbox_runner(display: Display | None = None) -> Runner:
     """The default runner: the backend $KBLOG_BACKEND names (auto if unset), chosen
-    once for the whole build."""
+    once for the whole build; every run it makes is shown on `display` (one on
+    stderr by default), parallel runs a row each."""
     _, run = backends.select(backends.default_name(), lambda msg: log.info("%s", msg))
+    shown = display if display is not None else Display()
 
     def run_post(scenario: Scenario, kernel: str, kmod: Path) -> ScenarioResult:
         def say(msg: str) -> None:
             log.info("%s: %s", scenario.name, msg)
 
-        return run(scenario, kernel, log=say, kmod_dir=kmod)
+        label = f"{scenario.name} [{kernel}]"
+        shown.print(f"{label}: running {len(scenario.steps)} steps in the sandbox")
+        with shown.scenario(label) as view:
+            result = run(
+                scenario,
+                kernel,
+                log=say,
+                kmod_dir=kmod,
+                progress=view.progress,
+                activity=view.activity,
+            )
+        shown.print(f"{label}: ran in {result.provenance.total_seconds:.0f} s")
+        return result
 
     return run_post
 

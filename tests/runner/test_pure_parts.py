@@ -1,5 +1,6 @@
 """The runner's pure parts, without a VM: QEMU's argv, the initramfs's module
-closure, and the event stream between the container and the host."""
+closure, and the event stream between the container and the host (its activity
+throttle too)."""
 
 from __future__ import annotations
 
@@ -74,9 +75,11 @@ def test_module_closure_names_a_module_it_cannot_find(tmp_path: Path) -> None:
 def test_events_round_trip() -> None:
     scenario = Scenario("s", [Step("t", "console", "true"), Step("t", "console", "false")])
     out = io.StringIO()
-    log, progress = events.writers(out)
+    log, progress, activity = events.writers(out)
     log("booting")
     progress(1, 2, scenario.steps[1], None)
+    activity(1, 2.345, "CC kernel/fork.o")
+    activity(1, 3.4, "")
     done = StepResult(1, Status.OK, "$ ", "false", "", 1, 0.1, "guest")
     progress(1, 2, scenario.steps[1], done)
     out.write(events.encode_error("the guest was lost") + "\n")
@@ -84,13 +87,51 @@ def test_events_round_trip() -> None:
 
     logged: list[str] = []
     seen: list[tuple[int, int, str, StepResult | None]] = []
+    active: list[tuple[int, float, str]] = []
     relay = events.Relay(
         scenario,
         logged.append,
         lambda i, n, step, res: seen.append((i, n, step.input, res)),
+        lambda i, elapsed, line: active.append((i, elapsed, line)),
     )
     for line in out.getvalue().splitlines():
         relay.line(line)
     assert logged == ["booting", "Traceback (most recent call last):"]
     assert seen == [(1, 2, "false", None), (1, 2, "false", done)]
+    assert active == [(1, 2.3, "CC kernel/fork.o"), (1, 3.4, "")]
     assert relay.error == "the guest was lost"
+    # A relay without an activity callback (an older caller) passes over those events.
+    quiet = events.Relay(scenario, logged.append)
+    for line in out.getvalue().splitlines():
+        quiet.line(line)
+    assert logged[2:] == ["booting", "Traceback (most recent call last):"]
+
+
+def test_activity_throttle_waits_then_reports_at_most_once_a_second() -> None:
+    now = [10.0]
+    reports: list[tuple[int, float, str]] = []
+    asked = [0]
+
+    def latest() -> str:
+        asked[0] += 1
+        return f"line {asked[0]}"
+
+    throttle = events.ActivityThrottle(
+        lambda i, elapsed, line: reports.append((i, round(elapsed, 2), line)),
+        4,
+        started=10.0,
+        clock=lambda: now[0],
+    )
+    for t in (10.0, 10.5, 11.9, 12.0):  # a quick step: silent, and its terminal unread
+        now[0] = t
+        throttle.tick(latest)
+    assert reports == [] and asked == [0]
+    for t in (12.1, 12.3, 12.9, 13.1, 13.15, 14.0, 14.2, 20.0):
+        now[0] = t
+        throttle.tick(latest)
+    assert reports == [
+        (4, 2.1, "line 1"),
+        (4, 3.15, "line 2"),
+        (4, 4.2, "line 3"),
+        (4, 10.0, "line 4"),
+    ]

@@ -1,4 +1,5 @@
-"""runner.terminal: prompt markers, echo splitting, and a real bash on a local pty."""
+"""runner.terminal: prompt markers, echo splitting, a real bash on a local pty, and the
+latest line a running step shows."""
 
 from __future__ import annotations
 
@@ -160,3 +161,24 @@ class TestLocalBash:
         while not bash.closed and time.monotonic() < deadline:
             time.sleep(0.02)
         assert bash.closed and bash.exit_status == 3
+
+
+def test_last_line_is_what_a_person_sees_last() -> None:
+    assert terminal.last_line(b"make -j2\r\n  CC  a.o\r\n  CC  b.o\r\n\r\n") == "CC  b.o"
+    # Colours and prompt markers go; of a line redrawn with \r, its last state.
+    assert terminal.last_line(b"\x1b[1;32mok\x1b[0m \x1b]777;kblog;P;0\x07") == "ok"
+    assert terminal.last_line("copying  10%\r copying  55%\r") == "copying  55%"
+    assert terminal.last_line("a\tb\x07c") == "a b c"
+    assert terminal.last_line(b"\r\n \r\n") == ""
+    long = terminal.last_line("x" * 500, limit=40)
+    assert len(long) == 40 and long.endswith("…")
+
+
+def test_a_terminal_s_latest_line_is_read_without_taking_it() -> None:
+    term = terminal.Terminal("t", lambda data: None)
+    assert term.latest_line() == ""
+    term.feed(b"for i in 1 2; do echo tick $i; done\r\ntick 1\r\ntick 2\r\n")
+    assert term.latest_line() == "tick 2"
+    term.feed(b"\x1b]777;kblog;P;0\x07$ ")
+    assert term.latest_line() == "$"  # the prompt is shown too; the marker is not
+    assert term.wait_prompt(0).raw.endswith("tick 2\n")  # nothing was consumed
