@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * kblog_hello.c - call the kblog_hello system call from user space.
+ *
+ *   kblog_hello NAME
+ *
+ * asks the kernel to greet NAME in its log and prints what the call
+ * returned: the length of NAME.  On failure it prints the error, as
+ * strerror() words it, and exits with status 1.
+ *
+ * The C library has a wrapper function for each system call it knows,
+ * read() for read and so on.  It cannot know kblog_hello: the call
+ * exists only in a kernel built with this episode's patch.  syscall(2)
+ * is the generic way in: it takes the number and the arguments, makes
+ * the call, and reports a failure the usual way, -1 and errno.
+ */
+#define _GNU_SOURCE		/* for syscall() in <unistd.h> */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/*
+ * The number the patch gives kblog_hello in the x86-64 table.  The
+ * kernel headers installed for user space would call it
+ * __NR_kblog_hello, but only those of the patched kernel have it.
+ */
+#define SYS_KBLOG_HELLO	451
+
+int main(int argc, char *argv[])
+{
+	long ret;
+
+	if (argc != 2) {
+		fprintf(stderr, "usage: kblog_hello NAME\n");
+		return 2;
+	}
+
+	ret = syscall(SYS_KBLOG_HELLO, argv[1]);
+	if (ret < 0) {
+		fprintf(stderr, "kblog_hello: %s\n", strerror(errno));
+		return 1;
+	}
+
+	printf("%ld\n", ret);
+	return 0;
+}
