@@ -1,4 +1,7 @@
-"""Code excerpts in the posts are real: every line shown is in a file under kmod/."""
+"""Code excerpts in the posts are real: every line shown is in a file under kmod/.
+
+That holds for the kernel patches too: a ```diff block shows lines of a kmod/ *.patch.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from sitebuild import ROOT
 CONTENT = ROOT / "content"
 KMOD = ROOT / "kmod"
 # Excerpted languages and the kmod/ files they may come from.
-SOURCES = {"c": ("*.c", "*.h"), "make": ("Makefile", "Kbuild")}
+SOURCES = {"c": ("*.c", "*.h"), "make": ("Makefile", "Kbuild"), "diff": ("*.patch",)}
 FENCE = re.compile(r"^```(?P<lang>[a-z]+)[ \t]*\n(?P<body>.*?)^```[ \t]*$", re.M | re.S)
 ELISION = "..."
 
