@@ -314,11 +314,12 @@ def serve(c: Context, host: str = "127.0.0.1", port: int = 8000) -> None:
 
 
 @task
-def bench(c, runs=3, quick=False):
-    """Measure boot, restore, episode 2, verify and warm builds; write bench/results.json."""
+def bench(c, runs=3, quick=False, kernel=False):
+    """Measure boot, restore, episodes 2 and 3, verify and warm builds (with --kernel,
+    also a clean kernel build and a rebuild: minutes); write bench/results.json."""
     from bench import measure
 
-    results = measure.run(runs=int(runs), quick=quick)
+    results = measure.run(runs=int(runs), quick=quick, kernel_build=kernel)
     measure.write(results)
     print(measure.table(results))
 

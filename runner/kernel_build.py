@@ -357,16 +357,18 @@ def build(
     progress: Progress = _quiet_progress,
     log: Log = print,
     jobs: int | None = None,
+    top: Path | None = None,
 ) -> BuiltKernel:
-    """The kernel `spec` describes, built (or brought up to date) in its workspace by
-    the recipe a post shows, each command in the sandbox."""
+    """The kernel `spec` describes, built (or brought up to date) by the recipe a post
+    shows, each command in the sandbox, in its workspace or in one at `top`."""
     spec = spec or KernelSpec()
     source = kernel_source.fetch(log)
     fragment = spec.fragment.read_text()
     seconds: dict[str, float] = {}
     if source.unpack_seconds:
         seconds["unpack"] = source.unpack_seconds
-    with claimed(workspace(source.version, fragment)) as ws:
+    ws = Workspace(top) if top is not None else workspace(source.version, fragment)
+    with claimed(ws):
         started = time.monotonic()
         as_root = os.geteuid() == 0
         checkout(source.tree, ws, as_root)
