@@ -4,9 +4,8 @@ Episode 3's posts patch the kernel, build it and boot it, in the build sandbox
 (runner/sandbox.py) and exactly as a reader would:
 
     cd ~/linux; patch -p1 -Z < PATCH
-    make O=~/build tinyconfig; make O=~/build kvm_guest.config
-    scripts/kconfig/merge_config.sh -m -O ~/build ~/build/.config ~/kernel/guest.config
-    make O=~/build olddefconfig; make O=~/build -j<cores> bzImage
+    make O=~/build KCONFIG_ALLCONFIG=~/kernel/guest.config allnoconfig
+    make O=~/build -j<cores> bzImage
 
 A workspace per (source package version, fragment) is kept in the cache: the tree
 at ~/linux, hard links into the pristine unpacked source (whose files are made
@@ -20,7 +19,7 @@ make decides by dates, so `accept()` checks after a build that the objects can b
 trusted: a file that differs from what the last accepted build had, yet is dated
 before that build, would have kept old objects (the workspace is then dropped);
 one dated after the bzImage was never built. It also checks that every option of
-the fragment survived olddefconfig. `build()` runs the same recipe for the tests
+the fragment made it into .config. `build()` runs the same recipe for the tests
 and benchmarks; `guest_artifacts()` pairs a kernel with the stock root disk and
 an initramfs that loads no modules, for runner/vm.py and runner/snapshot.py.
 """
@@ -49,7 +48,7 @@ from runner.events import Log
 KERNEL_DIR = config.ROOT / "kernel"  # the repo's guest kernel config, ~/kernel inside
 FRAGMENT = KERNEL_DIR / "guest.config"
 # Bump when the recipe below changes what a workspace holds.
-RECIPE = "kbuild-1"
+RECIPE = "kbuild-2"
 # Inside the sandbox, under the user's home.
 INSIDE_SOURCE = "linux"
 INSIDE_BUILD = "build"
@@ -104,8 +103,8 @@ def parse_config(text: str) -> dict[str, str]:
 def unmet_options(fragment: str, dotconfig: str) -> list[str]:
     """The fragment's settings that .config does not carry, each saying what it got.
 
-    olddefconfig drops an option silently when a dependency is missing; this is where
-    that shows. An option the fragment turns off is met when .config lacks it.
+    kconfig drops an option silently when a dependency is off; this is where that
+    shows. An option the fragment turns off is met when .config lacks it.
     """
     have = parse_config(dotconfig)
     unmet = []
@@ -113,7 +112,9 @@ def unmet_options(fragment: str, dotconfig: str) -> list[str]:
         got = have.get(name, "n")
         if got != wanted:
             shown = "not set" if got == "n" else got
-            unmet.append(f"{name}={wanted} did not survive olddefconfig (.config: {shown})")
+            unmet.append(
+                f"{name}={wanted} is not in .config: its dependencies are off (.config: {shown})"
+            )
     return unmet
 
 
@@ -130,13 +131,9 @@ def recipe(home: str, patches: Sequence[str], jobs: int) -> list[list[str]]:
     make = ["make", "-C", tree, f"O={objects}"]
     return [
         *(["patch", "-p1", "-Z", "--fuzz=0", "-d", tree, "-i", patch] for patch in patches),
-        [*make, "tinyconfig"],
-        [*make, "kvm_guest.config"],
-        [f"{tree}/scripts/kconfig/merge_config.sh", "-m", "-O", objects, f"{objects}/.config",
-         fragment],
-        [*make, "olddefconfig"],
+        [*make, f"KCONFIG_ALLCONFIG={fragment}", "allnoconfig"],
         [*make, f"-j{jobs}", "bzImage"],
-    ]  # fmt: skip
+    ]
 
 
 def stale_files(

@@ -95,8 +95,8 @@ class _LostOption(execute.KernelWorkspace):
 
     def artifacts(self, log: Log) -> guest_image.GuestArtifacts:
         raise kernel_build.KernelBuildError(
-            "kernel/guest.config: CONFIG_VIRTIO_BLK=y did not survive olddefconfig "
-            "(.config: not set)"
+            "kernel/guest.config: CONFIG_VIRTIO_BLK=y is not in .config: its "
+            "dependencies are off (.config: not set)"
         )
 
 
@@ -112,6 +112,6 @@ def test_a_lost_config_option_stops_the_step_that_would_boot() -> None:
     with pytest.raises(execute.RunError) as caught, contextlib.ExitStack() as stack:
         guests.start(step, stack)
     assert str(caught.value) == (
-        "post.md:40: boot=built: kernel/guest.config: CONFIG_VIRTIO_BLK=y did not survive "
-        "olddefconfig (.config: not set)"
+        "post.md:40: boot=built: kernel/guest.config: CONFIG_VIRTIO_BLK=y is not in .config: "
+        "its dependencies are off (.config: not set)"
     )
