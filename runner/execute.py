@@ -51,6 +51,7 @@ class Session:
     where: str
     busy_since: str | None = None  # source of a step still running (expect=hang)
     handle: terminal.LocalPty | None = None
+    ready: bool = False  # its first prompt came
 
     @property
     def prompts(self) -> dict[str, str]:
@@ -179,16 +180,32 @@ class Run:
 
     # --- sessions ------------------------------------------------------------
     def session(self, step: Step) -> Session:
-        if step.session in self.sessions:
-            return self.sessions[step.session]
-        sess = self._spawn_build(step) if step.where == "build" else self._spawn_guest(step)
-        self.sessions[step.session] = sess
-        first = sess.term.wait_prompt(time.monotonic() + PROMPT_TIMEOUT, self._alive)
-        if first.prompt is None:
-            raise RunError(
-                f"{step.source}: session {step.session!r} never showed a prompt: {first.raw!r}"
-            )
+        sess = self.sessions.get(step.session)
+        if sess is None:
+            sess = self._spawn_build(step) if step.where == "build" else self._spawn_guest(step)
+            self.sessions[step.session] = sess
+        if not sess.ready:
+            first = sess.term.wait_prompt(time.monotonic() + PROMPT_TIMEOUT, self._alive)
+            if first.prompt is None:
+                raise RunError(
+                    f"{step.source}: session {step.session!r} never showed a prompt: {first.raw!r}"
+                )
+            sess.ready = True
         return sess
+
+    def start_sessions_ahead(self, steps: list[Step]) -> None:
+        """Start the guest sessions that `steps` will use on this guest, without waiting
+        for them: called while the guest idles (a build step runs on the host), it
+        hides their startup (a Python's is most of a second under TCG)."""
+        if self._vm is None:
+            return
+        for step in steps:
+            if step.where != "guest":
+                continue
+            if step.boot != self.boot:
+                return  # a new guest comes first: these would not survive it
+            if step.session not in self.sessions:
+                self._spawn_guest(step)
 
     def _spawn_guest(self, step: Step) -> Session:
         name = step.session
@@ -546,6 +563,8 @@ def run_scenario(
                 result = _not_run(index, step, "", step.input, error)
             else:
                 try:
+                    if step.where == "build":
+                        run.start_sessions_ahead(scenario.steps[index + 1 :])
                     result = run.run_step(index, step)
                 except (RunError, expect.CaptureError) as exc:
                     error = str(exc)
