@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from runner import config, execute, guest_image, kernel_build, verdict
+from runner import config, execute, guest_image, kernel_build, verdict, vm
 from runner.events import Log
 from runner.host import Accel
 from runner.scenario import Scenario, ScenarioResult, Step
@@ -115,3 +115,35 @@ def test_a_lost_config_option_stops_the_step_that_would_boot() -> None:
         "post.md:40: boot=built: kernel/guest.config: CONFIG_VIRTIO_BLK=y is not in .config: "
         "its dependencies are off (.config: not set)"
     )
+
+
+class _Unbootable(execute.KernelWorkspace):
+    """A kernel without the drivers of its root disk: Debian's, whose virtio drivers
+    are modules, with the initramfs of a built kernel, which loads none."""
+
+    def __init__(self) -> None:
+        pass
+
+    def artifacts(self, log: Log) -> guest_image.GuestArtifacts:
+        stock = guest_image.prepare(config.kernel("6.1"), log)
+        kernel = config.Kernel("6.1-built", stock.kernel.release)
+        return guest_image.prepare_built(kernel, stock.kernel_version, stock.vmlinuz, log)
+
+
+@pytest.mark.vm
+def test_a_kernel_that_does_not_boot_fails_its_step_with_the_console() -> None:
+    stock = guest_image.prepare(config.kernel("6.1"), log=lambda msg: None)
+    accel = vm.choose_accel(stock, log=lambda msg: None)
+    guests = execute.GuestKernels(stock, accel, lambda msg: None, None, _Unbootable())
+    step = Step("t", "console", "uname -r", source="post.md:50", boot="built")
+    started = time.monotonic()
+    with pytest.raises(execute.RunError) as caught, contextlib.ExitStack() as stack:
+        guests.start(step, stack)
+    message = str(caught.value)
+    assert message.startswith(
+        "post.md:50: boot=built: the kernel the build steps made did not boot: "
+    ), message
+    assert "last console lines:" in message
+    assert "kblog-init: cannot mount the root disk" in message, message
+    # The guest powers off, QEMU exits at once (-no-reboot): no waiting for a timeout.
+    assert time.monotonic() - started < vm.BOOT_TIMEOUT["tcg"]
