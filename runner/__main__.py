@@ -96,6 +96,7 @@ def _run(args: argparse.Namespace, scenario: Scenario, reporters: Reporters) -> 
         progress=progress,
         activity=activity,
         kmod_dir=args.kmod,
+        kernel_dir=args.kernel_dir,
         console_copy=args.console,
     )
 
@@ -113,6 +114,13 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         default=config.KMOD,
         help=f"the tree build steps start in (default: {config.KMOD})",
+    )
+    parser.add_argument(
+        "--kernel-dir",
+        type=Path,
+        default=config.KERNEL_DIR,
+        help="the guest kernel's config fragment, ~/kernel for the steps of a scenario "
+        f"that builds the kernel (default: {config.KERNEL_DIR})",
     )
     parser.add_argument(
         "--events",

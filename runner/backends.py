@@ -26,6 +26,7 @@ class Backend(Protocol):
         kernel_name: str | None = None,
         *,
         kmod_dir: Path = config.KMOD,
+        kernel_dir: Path = config.KERNEL_DIR,
         log: Log = print,
         progress: Progress | None = None,
         activity: Activity | None = None,

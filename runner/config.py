@@ -11,6 +11,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # The series' modules: the tree a post's build steps start in, unless told otherwise.
 KMOD = ROOT / "kmod"
+# The guest kernel's config fragment, for posts that build the kernel (~/kernel inside).
+KERNEL_DIR = ROOT / "kernel"
+
+
+def kernel_dir_for(kmod: Path) -> Path:
+    """The kernel/ that goes with a kmod/ tree: the one beside it, in the repository as
+    in a post's bundle. A run's captures depend on it, and its bundle carries it."""
+    return kmod.parent / KERNEL_DIR.name
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,20 @@ def cache_dir() -> Path:
     # guest images, snapshots and built kernels of the last one.
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return (Path(base) / "kblog").resolve()
+
+
+KERNEL_CACHE_ENV = "KBLOG_KERNEL_CACHE"
+
+
+def kernel_cache_dir() -> Path:
+    """Where kernels built from source are kept: Debian's source unpacked, the build
+    workspaces, the images they made and what boots them (initramfs, saved guests).
+
+    The cache itself, unless KBLOG_KERNEL_CACHE names another directory: the Docker
+    image's cache is read-only, and its containers keep these in a volume.
+    """
+    explicit = os.environ.get(KERNEL_CACHE_ENV)
+    return Path(explicit).resolve() if explicit else cache_dir()
 
 
 # Runs on other ABIs of the configured series than the pinned ones (`invoke verify

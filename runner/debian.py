@@ -100,12 +100,8 @@ def depends(package: str) -> list[str]:
     return names
 
 
-def unpack(package: str, dest: Path, downloads: Path) -> str:
-    """Download `package` into `downloads` (once) and dpkg -x it into `dest`.
-
-    Returns the package version. Nothing is installed on the host.
-    """
-    version = show(package)["Version"]
+def download(package: str, downloads: Path) -> Path:
+    """The .deb of `package` in `downloads`, fetched there with apt-get once."""
     downloads.mkdir(parents=True, exist_ok=True)
     debs = list(downloads.glob(f"{package}_*.deb"))
     if not debs:
@@ -116,6 +112,25 @@ def unpack(package: str, dest: Path, downloads: Path) -> str:
         debs = list(downloads.glob(f"{package}_*.deb"))
     if not debs:
         raise PackageError(f"apt-get download {package} produced no .deb")
+    return debs[0]
+
+
+def deb_version(deb: Path) -> str:
+    """The version a .deb file says it is, read from the file alone (no apt lists)."""
+    return _apt(["dpkg-deb", "--field", str(deb), "Version"]).strip()
+
+
+def extract(deb: Path, dest: Path) -> None:
+    """dpkg -x: the files of `deb` under `dest`, nothing installed."""
     dest.mkdir(parents=True, exist_ok=True)
-    _apt(["dpkg-deb", "-x", str(debs[0]), str(dest)])
+    _apt(["dpkg-deb", "-x", str(deb), str(dest)])
+
+
+def unpack(package: str, dest: Path, downloads: Path) -> str:
+    """Download `package` into `downloads` (once) and dpkg -x it into `dest`.
+
+    Returns the package version. Nothing is installed on the host.
+    """
+    version = show(package)["Version"]
+    extract(download(package, downloads), dest)
     return version

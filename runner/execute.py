@@ -467,9 +467,8 @@ class KernelWorkspace:
     fragment: str
 
     @classmethod
-    def claim(cls, stack: contextlib.ExitStack, log: Log) -> KernelWorkspace:
+    def claim(cls, stack: contextlib.ExitStack, fragment: str, log: Log) -> KernelWorkspace:
         source = kernel_source.fetch(log)
-        fragment = kernel_build.FRAGMENT.read_text()
         ws = stack.enter_context(
             kernel_build.claimed(kernel_build.workspace(source.version, fragment))
         )
@@ -500,13 +499,15 @@ def run_scenario(
     progress: Progress | None = None,
     activity: Activity | None = None,
     kmod_dir: Path = config.KMOD,
+    kernel_dir: Path = config.KERNEL_DIR,
     accel: Accel | None = None,
     console_copy: Path | None = None,
     snapshots: bool | None = None,
 ) -> ScenarioResult:
     """Run every step in order, in the build sandbox or in a fresh guest, and tear
-    everything down. `activity` hears, about once a second, of a step that has run
-    for a while."""
+    everything down. Build steps start in a copy of `kmod_dir`; a scenario that builds
+    the kernel also gets `kernel_dir` (its config fragment) at ~/kernel. `activity`
+    hears, about once a second, of a step that has run for a while."""
     scenario.validate()
     kernel = config.kernel(kernel_name)
     artifacts = guest_image.prepare(kernel, log)
@@ -533,9 +534,12 @@ def run_scenario(
         build_env: dict[str, str] = {}
         workspace = None
         if scenario.builds_kernel:
-            workspace = KernelWorkspace.claim(stack, log)
+            fragment = kernel_dir / kernel_build.FRAGMENT_NAME
+            if not fragment.is_file():
+                raise RunError(f"{fragment}: missing; a scenario with boot=built needs it")
+            workspace = KernelWorkspace.claim(stack, fragment.read_text(), log)
             shutil.copytree(
-                kernel_build.KERNEL_DIR,
+                kernel_dir,
                 builddir / kernel_build.INSIDE_KERNEL_DIR,
                 ignore=shutil.ignore_patterns(*sources.IGNORE),
             )

@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner import config, debian, kernels, sources
@@ -47,6 +47,9 @@ class GuestArtifacts:
     initrd: Path
     root_image: Path
     identity: str  # hash of all of the above: part of every freeze key
+    # Where what is made from them (runner/snapshot.py's saved guest) is kept: the
+    # cache, or for a kernel built from source the kernel cache, writable in a container.
+    cache: Path = field(default_factory=config.cache_dir)
 
 
 def _run(argv: list[str], what: str, **kwargs: object) -> None:
@@ -394,7 +397,7 @@ def prepare(kernel: config.Kernel, log: Log = print) -> GuestArtifacts:
         root = root_image(log)
     vmlinuz = ktree / "boot" / f"vmlinuz-{kernel.release}"
     identity = sources.digest([kernel.release, version, initrd.name, root.name])
-    return GuestArtifacts(kernel, version, vmlinuz, initrd, root, identity)
+    return GuestArtifacts(kernel, version, vmlinuz, initrd, root, identity, config.cache_dir())
 
 
 # --- kernels built from source (runner/kernel_build.py) --------------------------------
@@ -403,13 +406,13 @@ def prepare(kernel: config.Kernel, log: Log = print) -> GuestArtifacts:
 def builtin_initramfs(log: Log = print) -> Path:
     """The initramfs for a kernel with every driver built in: the same init, no modules.
 
-    It depends on no kernel, so every built kernel shares it.
+    It depends on no kernel, so every built kernel shares it; it is kept with them.
     """
     busybox = shutil.which("busybox")
     if busybox is None:
         raise ImageError("busybox is missing: install Debian's busybox-static")
     key = sources.digest(["no-modules", INIT_SCRIPT.read_bytes(), Path(busybox).read_bytes()])
-    final = config.cache_dir() / "images" / f"initrd-builtin-{key}.cpio"
+    final = config.kernel_cache_dir() / "images" / f"initrd-builtin-{key}.cpio"
     if final.exists():
         return final
     log("packing the initramfs for kernels with built-in drivers")
@@ -428,4 +431,6 @@ def prepare_built(
     identity = sources.digest(
         [kernel.release, version, vmlinuz.read_bytes(), initrd.name, root.name]
     )
-    return GuestArtifacts(kernel, version, vmlinuz, initrd, root, identity)
+    return GuestArtifacts(
+        kernel, version, vmlinuz, initrd, root, identity, config.kernel_cache_dir()
+    )

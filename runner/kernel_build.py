@@ -45,8 +45,8 @@ from pathlib import Path
 from runner import config, guest_image, kernel_source, sandbox, sources
 from runner.events import Log
 
-KERNEL_DIR = config.ROOT / "kernel"  # the repo's guest kernel config, ~/kernel inside
-FRAGMENT = KERNEL_DIR / "guest.config"
+FRAGMENT_NAME = "guest.config"  # in a run's kernel/ directory (~/kernel inside)
+FRAGMENT = config.KERNEL_DIR / FRAGMENT_NAME  # the repository's
 # Bump when the recipe below changes what a workspace holds.
 RECIPE = "kbuild-2"
 # Inside the sandbox, under the user's home.
@@ -127,7 +127,7 @@ def recipe(home: str, patches: Sequence[str], jobs: int) -> list[list[str]]:
     """The commands that build the kernel, as a post shows them (`make -C` for `cd`),
     with the patches' paths inside the sandbox."""
     tree, objects = f"{home}/{INSIDE_SOURCE}", f"{home}/{INSIDE_BUILD}"
-    fragment = f"{home}/{INSIDE_KERNEL_DIR}/{FRAGMENT.name}"
+    fragment = f"{home}/{INSIDE_KERNEL_DIR}/{FRAGMENT_NAME}"
     make = ["make", "-C", tree, f"O={objects}"]
     return [
         *(["patch", "-p1", "-Z", "--fuzz=0", "-d", tree, "-i", patch] for patch in patches),
@@ -171,7 +171,8 @@ class Workspace:
 
 
 def workspace(source_version: str, fragment: str) -> Workspace:
-    return Workspace(config.cache_dir() / "kernel-build" / build_key(source_version, fragment))
+    key = build_key(source_version, fragment)
+    return Workspace(config.kernel_cache_dir() / "kernel-build" / key)
 
 
 @contextlib.contextmanager
@@ -306,7 +307,7 @@ def accept(ws: Workspace, pristine: Path, source_version: str, fragment: str) ->
         raise KernelBuildError(f"{shown}/{BZIMAGE} does not exist: no step built the kernel")
     unmet = unmet_options(fragment, (objects / ".config").read_text())
     if unmet:
-        raise KernelBuildError(f"{FRAGMENT.relative_to(config.ROOT)}: " + "; ".join(unmet))
+        raise KernelBuildError(f"{INSIDE_KERNEL_DIR}/{FRAGMENT_NAME}: " + "; ".join(unmet))
     now = differing(pristine, ws.tree)
     dates = {rel: (ws.tree / rel).lstat().st_mtime for rel, h in now.items() if h != "deleted"}
     built_at = bzimage.stat().st_mtime
@@ -372,7 +373,7 @@ def build(
         home = ws.top / "home"
         shutil.rmtree(home, ignore_errors=True)
         (home / INSIDE_KERNEL_DIR).mkdir(parents=True)
-        (home / INSIDE_KERNEL_DIR / FRAGMENT.name).write_text(fragment)
+        (home / INSIDE_KERNEL_DIR / FRAGMENT_NAME).write_text(fragment)
         (home / INSIDE_PATCHES).mkdir()
         layout = _layout(ws)
         inside = []
@@ -465,7 +466,7 @@ def _sandboxed(
 def _keep_image(bzimage: Path, release: str) -> Path:
     """A copy of the bzImage named by its hash: the next build rewrites the original."""
     data = bzimage.read_bytes()
-    final = config.cache_dir() / "images" / f"bzImage-{release}-{sources.digest([data])}"
+    final = config.kernel_cache_dir() / "images" / f"bzImage-{release}-{sources.digest([data])}"
     if final.exists():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)

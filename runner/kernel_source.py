@@ -4,6 +4,10 @@ Episode 3 patches and builds the kernel itself, from the same source a reader ge
 with `apt install linux-source-6.1`. The package only carries a tarball; its tree is
 unpacked once per package version, under a temporary name renamed into place when
 complete, and never written to afterwards: builds put their objects elsewhere (O=).
+
+The package is the one apt offers, unless KBLOG_KERNEL_SOURCE_DEB names a .deb of
+it: the Docker image keeps one (`stage()`), since its containers have neither apt's
+lists nor a network. The version is then the one that file says.
 """
 
 from __future__ import annotations
@@ -15,11 +19,14 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from runner import config, debian
-from runner.events import Log
+
+# Not runner.events.Log: the Docker image stages the package with the files it needs alone.
+Log = Callable[[str], None]
 
 SERIES = "6.1"
 PACKAGE = f"linux-source-{SERIES}"
@@ -28,6 +35,7 @@ TREE_NAME = f"linux-source-{SERIES}"
 TARBALL = Path("usr") / "src" / f"{TREE_NAME}.tar.xz"
 DONE_STAMP = ".kblog-complete"
 SEAL_STAMP = ".kblog-sealed"
+DEB_ENV = "KBLOG_KERNEL_SOURCE_DEB"
 
 
 class SourceError(RuntimeError):
@@ -44,15 +52,45 @@ class KernelSource:
     unpack_seconds: float = 0.0  # 0 when found in the cache
 
 
+def kept_deb() -> Path | None:
+    """The .deb that KBLOG_KERNEL_SOURCE_DEB names, if it is set; it must exist."""
+    named = os.environ.get(DEB_ENV)
+    if not named:
+        return None
+    deb = Path(named)
+    if not deb.is_file():
+        raise SourceError(f"{DEB_ENV}={named}: no such file")
+    return deb
+
+
 @functools.cache
 def candidate_version() -> str:
-    """The version of the linux-source package apt offers (what fetch() unpacks)."""
+    """The version of the linux-source package fetch() unpacks: the kept .deb's, or
+    the one apt offers."""
+    deb = kept_deb()
+    if deb is not None:
+        return debian.deb_version(deb)
     return debian.show(PACKAGE)["Version"]
 
 
+def stage(dest: Path, log: Log = print) -> str:
+    """Download the linux-source package apt offers to `dest`, for KBLOG_KERNEL_SOURCE_DEB
+    to name later (the Docker image's build does); returns its version."""
+    wanted = debian.show(PACKAGE)["Version"]  # fetches apt's lists where there are none
+    with tempfile.TemporaryDirectory(prefix=".tmp-", dir=dest.parent) as tmp:
+        deb = debian.download(PACKAGE, Path(tmp))
+        version = debian.deb_version(deb)
+        if version != wanted:
+            raise SourceError(f"apt-get download {PACKAGE} gave {version}, not {wanted}")
+        log(f"keeping {deb.name} ({deb.stat().st_size >> 20} MB) as {dest}")
+        deb.chmod(0o644)
+        os.replace(deb, dest)
+    return version
+
+
 def source_dir(version: str) -> Path:
-    """Where the tree of package version `version` lives in the cache."""
-    return config.cache_dir() / "kernel-source" / version
+    """Where the tree of package version `version` lives (beside the built kernels)."""
+    return config.kernel_cache_dir() / "kernel-source" / version
 
 
 def fetch(log: Log = print) -> KernelSource:
@@ -99,7 +137,12 @@ def _unpack(version: str, final: Path) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
     try:
         deb_root = tmp / "deb"
-        got = debian.unpack(PACKAGE, deb_root, config.cache_dir() / "debs")
+        kept = kept_deb()
+        if kept is not None:
+            debian.extract(kept, deb_root)
+            got = debian.deb_version(kept)
+        else:
+            got = debian.unpack(PACKAGE, deb_root, config.cache_dir() / "debs")
         if got != version:
             raise SourceError(f"{PACKAGE}: apt now offers {got}, not {version}; run again")
         tarball = deb_root / TARBALL

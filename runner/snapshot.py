@@ -43,7 +43,7 @@ def state_path(artifacts: GuestArtifacts, accel: Accel) -> Path:
             [artifacts.identity, qemu_version(), accel.name, config.GUEST_MEMORY_MB, "snap-1"]
         ).encode()
     ).hexdigest()[:16]
-    return config.cache_dir() / "snapshots" / f"{artifacts.kernel.release}-{accel.name}-{key}.state"
+    return artifacts.cache / "snapshots" / f"{artifacts.kernel.release}-{accel.name}-{key}.state"
 
 
 def ensure(artifacts: GuestArtifacts, accel: Accel, log: Log = print) -> Path:

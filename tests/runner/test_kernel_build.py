@@ -3,18 +3,19 @@ patched tree, and one real build booted in a VM (cached, so only a first run pay
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import os
-import shlex
 import subprocess
+import tarfile
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
+from syscall_post import check_syscall_run, syscall_scenario
 
-from runner import config, execute, guest_image, kernel_build, snapshot, vm
+from runner import config, execute, guest_image, kernel_build, kernel_source, snapshot, vm
 from runner.kernel_build import FRAGMENT, build_key, parse_config, unmet_options
-from runner.scenario import Scenario, Step
 
 # What the measured recipe (docs: sandbox-facts, "Building a guest kernel") enables.
 FACTS_OPTIONS = [
@@ -146,6 +147,84 @@ def test_the_builtin_initramfs_loads_nothing(
     assert (out / "etc" / "modules").read_bytes() == b""
     assert list((out / "lib" / "modules").iterdir()) == []
     assert (out / "init").read_bytes() == guest_image.INIT_SCRIPT.read_bytes()
+
+
+# --- where built kernels are kept ---------------------------------------------------------
+
+
+def _fake_source_deb(root: Path, version: str) -> Path:
+    """A linux-source package as Debian ships it, small: a tarball under usr/src."""
+    pkg = root / "pkg"
+    (pkg / "DEBIAN").mkdir(parents=True)
+    (pkg / "DEBIAN" / "control").write_text(
+        f"Package: {kernel_source.PACKAGE}\nVersion: {version}\nArchitecture: all\n"
+        "Maintainer: test <test@example.org>\nDescription: test\n"
+    )
+    tarball = pkg / kernel_source.TARBALL
+    tarball.parent.mkdir(parents=True)
+    with tarfile.open(tarball, "w:xz") as tar:
+        data = b"all:\n"
+        info = tarfile.TarInfo(f"{kernel_source.TREE_NAME}/Makefile")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    deb = root / "linux-source.deb"
+    subprocess.run(["dpkg-deb", "--build", str(pkg), str(deb)], capture_output=True, check=True)
+    return deb
+
+
+def test_a_kept_deb_is_the_source_without_apt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Docker image's case: no apt lists, one .deb, unpacked into the kernel cache."""
+    deb = _fake_source_deb(tmp_path, "6.1.999-1")
+    monkeypatch.setenv(kernel_source.DEB_ENV, str(deb))
+    monkeypatch.setenv("KBLOG_CACHE", str(tmp_path / "read-only-cache"))
+    monkeypatch.setenv(config.KERNEL_CACHE_ENV, str(tmp_path / "kernels"))
+
+    def no_apt(package: str) -> dict[str, str]:
+        raise AssertionError(f"apt was asked about {package}")
+
+    monkeypatch.setattr(kernel_source.debian, "show", no_apt)
+    kernel_source.candidate_version.cache_clear()
+    try:
+        assert kernel_source.candidate_version() == "6.1.999-1"
+        source = kernel_source.fetch(log=lambda msg: None)
+    finally:
+        kernel_source.candidate_version.cache_clear()
+    assert source.version == "6.1.999-1"
+    assert source.tree == tmp_path / "kernels" / "kernel-source" / "6.1.999-1" / "linux-source-6.1"
+    assert (source.tree / "Makefile").read_text() == "all:\n"
+    assert not (tmp_path / "read-only-cache").exists()
+
+
+def test_a_missing_kept_deb_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(kernel_source.DEB_ENV, str(tmp_path / "gone.deb"))
+    with pytest.raises(kernel_source.SourceError, match=r"gone\.deb: no such file"):
+        kernel_source.kept_deb()
+
+
+def test_built_kernels_and_their_guests_go_to_the_kernel_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Everything a built kernel writes, and only that, goes to KBLOG_KERNEL_CACHE."""
+    monkeypatch.setenv("KBLOG_CACHE", str(tmp_path / "cache"))
+    assert config.kernel_cache_dir() == config.cache_dir()  # unless told otherwise
+    kernels = tmp_path / "kernels"
+    monkeypatch.setenv(config.KERNEL_CACHE_ENV, str(kernels))
+    monkeypatch.setattr(guest_image, "root_image", lambda log: tmp_path / "cache" / "root.img")
+    workspace = kernel_build.workspace("6.1.192-3", "CONFIG_A=y\n")
+    assert workspace.top.parent == kernels / "kernel-build"
+    assert kernel_source.source_dir("6.1.192-3").parent == kernels / "kernel-source"
+    image = tmp_path / "bzImage"
+    image.write_bytes(b"bzImage")
+    built = guest_image.prepare_built(
+        config.Kernel("6.1-built", "6.1.192-kblog"), "6.1.192-3", image, log=lambda msg: None
+    )
+    assert built.initrd.parent == kernels / "images"
+    accel = vm.Accel("tcg", "test")
+    assert snapshot.state_path(built, accel).parent == kernels / "snapshots"
+    stock = dataclasses.replace(built, cache=config.cache_dir())
+    assert snapshot.state_path(stock, accel).parent == tmp_path / "cache" / "snapshots"
 
 
 # --- the workspace ----------------------------------------------------------------------
@@ -296,60 +375,11 @@ def test_accept_removes_objects_make_would_have_kept(
 # --- a real build, booted ---------------------------------------------------------------
 
 
-PATCH = config.KMOD / "syscall" / "0001-kblog_hello-system-call.patch"
-LONG_NAME = "x" * 40
-
-
-def _syscall_scenario() -> Scenario:
-    """Episode 3 in short: patch, build, boot the build, call 451; then the stock kernel."""
-    home = "/home/user"
-    commands = kernel_build.recipe(home, [f"{home}/syscall/{PATCH.name}"], jobs=2)
-    commands.append(["gcc", "-Wall", "-o", "syscall/kblog_hello", "syscall/kblog_hello.c"])
-
-    def step(n: int, session: str, text: str, **kw: Any) -> Step:
-        language = "pycon" if session == "py" else "console"
-        return Step(session, language, text, source=f"test:{n}", block=n, **kw)
-
-    build = [
-        step(n, "kb", shlex.join(c), where="build", timeout=1800) for n, c in enumerate(commands)
-    ]
-    n = len(build)
-    return Scenario(
-        "syscall",
-        [
-            *build,
-            step(n, "t", "uname -r; ./syscall/kblog_hello world; echo status=$?", boot="built"),
-            step(n + 1, "t", f"./syscall/kblog_hello {LONG_NAME}; echo status=$?", boot="built"),
-            step(n + 2, "py", "import ctypes, os", boot="built"),
-            step(n + 3, "py", "libc = ctypes.CDLL(None, use_errno=True)", boot="built"),
-            step(
-                n + 4, "py", "libc.syscall(451, 1), os.strerror(ctypes.get_errno())", boot="built"
-            ),
-            step(n + 5, "t", "./syscall/kblog_hello world; echo status=$?"),
-        ],
-    )
-
-
 @pytest.mark.vm
 def test_a_scenario_builds_boots_and_calls_the_new_system_call() -> None:
     """The post's recipe in the sandbox (a cold build takes about 7 minutes on 2 cores,
     then the workspace makes it seconds), a guest on the built kernel that runs system
     call 451, and the stock 6.1 kernel that does not have it."""
-    scenario = _syscall_scenario()
+    scenario = syscall_scenario()
     result = execute.run_scenario(scenario, "6.1", log=lambda msg: None)
-    assert result.error == ""
-    by_source = {s.source: r for s, r in zip(scenario.steps, result.steps, strict=True)}
-    n = len(scenario.steps) - 6
-    built, too_long, efault, stock = (by_source[f"test:{i}"] for i in (n, n + 1, n + 4, n + 5))
-    assert built.kernel.endswith("-kblog"), built.kernel
-    assert built.output.replace("\r", "").splitlines() == [built.kernel, "5", "status=0"]
-    greeting = [line for line in built.kernel_log if "kblog_hello: hello, world" in line]
-    assert greeting and "from kblog_hello (pid " in greeting[0], built.kernel_log
-    assert built.events == []
-    assert "kblog_hello: File name too long" in too_long.output
-    assert "status=1" in too_long.output
-    assert efault.output.strip() == "(-1, 'Bad address')"
-    # Back on Debian's kernel, which has no number 451.
-    assert stock.kernel == config.kernel("6.1").release
-    assert "kblog_hello: Function not implemented" in stock.output
-    assert result.provenance.kernel == stock.kernel
+    check_syscall_run(scenario, result)
