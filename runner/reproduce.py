@@ -2,8 +2,9 @@
 
     python -m runner.reproduce [BUNDLE_DIR] [--kernel 6.1] [--backend auto|docker|local]
 
-BUNDLE_DIR holds scenario.json, captures.json (the published captures) and kmod/,
-as in the bundle each post's page offers; it defaults to the current directory.
+BUNDLE_DIR holds scenario.json, captures.json (the published captures), kmod/ and
+kernel/ (the config fragment of a kernel the post builds), as in the bundle each
+post's page offers; it defaults to the current directory.
 Each step is shown live (runner/display.py: step k of N, its session, how long it
 has run, its latest output line, and a line per finished step); at the end, the run
 is compared with the published capture once volatile values (timestamps,
@@ -86,9 +87,13 @@ def reproduce(
     backend: str = "auto",
     out: TextIO = sys.stdout,
     run: backends.Backend | None = None,
+    kernel_dir: Path | None = None,
 ) -> Reproduction:
     """Run the scenario with live progress on `out`, and compare it with the published
     capture.
+
+    Build steps start in a copy of `kmod`; a post that builds the kernel gets
+    `kernel_dir` too (default: the kernel/ beside kmod/, as a bundle has it).
 
     Where Debian no longer offers the pinned kernel, run on the newest ABI of its
     series instead, say so, and report how that run differs from the page. `run`
@@ -99,6 +104,7 @@ def reproduce(
     if run is None:
         _, run = backends.select(backend, say)
     label = config.kernel(kernel).name
+    kernel_dir = kernel_dir or config.kernel_dir_for(kmod)
     say(f"reproducing {scenario.name} ({len(scenario.steps)} steps) on Linux {label}")
 
     def shown_run(backend_run: backends.Backend) -> ScenarioResult:
@@ -107,6 +113,7 @@ def reproduce(
                 scenario,
                 label,
                 kmod_dir=kmod,
+                kernel_dir=kernel_dir,
                 log=say,
                 progress=view.progress,
                 activity=view.activity,

@@ -1,8 +1,9 @@
 """Each post's reproduction bundle, and the commands its page shows.
 
 A bundle is a .tar.gz holding what reproduces the post without the rest of the
-repository: its scenario, its published captures, the kmod/ sources and the
-runner (which also builds the Docker image). Tar members are sorted and dated
+repository: its scenario, its published captures, the kmod/ sources (a kernel
+patch among them), kernel/ (the config fragment of a kernel the post builds) and
+the runner (which also builds the Docker image). Tar members are sorted and dated
 0, so an unchanged post gives a byte-identical bundle.
 """
 
@@ -15,7 +16,7 @@ import json
 import tarfile
 from pathlib import Path
 
-from runner import sources
+from runner import config, sources
 from runner.scenario import Scenario
 
 HERE = Path(__file__).resolve().parent
@@ -49,8 +50,11 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) 
     tar.addfile(info, io.BytesIO(data))
 
 
-def make(name: str, scenario: Scenario, captures: str, kmod: Path, runner: Path) -> bytes:
-    """The bundle's bytes; the same inputs always give the same bytes."""
+def make(
+    name: str, scenario: Scenario, captures: str, kmod: Path, kernel_dir: Path, runner: Path
+) -> bytes:
+    """The bundle's bytes; the same inputs always give the same bytes. `kernel_dir` is
+    left out where it does not exist (a site whose posts build no kernel)."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         _add_bytes(tar, f"{name}/README.txt", README.read_bytes())
@@ -58,5 +62,7 @@ def make(name: str, scenario: Scenario, captures: str, kmod: Path, runner: Path)
         _add_bytes(tar, f"{name}/scenario.json", scenario_json.encode())
         _add_bytes(tar, f"{name}/captures.json", captures.encode())
         _add_tree(tar, kmod, f"{name}/kmod")
+        if kernel_dir.is_dir():
+            _add_tree(tar, kernel_dir, f"{name}/{config.KERNEL_DIR.name}")
         _add_tree(tar, runner, f"{name}/runner")
     return gzip.compress(raw.getvalue(), mtime=0)

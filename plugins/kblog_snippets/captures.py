@@ -50,6 +50,7 @@ def sandbox_runner(display: Display | None = None) -> Runner:
                 kernel,
                 log=say,
                 kmod_dir=kmod,
+                kernel_dir=config.kernel_dir_for(kmod),
                 progress=view.progress,
                 activity=view.activity,
             )

@@ -27,7 +27,7 @@ def tree_inputs(kmod: Path) -> dict[str, str]:
     guest kernel's config) and of the runner (guest recipe included)."""
     return {
         "kmod": sources.tree_digest(kmod),
-        "kernel_config": sources.tree_digest(kmod.parent / "kernel"),
+        "kernel_config": sources.tree_digest(config.kernel_dir_for(kmod)),
         "runner": runner_digest(),
     }
 

@@ -117,7 +117,8 @@ def write_bundles(captures: Captures, output: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     runner_dir = Path(config.__file__).resolve().parent
     for name, (scenario, text) in sorted(captures.published.items()):
-        data = bundle.make(name, scenario, text, captures.kmod, runner_dir)
+        kernel_dir = config.kernel_dir_for(captures.kmod)
+        data = bundle.make(name, scenario, text, captures.kmod, kernel_dir, runner_dir)
         (dest / f"{name}.tar.gz").write_bytes(data)
 
 

@@ -1,0 +1,68 @@
+"""What a post's bundle holds, and how a reproduction hands it to the backend."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+from kblog_snippets import bundle
+
+from runner import config, reproduce
+from runner.scenario import Scenario, ScenarioResult, Step
+
+
+def _tree(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+def _scenario() -> Scenario:
+    return Scenario("post", [Step("t", "console", "uname -r")])
+
+
+def test_a_bundle_carries_kernel_beside_kmod(tmp_path: Path) -> None:
+    kmod = _tree(tmp_path / "kmod", {"syscall/0001-x.patch": "patch\n"})
+    kernel = _tree(tmp_path / "kernel", {"guest.config": "CONFIG_A=y\n"})
+    runner = _tree(tmp_path / "runner", {"__init__.py": ""})
+    assert config.kernel_dir_for(kmod) == kernel
+    data = bundle.make("post", _scenario(), "{}", kmod, kernel, runner)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        names = set(tar.getnames())
+        fragment = tar.extractfile("post/kernel/guest.config")
+        assert fragment is not None and fragment.read() == b"CONFIG_A=y\n"
+    assert {"post/kmod/syscall/0001-x.patch", "post/runner/__init__.py"} <= names
+    assert data == bundle.make("post", _scenario(), "{}", kmod, kernel, runner)
+    # A site without kernel/ (its posts build no kernel) makes a bundle without it.
+    bare = bundle.make("post", _scenario(), "{}", kmod, tmp_path / "none", runner)
+    with tarfile.open(fileobj=io.BytesIO(bare)) as tar:
+        assert not any(n.startswith("post/kernel") for n in tar.getnames())
+
+
+def test_the_repository_bundles_its_own_kernel_config() -> None:
+    assert config.kernel_dir_for(config.KMOD) == config.KERNEL_DIR
+    assert (config.KERNEL_DIR / "guest.config").is_file()
+
+
+class Ran(Exception):
+    """The backend was called: what it was given is all the test looks at."""
+
+
+def test_reproduce_hands_kmod_and_kernel_of_the_bundle_to_the_backend(tmp_path: Path) -> None:
+    (tmp_path / "kmod").mkdir()
+    (tmp_path / "scenario.json").write_text(json.dumps(_scenario().to_json()))
+    scenario, published, kmod = reproduce.load_bundle(tmp_path)
+    given: dict[str, object] = {}
+
+    def run(scenario: Scenario, label: str | None = None, **kwargs: object) -> ScenarioResult:
+        given.update(kwargs)
+        raise Ran
+
+    with pytest.raises(Ran):
+        reproduce.reproduce(scenario, published, kmod, "6.1", out=io.StringIO(), run=run)
+    assert given["kmod_dir"] == tmp_path / "kmod"
+    assert given["kernel_dir"] == tmp_path / "kernel"
