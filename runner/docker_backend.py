@@ -2,10 +2,16 @@
 
 The image (runner/Dockerfile) holds QEMU, the build tools, the guest kernels'
 headers and the guest artifacts, built in advance. Each run starts a fresh
-container from it, copies the kmod/ tree in, feeds the scenario to
-`python3 -m runner - --json --events` on stdin, relays the progress and activity
-events it writes on stderr and reads the result from stdout; the container is removed
-however the run ends.
+container from it, copies the kmod/ tree in (and kernel/, for a scenario that
+builds the kernel), feeds the scenario to `python3 -m runner - --json --events`
+on stdin, relays the progress and activity events it writes on stderr and reads the result
+from stdout; the container and its anonymous volume are removed however the run
+ends.
+
+A scenario that builds the kernel also gets the named volume KERNEL_CACHE_VOLUME
+at the image's kernel cache: Debian's source unpacked once, the build workspace,
+the built images and their saved guests stay there, so the next run builds
+incrementally. It stays on purpose; `docker volume rm kblog-kernel-build` frees it.
 
 The image and the engine are runner/docker_image.py's business.
 """
@@ -22,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner import config, host, sources
+from runner import config, docker_image, host, sources
 from runner.docker_image import DockerBackendError, connect, ensure_image
 from runner.events import Activity, Log, Progress, Relay
 from runner.scenario import Scenario, ScenarioResult
@@ -36,7 +42,13 @@ HERE = Path(__file__).resolve().parent
 RUN_LABEL = "org.kblog.run"
 OWNER_LABEL = "org.kblog.owner"  # host:pid of the runner that started the container
 WORKDIR = "/opt/kblog"  # the image's runner lives in WORKDIR/runner
-KMOD_IN_CONTAINER = f"{WORKDIR}/kmod"  # a volume of the container: its root is read-only
+# The run's input: a volume of the container (its root is read-only), removed with it.
+INPUT_IN_CONTAINER = f"{WORKDIR}/input"
+KMOD_IN_CONTAINER = f"{INPUT_IN_CONTAINER}/kmod"
+KERNEL_DIR_IN_CONTAINER = f"{INPUT_IN_CONTAINER}/kernel"
+# Kernels built from source, kept between runs (docker_image.KERNEL_CACHE inside).
+KERNEL_CACHE_VOLUME = "kblog-kernel-build"
+CACHE_LABEL = "org.kblog.cache"
 CONTAINER_USER = "1000:1000"  # kblog, made by the Dockerfile
 SECCOMP = HERE / "container-seccomp.json"
 UNMASKED_PROC: dict[str, list[str]] = {"MaskedPaths": [], "ReadonlyPaths": []}
@@ -58,12 +70,13 @@ def kvm_devices() -> tuple[list[str], str]:
     return ["/dev/kvm:/dev/kvm:rwm"], "/dev/kvm passed to the container"
 
 
-def least_privilege(devices: list[str]) -> dict[str, Any]:
+def least_privilege(devices: list[str], builds_kernel: bool = False) -> dict[str, Any]:
     """The container's host config: what the runner needs and nothing more.
 
     A user of its own, no capability, no privilege gain through exec, a read-only
     root with a tmpfs for the run (VM sockets, console logs, build trees), no
-    network (set on the container), and /dev/kvm only where KVM can work. The
+    network (set on the container), and /dev/kvm only where KVM can work. A
+    scenario that builds the kernel may also write the kernel cache volume. The
     seccomp filter is ours: Docker's default one refuses the namespaces of the
     build steps' bubblewrap sandbox (runner/container-seccomp.json says more).
     And /proc is left unmasked, since the kernel refuses the sandbox a /proc of
@@ -78,6 +91,8 @@ def least_privilege(devices: list[str]) -> dict[str, Any]:
         "tmpfs": {"/tmp": "rw,exec,nosuid,nodev,size=2g,mode=1777"},
         "devices": devices,
     }
+    if builds_kernel:
+        config["binds"] = {KERNEL_CACHE_VOLUME: {"bind": docker_image.KERNEL_CACHE, "mode": "rw"}}
     if devices:
         # /dev/kvm keeps its owner and mode in the container: its group lets the user in.
         with contextlib.suppress(OSError):
@@ -85,27 +100,64 @@ def least_privilege(devices: list[str]) -> dict[str, Any]:
     return config
 
 
-def _host_config(client: docker.DockerClient, devices: list[str]) -> dict[str, Any]:
-    host_config: dict[str, Any] = client.api.create_host_config(**least_privilege(devices))
+def runner_command(kernel_name: str, builds_kernel: bool, console: bool) -> list[str]:
+    """The runner's arguments in the container: the scenario on stdin, the input's paths."""
+    command = ["-", "--json", "--events", "--backend", "local", "--kernel", kernel_name]
+    command += ["--kmod", KMOD_IN_CONTAINER]
+    if builds_kernel:
+        command += ["--kernel-dir", KERNEL_DIR_IN_CONTAINER]
+    if console:
+        command += ["--console", CONSOLE_IN_CONTAINER]
+    return command
+
+
+def input_archive(kmod_dir: Path, kernel_dir: Path | None) -> bytes:
+    """kmod/, and kernel/ when given, as a tar for INPUT_IN_CONTAINER."""
+    trees = {"kmod": kmod_dir}
+    if kernel_dir is not None:
+        if not kernel_dir.is_dir():
+            raise DockerBackendError(f"{kernel_dir}: no such directory (the kernel's config)")
+        trees["kernel"] = kernel_dir
+    return _tar_trees(trees)
+
+
+def ensure_kernel_cache(client: docker.DockerClient) -> None:
+    """The named volume of kernels built from source, labelled, made if missing."""
+    import docker.errors
+
+    try:
+        client.volumes.get(KERNEL_CACHE_VOLUME)
+    except docker.errors.NotFound:
+        client.volumes.create(KERNEL_CACHE_VOLUME, labels={CACHE_LABEL: "kernel-build"})
+
+
+def _host_config(
+    client: docker.DockerClient, devices: list[str], builds_kernel: bool
+) -> dict[str, Any]:
+    host_config: dict[str, Any] = client.api.create_host_config(
+        **least_privilege(devices, builds_kernel)
+    )
     # `--security-opt systempaths=unconfined` as the engine takes it (the SDK has no
     # keyword): empty lists, not absent ones, replace the default masks.
     host_config.update(UNMASKED_PROC)
     return host_config
 
 
-def _tar_tree(root: Path, arcname: str) -> bytes:
+def _tar_trees(trees: dict[str, Path]) -> bytes:
+    """A tar of each tree under its name, less what sources.IGNORE leaves out."""
     buf = io.BytesIO()
 
     def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
         name = info.name.rsplit("/", 1)[-1]
-        if info.name != arcname and sources.ignored(name):
+        if info.name not in trees and sources.ignored(name):
             return None
         info.uid = info.gid = 0
         info.uname = info.gname = "root"
         return info
 
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        tar.add(root, arcname=arcname, filter=keep)
+        for arcname, root in trees.items():
+            tar.add(root, arcname=arcname, filter=keep)
     return buf.getvalue()
 
 
@@ -157,7 +209,8 @@ def _remove(client: docker.DockerClient, container_id: str) -> None:
     import docker.errors
 
     with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-        client.api.remove_container(container_id, force=True, v=True)  # and the kmod volume
+        # v: and its anonymous volume (the input); a named one (the kernel cache) stays
+        client.api.remove_container(container_id, force=True, v=True)
 
 
 def run_in_container(
@@ -165,6 +218,7 @@ def run_in_container(
     kernel_name: str | None = None,
     *,
     kmod_dir: Path = config.KMOD,
+    kernel_dir: Path = config.KERNEL_DIR,
     log: Log = print,
     progress: Progress | None = None,
     activity: Activity | None = None,
@@ -179,13 +233,14 @@ def run_in_container(
             f"the sandbox image holds the pinned kernels only, not {kernel.release}: "
             "run with the local backend (KBLOG_BACKEND=local)"
         )
+    builds_kernel = scenario.builds_kernel
+    archive = input_archive(kmod_dir, kernel_dir if builds_kernel else None)
     client = client or connect()
     tag, _ = ensure_image(client, log)
     devices, device_reason = kvm_devices()
-    command = ["-", "--json", "--events", "--backend", "local", "--kernel", kernel.name]
-    command += ["--kmod", KMOD_IN_CONTAINER]
-    if console_copy is not None:
-        command += ["--console", CONSOLE_IN_CONTAINER]
+    command = runner_command(kernel.name, builds_kernel, console_copy is not None)
+    if builds_kernel:
+        ensure_kernel_cache(client)
     relay = Relay(scenario, log, progress, activity)
     _sweep_orphans(client)
     with contextlib.ExitStack() as stack:
@@ -197,14 +252,14 @@ def run_in_container(
             stdin_open=True,
             user=CONTAINER_USER,
             network_disabled=True,  # the image holds everything; the guest has no NIC
-            volumes=[KMOD_IN_CONTAINER],  # the one place put_archive can write
+            volumes=[INPUT_IN_CONTAINER],  # the one place put_archive can write
             labels={RUN_LABEL: scenario.name, OWNER_LABEL: _owner(os.getpid())},
             environment={k: os.environ[k] for k in PASSED_ENV if k in os.environ},
-            host_config=_host_config(client, devices),
+            host_config=_host_config(client, devices, builds_kernel),
         )
         stack.callback(_remove, client, created["Id"])  # --rm, on any exit (Ctrl-C too)
         container = client.containers.get(created["Id"])
-        container.put_archive(KMOD_IN_CONTAINER, _tar_tree(kmod_dir, "."))
+        container.put_archive(INPUT_IN_CONTAINER, archive)
         _start(container)
         log(f"container {container.short_id} started ({device_reason})")
         _send_stdin(client, container, json.dumps(scenario.to_json()).encode())

@@ -37,6 +37,10 @@ HERE = Path(__file__).resolve().parent
 IMAGE = "kblog/runner"
 TAG = f"{IMAGE}:latest"
 INPUTS_LABEL = "org.kblog.inputs"
+# Where a container keeps kernels built from source (config.kernel_cache_dir()): the
+# image makes it, owned by its user, and runs that build the kernel mount a named
+# volume on it (runner/docker_backend.py), which takes that owner when new.
+KERNEL_CACHE = "/opt/kblog/kernel-cache"
 CONNECT_TIMEOUT = 10
 # Host-side only: never run in the container, so editing them rebuilds nothing.
 HOST_ONLY = (
@@ -281,6 +285,7 @@ def _build_args(base: str) -> dict[str, str]:
     return {
         "BASE": base,
         "GUEST_PACKAGES": " ".join(config.GUEST_PACKAGES),
+        "KERNEL_CACHE": KERNEL_CACHE,
         "KERNEL_RELEASES": " ".join(k.release for k in config.KERNELS.values()),
         "RUNNER_PACKAGES": " ".join(host_packages.packages("runner")),
     }
