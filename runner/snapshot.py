@@ -37,10 +37,20 @@ class SnapshotError(VMError):
     """The guest's state could not be saved."""
 
 
+def disk_stamp(root_image: Path) -> str:
+    """The root disk file's size and date. A saved guest has that disk mounted, so a
+    disk made again under the same name is another guest: each build of the Docker
+    image makes its own, while the saved guests of built kernels outlive it (in the
+    kblog-kernel-build volume). Its name alone follows what it is made from."""
+    st = root_image.stat()
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
 def state_path(artifacts: GuestArtifacts, accel: Accel) -> Path:
+    disk = disk_stamp(artifacts.root_image)
     key = hashlib.sha256(
         json.dumps(
-            [artifacts.identity, qemu_version(), accel.name, config.GUEST_MEMORY_MB, "snap-1"]
+            [artifacts.identity, disk, qemu_version(), accel.name, config.GUEST_MEMORY_MB, "snap-1"]
         ).encode()
     ).hexdigest()[:16]
     return artifacts.cache / "snapshots" / f"{artifacts.kernel.release}-{accel.name}-{key}.state"

@@ -123,6 +123,7 @@ def test_the_guest_identity_follows_the_image_bytes(
 ) -> None:
     """Two builds with one release are two guests: each gets its own snapshot."""
     monkeypatch.setenv("KBLOG_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "root.img").write_bytes(b"disk")
     monkeypatch.setattr(guest_image, "root_image", lambda log: tmp_path / "root.img")
     kernel = config.Kernel("6.1-built", "6.1.192-kblog")
     one, two = tmp_path / "one", tmp_path / "two"
@@ -134,6 +135,10 @@ def test_the_guest_identity_follows_the_image_bytes(
     assert first.initrd == second.initrd  # shared: it depends on no kernel
     accel = vm.Accel("tcg", "test")
     assert snapshot.state_path(first, accel) != snapshot.state_path(second, accel)
+    # The root disk made again under its name (a rebuilt Docker image's): another guest.
+    before = snapshot.state_path(first, accel)
+    (tmp_path / "root.img").write_bytes(b"disk, made again")
+    assert snapshot.state_path(first, accel) != before
 
 
 def test_the_builtin_initramfs_loads_nothing(
@@ -211,6 +216,8 @@ def test_built_kernels_and_their_guests_go_to_the_kernel_cache(
     assert config.kernel_cache_dir() == config.cache_dir()  # unless told otherwise
     kernels = tmp_path / "kernels"
     monkeypatch.setenv(config.KERNEL_CACHE_ENV, str(kernels))
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "root.img").write_bytes(b"disk")
     monkeypatch.setattr(guest_image, "root_image", lambda log: tmp_path / "cache" / "root.img")
     workspace = kernel_build.workspace("6.1.192-3", "CONFIG_A=y\n")
     assert workspace.top.parent == kernels / "kernel-build"
