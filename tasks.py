@@ -272,7 +272,8 @@ def clean(c, cache=False):
     guest images, snapshots and built kernels kept for every checkout too."""
     from runner import config
 
-    paths = [OUTPUT, ROOT / "build"] + ([config.cache_dir()] if cache else [])
+    caches = [config.cache_dir(), config.kernel_cache_dir()]  # the same one unless set apart
+    paths = [OUTPUT, ROOT / "build"] + (caches if cache else [])
     for path in paths:
         shutil.rmtree(path, ignore_errors=True)
 
