@@ -113,7 +113,7 @@ def kernel_builds(runs: int) -> dict[str, Any]:
     minutes), then rebuilds after a function-body edit (median of `runs`)."""
     from runner import kernel_build
 
-    top = config.cache_dir() / "kernel-build" / "bench"
+    top = config.kernel_cache_dir() / "kernel-build" / "bench"  # beside the source it links
     with tempfile.TemporaryDirectory() as tmp:
         try:
             shutil.rmtree(top, ignore_errors=True)

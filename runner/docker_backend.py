@@ -4,9 +4,9 @@ The image (runner/Dockerfile) holds QEMU, the build tools, the guest kernels'
 headers and the guest artifacts, built in advance. Each run starts a fresh
 container from it, copies the kmod/ tree in (and kernel/, for a scenario that
 builds the kernel), feeds the scenario to `python3 -m runner - --json --events`
-on stdin, relays the progress and activity events it writes on stderr and reads the result
-from stdout; the container and its anonymous volume are removed however the run
-ends.
+on stdin, relays the progress and activity events it writes on stderr and reads
+the result from stdout; the container and its anonymous volume are removed
+however the run ends.
 
 A scenario that builds the kernel also gets the named volume KERNEL_CACHE_VOLUME
 at the image's kernel cache: Debian's source unpacked once, the build workspace,

@@ -210,10 +210,10 @@ def _sync_dir(pristine: Path, tree: Path, owner: int | None, sealed_at: float) -
     theirs = {e.name: e for e in os.scandir(pristine)}
     for entry in theirs.values():
         if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime > sealed_at:
+            unpacked = config.kernel_cache_dir() / "kernel-source"
             raise KernelBuildError(
                 f"{entry.path} changed after it was unpacked (something wrote through a "
-                f"link of a kernel workspace): remove {config.cache_dir() / 'kernel-source'} "
-                "to unpack it again"
+                f"link of a kernel workspace): remove {unpacked} to unpack it again"
             )
     for entry in os.scandir(tree):
         source = theirs.pop(entry.name, None)
