@@ -29,9 +29,10 @@ def test_the_syscall_post_builds_and_boots_its_kernel_in_the_container(
 
     The first run on a machine is a cold kernel build: the image's linux-source is
     unpacked into the named volume kblog-kernel-build (about 30 s), then built (the
-    whole run took 307 s on 2 cores under TCG). The volume keeps the workspace, so a
-    later run rebuilds incrementally (16 to 28 s, mostly guests). The volume stays
-    on purpose; the container and its input volume do not.
+    whole run took 209 s on 2 cores under TCG). The volume keeps the workspace, so a
+    later run rebuilds incrementally (8 s; about 20 s more when the built kernel's
+    guest must be saved again). The volume stays on purpose; the container and its
+    input volume do not.
     """
     volumes_before = _anonymous_volumes(docker_client)
     scenario = syscall_scenario("syscall-docker-test")
