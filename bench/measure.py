@@ -62,6 +62,15 @@ def episode_scenario(post: str) -> Scenario:
     return scenario_from_text(path.read_text(), f"content/{post}", path.stem)
 
 
+def episode_seconds(scenario: Scenario, kernel_name: str) -> float:
+    """How long a whole post's run took, by its own account; a failed run is no measure."""
+    result = run_scenario(scenario, kernel_name, log=lambda _m: None)
+    failed = verdict.problems(scenario, result, kernel_name)
+    if failed:
+        raise RuntimeError(f"{scenario.name} failed: {failed[0]}")
+    return result.provenance.total_seconds
+
+
 def site_build(plugin: bool) -> float:
     """One build of the real site with fresh captures; without the plugin, plain Pelican."""
     from kblog_build import build_site
@@ -159,14 +168,7 @@ def run(runs: int = 3, quick: bool = False, kernel_build: bool = False) -> dict[
         runs, lambda: vm_to_first_command(artifacts, accel, state)
     )
 
-    def episode() -> float:
-        result = run_scenario(ep2, kernel.name, log=lambda _m: None)
-        failed = verdict.problems(ep2, result, kernel.name)
-        if failed:
-            raise RuntimeError(f"episode 2 failed: {failed[0]}")
-        return result.provenance.total_seconds
-
-    results["episode2_scenario"] = median_of(runs, episode)
+    results["episode2_scenario"] = median_of(runs, lambda: episode_seconds(ep2, kernel.name))
     # The target: a whole episode, hang included, in no more time than one cold boot.
     results["episode2_over_cold_boot"] = round(
         results["episode2_scenario"]["median_s"]
@@ -174,16 +176,8 @@ def run(runs: int = 3, quick: bool = False, kernel_build: bool = False) -> dict[
         2,
     )
     ep3 = episode_scenario("ep3-system-call.md")
-
-    def episode3() -> float:
-        result = run_scenario(ep3, kernel.name, log=lambda _m: None)
-        failed = verdict.problems(ep3, result, kernel.name)
-        if failed:
-            raise RuntimeError(f"episode 3 failed: {failed[0]}")
-        return result.provenance.total_seconds
-
-    episode3()  # the kernel workspace up to date: the measure is of a cached kernel
-    results["episode3_scenario"] = median_of(runs, episode3)
+    episode_seconds(ep3, kernel.name)  # the kernel workspace up to date: a cached kernel
+    results["episode3_scenario"] = median_of(runs, lambda: episode_seconds(ep3, kernel.name))
     if kernel_build:
         results.update(kernel_builds(runs))
     if not quick:
