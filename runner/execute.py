@@ -243,8 +243,7 @@ class Run:
 
     # --- steps ---------------------------------------------------------------
     def run_step(self, index: int, step: Step) -> StepResult:
-        if step.where == "guest":
-            self.guest_for(step)
+        """Run one step; a guest step needs its guest started first (guest_for)."""
         sess = self.session(step)
         typed = expect.substitute(step.input, self.captures, step.source)
         lines = typed.split("\n")
@@ -563,6 +562,14 @@ def run_scenario(
         for index, step in enumerate(scenario.steps):
             if progress:
                 progress(index, len(scenario.steps), step, None)
+            if not error and step.where == "guest":
+                # A stock guest that cannot start (no QEMU, a broken image) ends the
+                # run with its VMError, as before any step; a built kernel's problems
+                # are the post's: a RunError naming its step.
+                try:
+                    run.guest_for(step)
+                except RunError as exc:
+                    error = str(exc)
             if error:
                 result = _not_run(index, step, "", step.input, error)
             else:

@@ -34,10 +34,12 @@ def tree_inputs(kmod: Path) -> dict[str, str]:
 
 def key_inputs(scenario: Scenario, kernel: config.Kernel, shared: dict[str, str]) -> dict[str, str]:
     """What one post's capture on one kernel depends on; `shared` from tree_inputs().
-    A post that builds the kernel also depends on the source package's version."""
+    Only a post that builds the kernel depends on kernel/ and the source's version."""
     inputs = {"scenario": scenario.digest(), "kernel": kernel.release, **shared}
     if scenario.builds_kernel:
         inputs["kernel_source"] = kernel_source.candidate_version()
+    else:
+        inputs.pop("kernel_config", None)
     return inputs
 
 

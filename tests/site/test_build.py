@@ -73,7 +73,7 @@ def _series_box(page: Element) -> Element:
 def test_series_navigation_part_1(built_site: Path) -> None:
     page = parse(built_site / EP1)
     box = _series_box(page)
-    assert "Part 1 of 2" in box.text()
+    assert "Part 1 of 3" in box.text()
     assert "Writing Linux kernel modules" in box.text()
     nav = page.find_all("nav", "kb-series-nav")[0]
     assert not nav.find_all("a", "kb-prev")
@@ -85,7 +85,7 @@ def test_series_navigation_part_1(built_site: Path) -> None:
 
 def test_series_navigation_part_2(built_site: Path) -> None:
     page = parse(built_site / EP2)
-    assert "Part 2 of 2" in _series_box(page).text()
+    assert "Part 2 of 3" in _series_box(page).text()
     nav = page.find_all("nav", "kb-series-nav")[0]
     assert not nav.find_all("a", "kb-next")
     (prev,) = nav.find_all("a", "kb-prev")

@@ -97,10 +97,12 @@ def published(request: pytest.FixtureRequest) -> Path:
 
 @pytest.fixture
 def copied_site(tmp_path: Path) -> Path:
-    """A copy of content/ and snippets/ (kmod/ linked) to edit; returns its content/."""
+    """A copy of content/ and snippets/ (kmod/ and kernel/ linked) to edit; returns its
+    content/."""
     shutil.copytree(ROOT / "content", tmp_path / "content")
     shutil.copytree(ROOT / "snippets", tmp_path / "snippets")
     (tmp_path / "kmod").symlink_to(ROOT / "kmod")
+    (tmp_path / "kernel").symlink_to(ROOT / "kernel")
     return tmp_path / "content"
 
 

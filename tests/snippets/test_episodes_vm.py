@@ -23,6 +23,7 @@ def fresh_site(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     root = tmp_path_factory.mktemp("episodes")
     shutil.copytree(ROOT / "content", root / "content")
     (root / "kmod").symlink_to(ROOT / "kmod")
+    (root / "kernel").symlink_to(ROOT / "kernel")
     report = build_site(
         ROOT / "pelicanconf.py",
         root / "output",
