@@ -19,6 +19,12 @@ _RULES = [
 ]
 
 
+# kbuild's progress lines ("  CC      kernel/sys.o", "  BUILD   arch/x86/boot/bzImage"):
+# with kept objects they list what this run had to redo, which depends on the runs
+# before it. In the build environment they are left out of drift.
+KBUILD_PROGRESS = re.compile(r"^  [A-Z][A-Z0-9_]{1,7}( \[M\])? +\S")
+
+
 def normalize(line: str) -> str:
     for pattern, repl in _RULES:
         line = pattern.sub(repl, line)
@@ -67,6 +73,9 @@ def drift(
             normalize_lines([_rename(line, renames or {}) for line in _lines(old["output"])]),
             normalize_lines(_lines(new["output"])),
         )
+        if new.get("where") == "build":
+            before = [line for line in before if not KBUILD_PROGRESS.match(line)]
+            after = [line for line in after if not KBUILD_PROGRESS.match(line)]
         if before != after or old["status"] != new["status"]:
             lines.append(f"step {new['index'] + 1}: {new['prompt']}{new['input']}")
             if old["status"] != new["status"]:

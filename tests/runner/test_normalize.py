@@ -55,3 +55,23 @@ def test_another_abi_is_not_drift_by_its_name_alone() -> None:
     # Only whole names: a longer release that merely starts the same is left alone.
     assert "-N.N.0-56-amd64x" in drift([step(["6.1.0-56-amd64x"])], [step(["y"])], renames)
     assert kernel_renames({"kernel": "a"}, {"kernel": "a"}) == {}
+
+
+def test_what_make_redid_in_kept_objects_is_not_drift() -> None:
+    """An incremental kernel build lists what it rebuilt, which depends on the runs
+    before it; its other lines, and the same lines in the guest, still count."""
+
+    def step(output: list[str], where: str) -> dict:
+        return {"index": 3, "prompt": "$ ", "input": "make O=~/build -j2 bzImage",
+                "output": output, "status": "ok", "where": where}  # fmt: skip
+
+    ready = "Kernel: arch/x86/boot/bzImage is ready  (#1)"
+    rebuilt = ["  CALL    scripts/checksyscalls.sh", "  BUILD   arch/x86/boot/bzImage", ready]
+    nothing = ["  CALL    scripts/checksyscalls.sh", ready]
+    assert drift([step(rebuilt, "build")], [step(nothing, "build")]) == ""
+    assert "+make: *** [Makefile:N] Error 2" in drift(
+        [step(nothing, "build")], [step([*nothing, "make: *** [Makefile:250] Error 2"], "build")]
+    )
+    assert "-  BUILD   arch/x86/boot/bzImage" in drift(
+        [step(rebuilt, "guest")], [step(nothing, "guest")]
+    )

@@ -87,10 +87,20 @@ def test_series_navigation_part_2(built_site: Path) -> None:
     page = parse(built_site / EP2)
     assert "Part 2 of 3" in _series_box(page).text()
     nav = page.find_all("nav", "kb-series-nav")[0]
-    assert not nav.find_all("a", "kb-next")
+    (nxt,) = nav.find_all("a", "kb-next")
+    assert nxt.attrs["href"] == "/system-call.html"
     (prev,) = nav.find_all("a", "kb-prev")
     assert prev.attrs["href"] == f"/{EP1}"
     assert "Your first kernel module" in prev.text()
+
+
+def test_series_navigation_part_3(built_site: Path) -> None:
+    page = parse(built_site / "system-call.html")
+    assert "Part 3 of 3" in _series_box(page).text()
+    nav = page.find_all("nav", "kb-series-nav")[0]
+    assert not nav.find_all("a", "kb-next")
+    (prev,) = nav.find_all("a", "kb-prev")
+    assert prev.attrs["href"] == f"/{EP2}"
 
 
 def test_code_blocks_are_highlighted_by_pygments(built_site: Path) -> None:

@@ -55,7 +55,7 @@ def badges(block: Element, kernel: str) -> list[str]:
 
 def test_episode_2_shows_what_the_guest_did(fresh_site) -> None:
     root, report = fresh_site
-    assert report.vm_runs == 4  # two posts, two kernels, nothing reused
+    assert report.vm_runs == 6  # three posts, two kernels, nothing reused
     page = root / "output" / "kernel-segfaults.html"
     html = page.read_text()
     steps = blocks(page)
