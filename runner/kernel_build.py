@@ -217,21 +217,13 @@ def _sync_dir(pristine: Path, tree: Path, owner: int | None, sealed_at: float) -
             )
     for entry in os.scandir(tree):
         source = theirs.pop(entry.name, None)
-        if source is None:
-            _remove(Path(entry.path))
-        elif source.is_dir(follow_symlinks=False):
-            if entry.is_dir(follow_symlinks=False):
+        if _is_pristine(entry, source):
+            if source is not None and entry.is_dir(follow_symlinks=False):
                 _sync_dir(Path(source.path), Path(entry.path), owner, sealed_at)
-            else:
-                _remove(Path(entry.path))
-                theirs[entry.name] = source
-        elif source.is_symlink():
-            if not entry.is_symlink() or os.readlink(entry.path) != os.readlink(source.path):
-                _remove(Path(entry.path))
-                theirs[entry.name] = source
-        elif entry.is_dir(follow_symlinks=False) or entry.inode() != source.inode():
-            _remove(Path(entry.path))
-            theirs[entry.name] = source
+            continue
+        _remove(Path(entry.path))
+        if source is not None:
+            theirs[entry.name] = source  # put back below
     for name, source in theirs.items():  # missing here, or removed above
         target = tree / name
         if source.is_dir(follow_symlinks=False):
@@ -263,24 +255,36 @@ def differing(pristine: Path, tree: Path) -> dict[str, str]:
 
 def _differing(pristine: Path | None, tree: Path, prefix: str, found: dict[str, str]) -> None:
     theirs = {e.name: e for e in os.scandir(pristine)} if pristine is not None else {}
-    for entry in os.scandir(tree):
+    entries = list(os.scandir(tree))
+    for entry in entries:
         rel = prefix + entry.name
         source = theirs.get(entry.name)
+        same = _is_pristine(entry, source)
         if entry.is_dir(follow_symlinks=False):
-            same_kind = source is not None and source.is_dir(follow_symlinks=False)
-            _differing(Path(source.path) if same_kind and source else None, Path(entry.path),
-                       rel + "/", found)  # fmt: skip
+            inside = Path(source.path) if same and source is not None else None
+            _differing(inside, Path(entry.path), rel + "/", found)
+        elif same:
+            continue
         elif entry.is_symlink():
-            if (
-                source is None
-                or not source.is_symlink()
-                or (os.readlink(entry.path) != os.readlink(source.path))
-            ):
-                found[rel] = "link:" + os.readlink(entry.path)
-        elif source is None or entry.inode() != source.inode():
+            found[rel] = "link:" + os.readlink(entry.path)
+        else:
             found[rel] = hashlib.sha256(Path(entry.path).read_bytes()).hexdigest()[:16]
-    for name in theirs.keys() - {e.name for e in os.scandir(tree)}:
+    for name in theirs.keys() - {e.name for e in entries}:
         found[prefix + name] = "deleted"
+
+
+def _is_pristine(entry: os.DirEntry[str], source: os.DirEntry[str] | None) -> bool:
+    """Whether a tree entry is still its pristine counterpart: a directory for a
+    directory, a link to the same place, or the same inode (inode numbers come with
+    the directory entries: no stat)."""
+    if source is None:
+        return False
+    if entry.is_dir(follow_symlinks=False):
+        return source.is_dir(follow_symlinks=False)
+    if entry.is_symlink():
+        return source.is_symlink() and os.readlink(entry.path) == os.readlink(source.path)
+    plain = not source.is_dir(follow_symlinks=False) and not source.is_symlink()
+    return plain and entry.inode() == source.inode()
 
 
 def invalidate(objects: Path, sources_inside: Sequence[str]) -> int:
