@@ -7,8 +7,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 # The sources that shape what a capture looks like: the guest side and how it is
-# built, how steps are typed and read, matched, the build sandbox, how the kernel
-# log is parsed, and QEMU's argv.
+# built and saved, how steps are typed and read, matched, the build sandbox, how
+# the kernel log is parsed, and QEMU's argv.
 # Host-only plumbing (backends, docker, reproduce, CLI) is left out: editing it
 # does not make every post stale.
 CAPTURE_SOURCES = (
@@ -18,11 +18,13 @@ CAPTURE_SOURCES = (
     "execute.py",
     "expect.py",
     "guest_image.py",
+    "guest_session.py",
     "kernel_build.py",
     "kernel_log.py",
     "sandbox.py",
     "sandbox-uname",
     "scenario.py",
+    "snapshot.py",
     "terminal.py",
     "vm.py",
 )

@@ -13,7 +13,7 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-PROTOCOL = 3
+PROTOCOL = 4
 
 
 class AgentError(RuntimeError):

@@ -17,6 +17,7 @@ from runner import (
     config,
     expect,
     guest_image,
+    guest_session,
     kernel_build,
     kernel_log,
     kernel_source,
@@ -32,12 +33,10 @@ from runner.host import Accel
 from runner.scenario import Provenance, Scenario, ScenarioResult, Status, Step, StepResult
 from runner.vm import VM, BootError, Console, VMError, choose_accel, qemu_version, runtime_dir
 
-GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-PYSTARTUP = "/opt/kblog/pystartup.py"
 PROMPT_TIMEOUT = 30.0  # a fresh shell or Python shows its first prompt within this
 SCENARIO_DEADLINE = 900.0
 LONG_STEP = 300.0  # a step allowed longer than this adds its timeout to the deadline
-HANG_POLL = 0.2  # how often an expect=hang step asks for its task's state
+HANG_POLL = 0.05  # how often an expect=hang step asks for its task's state
 # Task states that no signal ends: a step stuck there is proven hung.
 STUCK_STATES = {"D": "uninterruptible sleep", "X": "dead"}
 CONSOLE_SETTLE = 0.15  # no new console output for this long: the report is complete
@@ -127,8 +126,9 @@ class Run:
             self.sessions[name].term.close(status)
 
     # --- the guest -------------------------------------------------------------
-    def guest_for(self, step: Step) -> None:
-        """A guest on the kernel `step` runs on, started (or replaced) if need be."""
+    def guest_for(self, step: Step, upcoming: list[Step]) -> None:
+        """A guest on the kernel `step` runs on, started (or replaced) if need be;
+        `upcoming` (step first) names the sessions it will have."""
         if self._vm is not None and self.boot == step.boot:
             return
         self.stop_guest()
@@ -144,6 +144,32 @@ class Run:
         self.releases[step.boot] = str(agent.request("hello", timeout=5)["kernel"])
         self.synced = {}
         self.sync_build_tree()
+        self.adopt_sessions(upcoming)
+
+    def adopt_sessions(self, upcoming: list[Step]) -> None:
+        """Take the restored guest's idle terminals for this guest's sessions; the
+        agent ends those left over. A guest booted cold has none: its sessions start
+        when first used, as do any the pool lacks."""
+        wanted: dict[str, str] = {}
+        for step in self._this_guest(upcoming):
+            wanted.setdefault(step.session, step.kind)
+        for name, kind in wanted.items():  # before adopting: the prompt comes at once
+            self.sessions[name] = self._guest_session(name, kind)
+        adopted = guest_session.adopt(self.agent, wanted)
+        for name in wanted:
+            if name not in adopted:
+                del self.sessions[name]
+
+    def _this_guest(self, upcoming: list[Step]) -> list[Step]:
+        """The guest steps of `upcoming` until one needs another kernel."""
+        steps = []
+        for step in upcoming:
+            if step.where != "guest":
+                continue
+            if step.boot != self.boot:
+                break
+            steps.append(step)
+        return steps
 
     def stop_guest(self) -> None:
         """End the guest and its sessions; build sessions live on."""
@@ -199,30 +225,21 @@ class Run:
         hides their startup (a Python's is most of a second under TCG)."""
         if self._vm is None:
             return
-        for step in steps:
-            if step.where != "guest":
-                continue
-            if step.boot != self.boot:
-                return  # a new guest comes first: these would not survive it
+        # Steps on another kernel come after a new guest: these would not survive it.
+        for step in self._this_guest(steps):
             if step.session not in self.sessions:
                 self._spawn_guest(step)
 
-    def _spawn_guest(self, step: Step) -> Session:
-        name = step.session
-
+    def _guest_session(self, name: str, kind: str) -> Session:
         def write(data: bytes) -> None:
             self.agent.request("input", session=name, data=base64.b64encode(data).decode())
 
-        term = terminal.Terminal(name, write)
-        if step.kind == "python":
-            argv, env = terminal.PYTHON_ARGV, terminal.python_env(GUEST_PATH, PYSTARTUP)
-        else:
-            argv, env = terminal.SHELL_ARGV, terminal.shell_env(GUEST_PATH)
-        sess = Session(term, step.kind, "guest")
-        self.sessions[name] = sess  # before spawning: output may arrive at once
-        self.agent.request(
-            "spawn", session=name, argv=argv, env=env, user=config.GUEST_USER, cwd=config.GUEST_HOME
-        )
+        return Session(terminal.Terminal(name, write), kind, "guest")
+
+    def _spawn_guest(self, step: Step) -> Session:
+        sess = self._guest_session(step.session, step.kind)
+        self.sessions[step.session] = sess  # before spawning: output may arrive at once
+        self.agent.request("spawn", session=step.session, **guest_session.program(step.kind))
         return sess
 
     def _spawn_build(self, step: Step) -> Session:
@@ -567,7 +584,7 @@ def run_scenario(
                 # run with its VMError, as before any step; a built kernel's problems
                 # are the post's: a RunError naming its step.
                 try:
-                    run.guest_for(step)
+                    run.guest_for(step, scenario.steps[index:])
                 except RunError as exc:
                     error = str(exc)
             if error:

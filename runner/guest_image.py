@@ -151,7 +151,7 @@ def rootfs(log: Log = print) -> Path:
         return _prepared_rootfs(Path(prepared), log)
     cache = config.cache_dir()
     key = sources.digest(
-        [config.GUEST_SUITE, *config.GUEST_PACKAGES, config.GUEST_USER, "rootfs-2"]
+        [config.GUEST_SUITE, *config.GUEST_PACKAGES, config.GUEST_USER, "rootfs-3"]
     )
     final = cache / f"rootfs-{key}"
     if final.exists():
@@ -191,7 +191,7 @@ def _prepared_rootfs(src: Path, log: Log) -> Path:
     if not (src / "etc" / "passwd").is_file():
         raise ImageError(f"KBLOG_GUEST_ROOTFS={src}: not a root filesystem (no etc/passwd)")
     cache = config.cache_dir()
-    key = sources.digest(["prepared", _packages_digest(src), config.GUEST_USER, "rootfs-3"])
+    key = sources.digest(["prepared", _packages_digest(src), config.GUEST_USER, "rootfs-4"])
     final = cache / f"rootfs-{key}"
     if final.exists():
         return final
@@ -220,7 +220,14 @@ def _configure_rootfs(root: Path) -> None:
     user = config.GUEST_USER
     _run(["chroot", str(root), "useradd", "--create-home", "--shell", "/bin/bash", user], "useradd")
     sudoers = root / "etc" / "sudoers.d" / "kblog"
-    sudoers.write_text(f"{user} ALL=(ALL) NOPASSWD: ALL\n")
+    sudoers.write_text(
+        # A throwaway guest of one user: no pty of sudo's own (it guards a terminal
+        # from a command run as another user) and no PAM session (no limits are set,
+        # nothing logs). Without them sudo execs the command instead of forking and
+        # waiting on it: 40 ms less per sudo under TCG, where a post runs a dozen.
+        f"Defaults:{user} !use_pty, !pam_session, !pam_setcred\n"
+        f"{user} ALL=(ALL) NOPASSWD: ALL\n"
+    )
     sudoers.chmod(0o440)
     (root / "etc" / "hostname").write_text("kblog\n")
     (root / "etc" / "hosts").write_text("127.0.0.1 localhost\n127.0.1.1 kblog\n")

@@ -2,7 +2,8 @@
 
 A cold boot costs 6 to 27 s under TCG. The guest is booted once per (kernel,
 initramfs, root image with agent, QEMU, accelerator), its state migrated into a
-file once the agent answers, and every scenario's VM starts from that file
+file once the agent answers and a pool of idle terminals has its prompts
+(runner/guest_session.py), and every scenario's VM starts from that file
 (`-incoming`). The root disk is read-only and the guest writes only to a tmpfs,
 so each restored VM is as fresh as a booted one, and several can run at once.
 
@@ -23,7 +24,7 @@ import shlex
 import time
 from pathlib import Path
 
-from runner import config
+from runner import config, guest_session
 from runner.events import Log
 from runner.guest_image import GuestArtifacts
 from runner.host import Accel, pid_alive
@@ -31,6 +32,7 @@ from runner.qmp import QMP, QMPError
 from runner.vm import VM, VMError, qemu_version
 
 MIGRATE_TIMEOUT = 120.0
+POOL_TIMEOUT = 60.0  # a cold guest's bash and python3 show prompts in a few seconds
 
 
 class SnapshotError(VMError):
@@ -48,9 +50,10 @@ def disk_stamp(root_image: Path) -> str:
 
 def state_path(artifacts: GuestArtifacts, accel: Accel) -> Path:
     disk = disk_stamp(artifacts.root_image)
+    pool = [guest_session.program(kind) for kind in guest_session.POOL]
     key = hashlib.sha256(
         json.dumps(
-            [artifacts.identity, disk, qemu_version(), accel.name, config.GUEST_MEMORY_MB, "snap-1"]
+            [artifacts.identity, disk, qemu_version(), accel.name, config.GUEST_MEMORY_MB, pool]
         ).encode()
     ).hexdigest()[:16]
     return artifacts.cache / "snapshots" / f"{artifacts.kernel.release}-{accel.name}-{key}.state"
@@ -93,6 +96,11 @@ def _drop_superseded(current: Path) -> None:
 def _save(artifacts: GuestArtifacts, accel: Accel, tmp: Path, final: Path) -> None:
     with VM(artifacts, accel) as vm:
         started = time.monotonic()
+        assert vm.agent is not None
+        try:
+            guest_session.start_pool(vm.agent, started + POOL_TIMEOUT, vm.alive)
+        except guest_session.PoolError as exc:
+            raise SnapshotError(f"the guest's pooled terminals: {exc}") from exc
         qmp = QMP(vm.rundir / "qmp.sock")
         try:
             # The writer renames the file itself once it has written the last byte:

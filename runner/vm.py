@@ -12,7 +12,6 @@ import functools
 import json
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import tempfile
@@ -69,8 +68,10 @@ KERNEL_CMDLINE = (
 
 
 def qemu_argv(
-    art: GuestArtifacts, accel: Accel, rundir: Path, memory_mb: int, incoming: Path | None = None
+    art: GuestArtifacts, accel: Accel, rundir: Path, memory_mb: int, incoming: int | None = None
 ) -> list[str]:
+    """QEMU's command line; `incoming`, a descriptor of a saved state that QEMU
+    inherits, restores that state instead of booting."""
     argv = [qemu_binary()]
     argv += ["-nodefaults", "-no-user-config"]  # only the devices listed here
     argv += ["-display", "none"]  # headless
@@ -97,7 +98,8 @@ def qemu_argv(
     argv += ["-qmp", f"unix:{_opt(rundir / 'qmp.sock')},server=on,wait=off"]
     if incoming is not None:
         # Resume a saved guest instead of booting; the devices above must match its own.
-        argv += ["-incoming", f"exec:cat {shlex.quote(str(incoming))}"]
+        # Read from the file itself: through `exec:cat` and a pipe it took 0.1 s longer.
+        argv += ["-incoming", f"fd:{incoming}"]
     return argv
 
 
@@ -189,14 +191,20 @@ class VM:
         self.rundir = Path(tempfile.mkdtemp(prefix=f"vm-{os.getpid()}-", dir=runtime_dir()))
         self._stack.callback(shutil.rmtree, self.rundir, ignore_errors=True)
         self.console = Console(self.rundir / "console.log")
-        argv = qemu_argv(
-            self.artifacts, self.accel, self.rundir, config.GUEST_MEMORY_MB, self.restore
-        )
+        state = None
+        if self.restore is not None:
+            state = os.open(self.restore, os.O_RDONLY | os.O_CLOEXEC)
+            self._stack.callback(os.close, state)  # QEMU holds its own copy
+        argv = qemu_argv(self.artifacts, self.accel, self.rundir, config.GUEST_MEMORY_MB, state)
         stderr = (self.rundir / "qemu.stderr").open("wb")
         self._stack.callback(stderr.close)
         started = time.monotonic()
         self.proc = subprocess.Popen(
-            [*DIE_WITH_PARENT_ARGV, *argv], stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr
+            [*DIE_WITH_PARENT_ARGV, *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=stderr,
+            stderr=stderr,
+            pass_fds=() if state is None else (state,),
         )
         self._stack.callback(self._kill)
         deadline = started + self.boot_timeout

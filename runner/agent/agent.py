@@ -13,6 +13,7 @@ dead agent still leaves the whole kernel log on the host.
 from __future__ import annotations
 
 import base64
+import contextlib
 import errno
 import fcntl
 import json
@@ -30,7 +31,7 @@ import traceback
 import zlib
 from pathlib import Path
 
-PROTOCOL = 3
+PROTOCOL = 4
 EXIT_DRAIN = 0.5  # how long a session's pty is read after its program exits
 PORT_NAME = "org.kblog.agent.0"
 READ_SIZE = 65536
@@ -79,6 +80,16 @@ class Session:
         self.name = name
         self.pid = pid
         self.master = master
+        # A pooled session (started before the snapshot, for a host yet to come)
+        # keeps what it prints here, its program's key beside it, until adopted.
+        self.held: bytearray | None = None
+        self.program = ""
+
+
+def program_key(req: dict) -> str:
+    """What a spawn request runs, as a pooled session is matched against it."""
+    fields = ("argv", "env", "user", "cwd", "rows", "cols")
+    return json.dumps({k: req.get(k) for k in fields}, sort_keys=True)
 
 
 def spawn(name: str, req: dict) -> Session:
@@ -116,7 +127,7 @@ class Agent:
     def __init__(self, port: str) -> None:
         self.port_path = port
         self.port = os.open(port, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
-        self.inbuf = b""
+        self.inbuf = bytearray()
         self.outbuf = bytearray()
         self.sessions: dict[str, Session] = {}
         self.by_pid: dict[int, Session] = {}
@@ -169,17 +180,25 @@ class Agent:
                 time.sleep(0.05)  # host not connected: poll() would spin
 
     def read_port(self) -> None:
-        try:
-            data = os.read(self.port, READ_SIZE)
-        except BlockingIOError:
-            return
-        if not data:
-            return
-        self.inbuf += data
-        while b"\n" in self.inbuf:
-            line, self.inbuf = self.inbuf.split(b"\n", 1)
-            if line.strip():
-                self.handle(line)
+        """Read all the port holds now. A request of a few hundred kB (a put) comes
+        a page at a time: one poll round per page, or a scan of the whole buffer for
+        its end per page, would cost more than moving the bytes under emulation."""
+        while True:
+            try:
+                data = os.read(self.port, READ_SIZE)
+            except BlockingIOError:
+                return
+            if not data:
+                return
+            end = data.find(b"\n")
+            if end < 0:
+                self.inbuf += data
+                continue
+            lines = (self.inbuf + data).split(b"\n")
+            self.inbuf = bytearray(lines.pop())
+            for line in lines:
+                if line.strip():
+                    self.handle(line)
 
     def handle(self, line: bytes) -> None:
         try:
@@ -215,7 +234,10 @@ class Agent:
         except OSError:  # EIO: the last process on the pty is gone
             data = b""
         if data:
-            self.send({"ev": "out", "session": session.name, "data": _b64(data)})
+            if session.held is not None:
+                session.held += data
+            else:
+                self.send({"ev": "out", "session": session.name, "data": _b64(data)})
             return True
         os.close(session.master)
         session.master = -1
@@ -259,13 +281,51 @@ class Agent:
         return {}
 
     def op_spawn(self, req: dict) -> dict:
+        """Start a session; with "pool", one held for a host to adopt after a restore."""
         name = req["session"]
         if name in self.sessions:
             raise ValueError(f"session {name!r} exists")
         session = spawn(name, req)
+        if req.get("pool"):
+            session.held, session.program = bytearray(), program_key(req)
         self.sessions[name] = session
         self.by_pid[session.pid] = session
         return {"pid": session.pid}
+
+    def op_pool(self, req: dict) -> dict:
+        """The pooled sessions and what each printed so far (is it at its prompt?)."""
+        return {
+            "sessions": {
+                s.name: _b64(bytes(s.held)) for s in self.sessions.values() if s.held is not None
+            }
+        }
+
+    def op_adopt(self, req: dict) -> dict:
+        """Hand pooled sessions to the host under the names it asks for, each running
+        the same program as its spawn request; end the pooled ones nobody asked for:
+        a reader's `ps` shows the sessions of the post and no others."""
+        pooled = [s for s in self.sessions.values() if s.held is not None]
+        adopted = []
+        for want in req["sessions"]:
+            key = program_key(want)
+            match = next((s for s in pooled if s.program == key), None)
+            if match is None or want["session"] in self.sessions:
+                continue
+            pooled.remove(match)
+            del self.sessions[match.name]
+            match.name, held, match.held = want["session"], bytes(match.held or b""), None
+            self.sessions[match.name] = match
+            adopted.append(match.name)
+            if held:
+                self.send({"ev": "out", "session": match.name, "data": _b64(held)})
+        for session in pooled:
+            del self.sessions[session.name]
+            self.by_pid.pop(session.pid, None)  # reaped in silence: no host knew it
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(session.pid, signal.SIGKILL)
+            if session.master >= 0:
+                os.close(session.master)
+        return {"adopted": adopted}
 
     def op_foreground(self, req: dict) -> dict:
         """The session's foreground task and its state letter, as /proc shows it.

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import os
 import threading
+import time
+import zlib
 
 import pytest
 from vmhelp import Guest
 
-from runner import config, snapshot
+from runner import config, guest_session, snapshot, terminal
 from runner.vm import VM
 
 pytestmark = pytest.mark.vm
@@ -39,3 +44,65 @@ def test_a_program_s_last_output_arrives_before_its_exit(guest: Guest) -> None:
             lines = outputs[name].decode().replace("\r", "").split("\n")
             assert lines[-2:] == ["last-line", ""], (program, lines[-3:])
         assert len(outputs["s0"].decode().splitlines()) == 3001
+
+
+def test_a_restored_guest_hands_over_its_idle_terminals_and_ends_the_rest(guest: Guest) -> None:
+    """The saved guest keeps two shells and a Python at their prompts. A host adopts
+    those whose program it asks for, under its own names, and sees their prompts;
+    one the pool lacks is not served; the pooled ones left over are gone."""
+    artifacts, accel = guest
+    with VM(artifacts, accel, restore=snapshot.ensure(artifacts, accel, lambda m: None)) as vm:
+        agent = vm.agent
+        assert agent is not None
+        outputs: dict[str, bytearray] = {name: bytearray() for name in ("a", "b", "c")}
+        agent.on_output = lambda name, data: outputs[name].extend(data)
+        adopted = guest_session.adopt(agent, {"a": "python", "b": "shell", "c": "python"})
+        assert adopted == ["a", "b"]
+        deadline = time.monotonic() + 10
+        while not all(terminal.MARKER.search(outputs[n]) for n in adopted):
+            assert time.monotonic() < deadline, outputs
+            time.sleep(0.05)
+        assert agent.request("pool")["sessions"] == {}
+        agent.request("input", session="b", data=base64.b64encode(PS).decode())
+        deadline = time.monotonic() + 10
+        while len(terminal.MARKER.findall(outputs["b"])) < 2:  # the prompt after ps
+            assert time.monotonic() < deadline, outputs["b"]
+            time.sleep(0.05)
+        seen = outputs["b"].decode().replace("\r", "").split("\n")
+        # The user's processes: the adopted shell and Python, and ps; no second shell.
+        assert "bash,ps,python3" in seen, seen
+
+
+PS = b"ps -o comm= -u user >/tmp/ps; sort /tmp/ps | paste -sd,\n"
+
+
+def test_requests_of_any_size_arrive_whole_and_in_order(guest: Guest) -> None:
+    """A put of a megabyte (hundreds of reads of the port) and the short requests
+    sent right behind it, as one stream: each file arrives byte for byte, and
+    every request is answered."""
+    artifacts, accel = guest
+    files = [
+        (f"blobs/{n}", os.urandom(size), 0o644) for n, size in enumerate((700_000, 1, 300_001))
+    ]
+    with VM(artifacts, accel, restore=snapshot.ensure(artifacts, accel, lambda m: None)) as vm:
+        agent = vm.agent
+        assert agent is not None
+        blob = base64.b64encode(zlib.compress(b"".join(d for _, d, _ in files), 1)).decode()
+        entries = [{"path": p, "size": len(d), "mode": m} for p, d, m in files]
+        put = agent.send("put", root=config.GUEST_HOME, files=entries, data=blob)
+        hellos = [agent.send("hello") for _ in range(3)]
+        agent.wait(put, 60)
+        assert all(agent.wait(h, 10)["protocol"] for h in hellos)
+        done = threading.Event()
+        out = bytearray()
+        agent.on_output = lambda _name, data: out.extend(data)
+        agent.on_exit = lambda _name, _status: done.set()
+        paths = " ".join(p for p, _, _ in files)
+        agent.request(
+            "spawn",
+            session="sum",
+            argv=["sh", "-c", f"cd {config.GUEST_HOME} && sha256sum {paths}"],
+        )
+        assert done.wait(30)
+        sums = out.decode().split()
+        assert sums[0::2] == [hashlib.sha256(d).hexdigest() for _, d, _ in files], sums

@@ -40,10 +40,9 @@ def test_qemu_argv_tcg_boot(tmp_path: Path) -> None:
 
 
 def test_qemu_argv_kvm_restore(tmp_path: Path) -> None:
-    state = tmp_path / "saved state"
-    argv = vm.qemu_argv(_artifacts(tmp_path), Accel("kvm", "test"), tmp_path, 512, state)
+    argv = vm.qemu_argv(_artifacts(tmp_path), Accel("kvm", "test"), tmp_path, 512, incoming=7)
     assert _value(argv, "-accel") == ["kvm"] and _value(argv, "-cpu") == ["host"]
-    assert _value(argv, "-incoming") == [f"exec:cat '{state}'"]
+    assert _value(argv, "-incoming") == ["fd:7"]  # a state file QEMU inherits
 
 
 def _modules(tmp_path: Path, dep: str, builtin: str = "") -> Path:
