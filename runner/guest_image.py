@@ -220,14 +220,15 @@ def _configure_rootfs(root: Path) -> None:
     user = config.GUEST_USER
     _run(["chroot", str(root), "useradd", "--create-home", "--shell", "/bin/bash", user], "useradd")
     sudoers = root / "etc" / "sudoers.d" / "kblog"
-    sudoers.write_text(
-        # A throwaway guest of one user: no pty of sudo's own (it guards a terminal
-        # from a command run as another user) and no PAM session (no limits are set,
-        # nothing logs). Without them sudo execs the command instead of forking and
-        # waiting on it: 40 ms less per sudo under TCG, where a post runs a dozen.
-        f"Defaults:{user} !use_pty, !pam_session, !pam_setcred\n"
-        f"{user} ALL=(ALL) NOPASSWD: ALL\n"
-    )
+    # A throwaway guest of one user: no pty of sudo's own (it guards a terminal from
+    # a command run as another user) and no PAM session (no limits are set, nothing
+    # logs). Without them sudo execs the command instead of forking and waiting on
+    # it: 40 ms less per sudo under TCG, where a post runs a dozen.
+    rules = [
+        f"Defaults:{user} !use_pty, !pam_session, !pam_setcred",
+        f"{user} ALL=(ALL) NOPASSWD: ALL",
+    ]
+    sudoers.write_text("".join(rule + "\n" for rule in rules))
     sudoers.chmod(0o440)
     (root / "etc" / "hostname").write_text("kblog\n")
     (root / "etc" / "hosts").write_text("127.0.0.1 localhost\n127.0.1.1 kblog\n")
