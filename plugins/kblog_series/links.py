@@ -55,13 +55,42 @@ _KINDS = "|".join(CHECKED_KINDS)
 LINK = re.compile(rf"(?:\{{({_KINDS})\}}|\|({_KINDS})\|)([^\s\"'<>()\[\]]+)")
 FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
 CODE_SPAN = re.compile(r"(`+).*?\1")
+LIST_ITEM = re.compile(r"^ {0,3}(?:[-*+]|\d+[.)])\s")
+CODE_INDENT = 4  # columns that make an indented code block; twice that inside a list
+
+
+class IndentedCode:
+    """Follows Markdown's indented code blocks, line by line: a line indented by
+    CODE_INDENT after a blank line starts one (inside a list item, where such a
+    line continues the item, it takes twice that); indented lines continue it."""
+
+    def __init__(self) -> None:
+        self.in_code = False
+        self.in_list = False
+        self.after_blank = True
+
+    def holds(self, line: str) -> bool:
+        if not line.strip():
+            self.after_blank = True
+            return self.in_code
+        width = len(line.expandtabs(CODE_INDENT)) - len(line.expandtabs(CODE_INDENT).lstrip())
+        needed = CODE_INDENT * (2 if self.in_list else 1)
+        self.in_code = width >= needed and (self.after_blank or self.in_code)
+        if not self.in_code:
+            if LIST_ITEM.match(line):
+                self.in_list = True
+            elif width == 0 and self.after_blank:
+                self.in_list = False
+        self.after_blank = False
+        return self.in_code
 
 
 def links_in(text: str) -> list[tuple[int, str, str]]:
     """(line, kind, target) of each internal link in Markdown source, as Pelican would
-    see it: not inside fenced code or a code span."""
+    see it: not inside fenced or indented code or a code span."""
     found = []
     fence: str | None = None
+    indented = IndentedCode()
     for number, line in enumerate(text.splitlines(), start=1):
         m = FENCE.match(line)
         if m:
@@ -71,7 +100,7 @@ def links_in(text: str) -> list[tuple[int, str, str]]:
             elif marker.startswith(fence[0]) and len(marker) >= len(fence):
                 fence = None
             continue
-        if fence is not None:
+        if fence is not None or indented.holds(line):
             continue
         for link in LINK.finditer(CODE_SPAN.sub("", line)):
             found.append((number, link.group(1) or link.group(2), link.group(3)))

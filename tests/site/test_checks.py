@@ -110,6 +110,23 @@ def test_link_inside_a_code_block_is_not_checked(tiny_site: tuple[Path, Post]) -
     assert (build_tiny(content) / "part-one.html").is_file()
 
 
+def test_link_inside_an_indented_code_block_is_not_checked(tiny_site: tuple[Path, Post]) -> None:
+    content, write = tiny_site
+    body = (
+        "Run this:\n\n    [x]({filename}not-a-link.md)\n\n- item\n\n        [y]({filename}no.md)\n"
+    )
+    write("a.md", *HEAD, body=body)
+    assert (build_tiny(content) / "part-one.html").is_file()
+
+
+def test_dead_link_in_a_list_item_s_indented_paragraph(tiny_site: tuple[Path, Post]) -> None:
+    """Indented by four under a list item, a line continues the item: its link is real."""
+    content, write = tiny_site
+    body = "- one\n\n    See [it]({filename}ep9-nope.md).\n"
+    post = write("b.md", "Title: B", "Date: 2026-01-02", body=body)
+    _raises(content, post, 6, r"dead link \{filename\}ep9-nope\.md")
+
+
 def test_unterminated_front_matter(tiny_site: tuple[Path, Post]) -> None:
     content, write = tiny_site
     post = write("a.md", raw="---\nTitle: A\nDate: 2026-01-01\n\nText.\n")
