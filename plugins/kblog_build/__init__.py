@@ -53,6 +53,19 @@ class BuildReport:
     outcomes: list[Any] = field(default_factory=list)
 
 
+def _reset_sitemap_plugin() -> None:
+    """Start pelican-sitemap afresh, as a new process would.
+
+    It keeps its page queue in one module-level generator that only a build
+    reaching `finalized` resets; after a build that stopped on a content error,
+    every later build in the same process (tests, a long-lived caller) would
+    silently get no sitemap. Re-running its constructor clears that state.
+    """
+    from pelican.plugins.sitemap import generator
+
+    generator.__init__()
+
+
 def build_site(
     settings: Path,
     output: Path,
@@ -87,6 +100,7 @@ def build_site(
         conf["KBLOG_CAPTURES"] = captures
         conf["KBLOG_BUILD_MANAGED"] = True
         report = BuildReport(output, [], 0, captures.outcomes)
+        _reset_sitemap_plugin()
         try:
             Pelican(conf).run()
         except Exception as exc:  # a plugin's check failed the whole run

@@ -163,7 +163,6 @@ def publish(
     check_target(target, Path(conf["PATH"]).resolve())
     with tempfile.TemporaryDirectory(prefix="kblog-publish-") as tmp:
         site = Path(tmp) / "site"
-        _reset_sitemap_plugin()
         try:
             # The settings file decides SITEURL; overrides only ever come from tests.
             build_site(settings, site, overrides, mode="never", write_captures=False)
@@ -200,19 +199,6 @@ def quiet_read_settings(settings: Path, overrides: dict[str, Any] | None) -> dic
         return read_settings(str(settings), override=dict(overrides or {}))
     finally:
         logger.setLevel(level)
-
-
-def _reset_sitemap_plugin() -> None:
-    """Start pelican-sitemap afresh, as a new process would.
-
-    It keeps its page queue in one module-level generator that only a build
-    reaching `finalized` resets; after a build that stopped on a content error,
-    every later build in the same process (tests, a long-lived caller) would
-    silently get no sitemap. Re-running its constructor clears that state.
-    """
-    from pelican.plugins.sitemap import generator
-
-    generator.__init__()
 
 
 def _deploy_rsync(site: Path, target: Target) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from htmltree import parse
+from kblog_build import BuildError, build_site
 from kblog_build.publish import PublishError, PublishSettingsError, publish
 from minisite import tree_bytes
 
@@ -499,3 +500,19 @@ def test_invoke_publish_deploys_and_leaves_output_alone(tmp_path: Path) -> None:
     assert f"published to {tmp_path}" in done.stdout
     assert (tmp_path / "sitemap.xml").is_file() and (tmp_path / EP1).is_file()
     assert tree_bytes(ROOT / "output") == output
+
+
+def test_a_build_after_a_failed_one_still_has_its_sitemap(
+    copied_site: Path, tmp_path: Path
+) -> None:
+    """pelican-sitemap keeps its queue in the process: a build that stopped on a
+    content error must not leave the next one, in the same process, without it."""
+    broken = copied_site / "ep1-first-module.md"
+    broken.write_text(broken.read_text() + "\nSee [the next]({filename}ep9-nope.md).\n")
+    quiet = {"mode": "never", "write_captures": False}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KBLOG_PUBLISH_SITEURL", SITEURL)
+        with pytest.raises(BuildError, match="dead link"):
+            build_site(SETTINGS, tmp_path / "broken", {"PATH": str(copied_site)}, **quiet)
+        build_site(SETTINGS, tmp_path / "good", **quiet)
+    assert f"{SITEURL}/{EP1}" in sitemap_urls(tmp_path / "good")
