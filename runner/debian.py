@@ -100,16 +100,20 @@ def depends(package: str) -> list[str]:
     return names
 
 
-def download(package: str, downloads: Path) -> Path:
-    """The .deb of `package` in `downloads`, fetched there with apt-get once."""
+def download(package: str, downloads: Path, version: str | None = None) -> Path:
+    """The .deb of `package` (of `version`, else apt's candidate) in `downloads`,
+    fetched there with apt-get once."""
     downloads.mkdir(parents=True, exist_ok=True)
-    debs = list(downloads.glob(f"{package}_*.deb"))
+    # apt-get names a file by package and version, an epoch's colon escaped.
+    pattern = f"{package}_{version.replace(':', '%3a') if version else '*'}_*.deb"
+    debs = list(downloads.glob(pattern))
     if not debs:
+        spec = f"{package}={version}" if version else package
         with tempfile.TemporaryDirectory(dir=downloads) as tmp:
-            _apt(["apt-get", "download", "-q", package], cwd=Path(tmp))
+            _apt(["apt-get", "download", "-q", spec], cwd=Path(tmp))
             for deb in Path(tmp).glob("*.deb"):
                 shutil.move(deb, downloads / deb.name)
-        debs = list(downloads.glob(f"{package}_*.deb"))
+        debs = list(downloads.glob(pattern))
     if not debs:
         raise PackageError(f"apt-get download {package} produced no .deb")
     return debs[0]

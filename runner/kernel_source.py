@@ -73,19 +73,36 @@ def candidate_version() -> str:
     return debian.show(PACKAGE)["Version"]
 
 
-def stage(dest: Path, log: Log = print) -> str:
-    """Download the linux-source package apt offers to `dest`, for KBLOG_KERNEL_SOURCE_DEB
-    to name later (the Docker image's build does); returns its version."""
-    wanted = debian.show(PACKAGE)["Version"]  # fetches apt's lists where there are none
+def stage(dest: Path, version: str = "", log: Log = print) -> str:
+    """Download the linux-source package of `version` (if empty, the one apt offers)
+    to `dest`, for KBLOG_KERNEL_SOURCE_DEB to name later (the Docker image's build
+    does, with the version the host's apt offers); returns its version."""
+    offered = debian.show(PACKAGE)["Version"]  # fetches apt's lists where there are none
+    wanted = version or offered
     with tempfile.TemporaryDirectory(prefix=".tmp-", dir=dest.parent) as tmp:
-        deb = debian.download(PACKAGE, Path(tmp))
-        version = debian.deb_version(deb)
-        if version != wanted:
-            raise SourceError(f"apt-get download {PACKAGE} gave {version}, not {wanted}")
+        try:
+            deb = debian.download(PACKAGE, Path(tmp), version=wanted)
+        except debian.PackageError as exc:
+            raise SourceError(
+                f"{PACKAGE} {wanted} cannot be fetched here (apt here offers {offered}; "
+                f"an outdated apt list where the version was chosen?): {exc}"
+            ) from exc
+        got = debian.deb_version(deb)
+        if got != wanted:
+            raise SourceError(f"apt-get download {PACKAGE}={wanted} gave {got}")
         log(f"keeping {deb.name} ({deb.stat().st_size >> 20} MB) as {dest}")
         deb.chmod(0o644)
         os.replace(deb, dest)
-    return version
+    return got
+
+
+def host_version() -> str:
+    """The version posts that build the kernel are keyed by on this host, or "" where
+    its apt offers no such package (no apt, or not Debian 12)."""
+    try:
+        return candidate_version()
+    except (debian.PackageError, OSError):
+        return ""
 
 
 def source_dir(version: str) -> Path:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 from syscall_post import check_syscall_run, syscall_scenario
 
-from runner import docker_backend
+from runner import docker_backend, kernel_source
 from runner.docker_backend import run_in_container
 
 if TYPE_CHECKING:
@@ -49,3 +49,17 @@ def test_the_syscall_post_builds_and_boots_its_kernel_in_the_container(
     assert _anonymous_volumes(docker_client) <= volumes_before  # the input volume went too
     cache = docker_client.volumes.get(docker_backend.KERNEL_CACHE_VOLUME)
     assert cache.attrs["Labels"] == {docker_backend.CACHE_LABEL: "kernel-build"}
+
+
+def test_the_image_carries_the_linux_source_the_host_keys_posts_by(
+    docker_client: docker.DockerClient, runner_image: str
+) -> None:
+    """Posts that build the kernel are keyed on the host by the linux-source version
+    its apt offers; the container builds from the .deb its image keeps: the same one."""
+    shown = docker_client.containers.run(
+        runner_image,
+        entrypoint=["sh", "-c", 'dpkg-deb --field "$KBLOG_KERNEL_SOURCE_DEB" Version'],
+        network_mode="none",
+        remove=True,
+    )
+    assert shown.decode().strip() == kernel_source.candidate_version()
