@@ -486,7 +486,7 @@ class KernelWorkspace:
     def claim(cls, stack: contextlib.ExitStack, fragment: str, log: Log) -> KernelWorkspace:
         source = kernel_source.fetch(log)
         ws = stack.enter_context(
-            kernel_build.claimed(kernel_build.workspace(source.version, fragment))
+            kernel_build.claimed(kernel_build.workspace(source.version, fragment), log)
         )
         kernel_build.checkout(source.tree, ws, as_root=os.geteuid() == 0)
         return cls(source, ws, fragment)

@@ -57,6 +57,7 @@ INSIDE_PATCHES = "patches"
 RECORD = ".kblog-accepted.json"  # in the objects: what the last accepted build was made from
 BZIMAGE = Path("arch") / "x86" / "boot" / "bzImage"
 TAIL_LINES = 30  # output lines kept for an error message
+PRUNE_AFTER = 14 * 86400  # seconds a workspace may go unclaimed before it is removed
 
 Progress = Callable[[float, str], None]  # (seconds since the step began, latest line)
 
@@ -176,12 +177,33 @@ def workspace(source_version: str, fragment: str) -> Workspace:
 
 
 @contextlib.contextmanager
-def claimed(ws: Workspace) -> Iterator[Workspace]:
-    """The workspace, for this process alone until the block ends."""
+def claimed(ws: Workspace, log: Log = lambda _m: None) -> Iterator[Workspace]:
+    """The workspace, for this process alone until the block ends. Opening its lock
+    dates it: workspaces beside it left unclaimed for PRUNE_AFTER are removed."""
     ws.top.mkdir(parents=True, exist_ok=True)
     with open(ws.top / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        for gone in prune(ws.top.parent, time.time() - PRUNE_AFTER):
+            log(f"removed the kernel workspace {gone}, unused for {PRUNE_AFTER // 86400} days")
         yield ws
+
+
+def prune(parent: Path, unused_since: float) -> list[Path]:
+    """Remove the workspaces in `parent` last claimed before `unused_since` (a time):
+    each keeps a kernel's objects (1 to 2 GB) for a source version or fragment that
+    nothing has built since. One claimed right now stays, whatever its date."""
+    removed = []
+    for lock_path in sorted(parent.glob("*/.lock")):
+        if lock_path.stat().st_mtime >= unused_since:
+            continue
+        with open(lock_path, "a") as lock:  # "a": opening it must not date it
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            shutil.rmtree(lock_path.parent)
+        removed.append(lock_path.parent)
+    return removed
 
 
 def checkout(pristine: Path, ws: Workspace, as_root: bool) -> None:
@@ -370,7 +392,7 @@ def build(
     if source.unpack_seconds:
         seconds["unpack"] = source.unpack_seconds
     ws = Workspace(top) if top is not None else workspace(source.version, fragment)
-    with claimed(ws):
+    with claimed(ws, log):
         started = time.monotonic()
         as_root = os.geteuid() == 0
         checkout(source.tree, ws, as_root)

@@ -4,6 +4,7 @@ patched tree, and one real build booted in a VM (cached, so only a first run pay
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import io
 import os
 import subprocess
@@ -346,6 +347,31 @@ def test_accept_checks_the_image_the_config_and_the_dates(
     os.utime(sys_c)
     with pytest.raises(kernel_build.KernelBuildError, match="changed after ~/build"):
         kernel_build.accept(ws, pristine, "6.1.192-3", fragment)
+
+
+def test_workspaces_unclaimed_for_long_are_removed_when_another_is_claimed(
+    tmp_path: Path,
+) -> None:
+    """A workspace keeps 1 to 2 GB of objects; one for a fragment or source nothing
+    builds any more goes after PRUNE_AFTER, unless someone holds it right now."""
+    parent = tmp_path / "kernel-build"
+    long_ago = time.time() - kernel_build.PRUNE_AFTER - 3600
+    old, held, recent = (parent / name for name in ("old", "held", "recent"))
+    for ws in (old, held, recent):
+        (ws / "objects").mkdir(parents=True)
+        (ws / "objects" / "vmlinux").write_bytes(b"\0" * 1024)
+        (ws / ".lock").write_text("")
+    for ws in (old, held):
+        os.utime(ws / ".lock", (long_ago, long_ago))
+    said: list[str] = []
+    with open(held / ".lock", "a") as other_runner:
+        fcntl.flock(other_runner, fcntl.LOCK_EX)
+        with kernel_build.claimed(kernel_build.Workspace(parent / "mine"), said.append):
+            assert not old.exists()
+            assert held.exists() and recent.exists()
+    assert said == [f"removed the kernel workspace {old}, unused for 14 days"]
+    # Claiming dates a workspace: the one just used is not old.
+    assert time.time() - (parent / "mine" / ".lock").stat().st_mtime < 60
 
 
 def test_accept_removes_objects_make_would_have_kept(
