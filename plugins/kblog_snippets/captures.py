@@ -70,6 +70,16 @@ class Outcome:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class Planned:
+    """One post on one kernel, decided once per build: its capture, the inputs its key
+    is made of, and whether to reuse, run or refuse it (policy.decide)."""
+
+    entry: dict[str, Any] | None
+    inputs: dict[str, str]
+    decision: policy.Decision
+
+
 @dataclass
 class Captures:
     snippets: Path
@@ -91,6 +101,8 @@ class Captures:
     )
     # (post name, kernel label) pairs to use, for a share of a verification; None: all.
     cells: frozenset[tuple[str, str]] | None = None
+    # By scenario digest: its captures file as read, and each kernel's plan.
+    _plans: dict[str, tuple[dict[str, Any], dict[str, Planned]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         policy.check_mode(self.mode)  # at once, before any post is looked at
@@ -113,19 +125,30 @@ class Captures:
     def _in_share(self, scenario: Scenario, kernel: str) -> bool:
         return self.cells is None or (scenario.name, kernel) in self.cells
 
+    def _plan(self, scenario: Scenario) -> tuple[dict[str, Any], dict[str, Planned]]:
+        """The post's captures as read, and a plan per kernel of the build: made
+        once, for the parallel runs ahead (prefetch) and for the post's results."""
+        plan = self._plans.get(scenario.digest())
+        if plan is None:
+            frozen = freeze.load(self.snippets / f"{scenario.name}.json")
+            decisions = {}
+            for name in self.kernels:
+                kernel = config.kernel(name)
+                inputs = freeze.key_inputs(scenario, kernel, self.shared_inputs)
+                entry = frozen.get(kernel.name)
+                decisions[kernel.name] = Planned(
+                    entry, inputs, policy.decide(self.mode, entry, inputs)
+                )
+            plan = self._plans[scenario.digest()] = (frozen, decisions)
+        return plan
+
     def _stale(self, scenario: Scenario) -> list[str]:
         """The kernels this scenario must run on (mode, freshness and share decide)."""
-        frozen = freeze.load(self.snippets / f"{scenario.name}.json")
-        found = []
-        for name in (k for k in self.kernels if self._in_share(scenario, k)):
-            kernel = config.kernel(name)
-            inputs = freeze.key_inputs(scenario, kernel, self.shared_inputs)
-            if (
-                policy.decide(self.mode, frozen.get(kernel.name), inputs).action
-                is policy.Action.RUN
-            ):
-                found.append(kernel.name)
-        return found
+        return [
+            kernel
+            for kernel, decided in self._plan(scenario)[1].items()
+            if self._in_share(scenario, kernel) and decided.decision.action is policy.Action.RUN
+        ]
 
     def prefetch(self, scenarios: list[Scenario]) -> None:
         """Run the stale scenarios in parallel, one VM per core, before the build asks."""
@@ -195,45 +218,42 @@ class Captures:
     def results(self, scenario: Scenario, post: str) -> dict[str, ScenarioResult]:
         """The result per kernel for `scenario`; raises SnippetError on any failure."""
         path = self.snippets / f"{scenario.name}.json"
-        frozen = freeze.load(path)
+        frozen, decisions = self._plan(scenario)
         table = dict(frozen)
         out: dict[str, ScenarioResult] = {}
-        for name in self.kernels:
-            kernel = config.kernel(name)
-            inputs = freeze.key_inputs(scenario, kernel, self.shared_inputs)
-            entry = frozen.get(kernel.name)
-            if not self._in_share(scenario, kernel.name):
+        for name, decided in decisions.items():
+            entry, inputs, decision = decided.entry, decided.inputs, decided.decision
+            if not self._in_share(scenario, name):
                 if entry is not None:  # another share runs it: the page shows the capture
-                    out[kernel.name] = freeze.entry_result(entry)
+                    out[name] = freeze.entry_result(entry)
                 continue
-            decision = policy.decide(self.mode, entry, inputs)
             if decision.action is policy.Action.REUSE:
                 assert entry is not None
-                out[kernel.name] = freeze.entry_result(entry)
-                self.outcomes.append(Outcome(post, kernel.name, policy.State.FRESH))
+                out[name] = freeze.entry_result(entry)
+                self.outcomes.append(Outcome(post, name, policy.State.FRESH))
                 continue
             if decision.action is policy.Action.REFUSE:
                 message = (
-                    f"{post}: the capture for kernel {kernel.name} is stale ({decision.why}) "
+                    f"{post}: the capture for kernel {name} is stale ({decision.why}) "
                     "and no VM may run (KBLOG_EXECUTE=never)"
                 )
-                self.outcomes.append(Outcome(post, kernel.name, policy.State.STALE, message))
+                self.outcomes.append(Outcome(post, name, policy.State.STALE, message))
                 self._fail(message)
             self.vm_runs += 1
             try:
                 try:
-                    result = self._run(scenario, kernel.name)
+                    result = self._run(scenario, name)
                 except Exception as exc:
-                    self._fail(f"{post}: running the post on kernel {kernel.name} failed: {exc}")
-                self.check(scenario, result, kernel.name)
+                    self._fail(f"{post}: running the post on kernel {name} failed: {exc}")
+                self.check(scenario, result, name)
             except SnippetError as exc:
-                self.outcomes.append(Outcome(post, kernel.name, policy.State.FAILED, str(exc)))
+                self.outcomes.append(Outcome(post, name, policy.State.FAILED, str(exc)))
                 raise
             new_entry = freeze.make_entry(inputs, result)
             state, detail = policy.after_run(decision, entry, new_entry)
-            self.outcomes.append(Outcome(post, kernel.name, state, detail))
-            table[kernel.name] = new_entry
-            out[kernel.name] = result
+            self.outcomes.append(Outcome(post, name, state, detail))
+            table[name] = new_entry
+            out[name] = result
         text = freeze.dumps(table, post)
         if table != frozen:
             self.pending[path] = text
