@@ -193,7 +193,11 @@ class VM:
         self.console = Console(self.rundir / "console.log")
         state = None
         if self.restore is not None:
-            state = os.open(self.restore, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                state = os.open(self.restore, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as exc:  # removed since it was chosen: the caller boots cold
+                why = f"the saved guest {self.restore}: {exc.strerror}"
+                raise BootError(why, qemu_exited=True) from None
             self._stack.callback(os.close, state)  # QEMU holds its own copy
         argv = qemu_argv(self.artifacts, self.accel, self.rundir, config.GUEST_MEMORY_MB, state)
         stderr = (self.rundir / "qemu.stderr").open("wb")

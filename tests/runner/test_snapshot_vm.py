@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from vmhelp import Guest, scenario, sh
 
 from runner import snapshot
 from runner.execute import run_scenario
+from runner.vm import VM, BootError
 
 pytestmark = pytest.mark.vm
 
@@ -42,3 +45,13 @@ def test_a_damaged_snapshot_is_discarded_and_rebuilt(guest: Guest) -> None:
     assert result.steps[0].matched
     assert state.exists() and result.provenance.boot_seconds < 5
     assert not [p for p in state.parent.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_a_state_file_gone_before_its_restore_is_a_boot_error(guest: Guest, tmp_path: Path) -> None:
+    """Another run may discard a state between its choice and the restore: the error
+    is the one the run answers with a cold boot (and no QEMU is started)."""
+    artifacts, accel = guest
+    with pytest.raises(BootError) as caught:
+        VM(artifacts, accel, restore=tmp_path / "gone.state").__enter__()
+    assert caught.value.qemu_exited
+    assert "gone.state: No such file or directory" in str(caught.value)
