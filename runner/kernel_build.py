@@ -180,28 +180,47 @@ def workspace(source_version: str, fragment: str) -> Workspace:
 def claimed(ws: Workspace, log: Log = lambda _m: None) -> Iterator[Workspace]:
     """The workspace, for this process alone until the block ends. Opening its lock
     dates it: workspaces beside it left unclaimed for PRUNE_AFTER are removed."""
-    ws.top.mkdir(parents=True, exist_ok=True)
-    with open(ws.top / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        for gone in prune(ws.top.parent, time.time() - PRUNE_AFTER):
-            log(f"removed the kernel workspace {gone}, unused for {PRUNE_AFTER // 86400} days")
-        yield ws
+    while True:
+        ws.top.mkdir(parents=True, exist_ok=True)
+        with open(ws.top / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                current = os.stat(ws.top / ".lock").st_ino == os.fstat(lock.fileno()).st_ino
+            except FileNotFoundError:
+                current = False
+            if not current:
+                continue  # pruned while we waited: the lock we hold is of a removed one
+            for gone in prune(ws.top.parent, time.time() - PRUNE_AFTER):
+                log(f"removed the kernel workspace {gone}, unused for {PRUNE_AFTER // 86400} days")
+            yield ws
+            return
 
 
 def prune(parent: Path, unused_since: float) -> list[Path]:
     """Remove the workspaces in `parent` last claimed before `unused_since` (a time):
     each keeps a kernel's objects (1 to 2 GB) for a source version or fragment that
-    nothing has built since. One claimed right now stays, whatever its date."""
+    nothing has built since. One claimed now stays; so does one claimed since it was
+    looked at. A workspace is renamed away before it is removed: nobody finds it half
+    gone, and a claimer that waited on its lock sees that it went (claimed())."""
+    for left in parent.glob(".pruned-*"):  # by a prune that was killed mid-way
+        shutil.rmtree(left, ignore_errors=True)
     removed = []
-    for lock_path in sorted(parent.glob("*/.lock")):
-        if lock_path.stat().st_mtime >= unused_since:
-            continue
-        with open(lock_path, "a") as lock:  # "a": opening it must not date it
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+    for lock_path in sorted(parent.glob("[!.]*/.lock")):
+        try:
+            fd = os.open(lock_path, os.O_RDONLY | os.O_CLOEXEC)  # no O_CREAT, no date
+        except FileNotFoundError:
+            continue  # another prune took it
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.fstat(fd).st_mtime >= unused_since:
                 continue
-            shutil.rmtree(lock_path.parent)
+            trash = parent / f".pruned-{os.getpid()}-{lock_path.parent.name}"
+            os.rename(lock_path.parent, trash)
+        except (BlockingIOError, FileNotFoundError):
+            continue  # in use, or another prune took it
+        finally:
+            os.close(fd)
+        shutil.rmtree(trash, ignore_errors=True)
         removed.append(lock_path.parent)
     return removed
 

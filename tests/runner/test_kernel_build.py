@@ -9,6 +9,7 @@ import io
 import os
 import subprocess
 import tarfile
+import threading
 import time
 from pathlib import Path
 
@@ -372,6 +373,29 @@ def test_workspaces_unclaimed_for_long_are_removed_when_another_is_claimed(
     assert said == [f"removed the kernel workspace {old}, unused for 14 days"]
     # Claiming dates a workspace: the one just used is not old.
     assert time.time() - (parent / "mine" / ".lock").stat().st_mtime < 60
+
+
+def test_a_claim_that_waited_on_a_pruned_workspace_makes_it_anew(tmp_path: Path) -> None:
+    """A claimer waiting on the lock of a workspace that a prune renames away gets the
+    lock of a new one at the same place, never a lock of the removed tree."""
+    top = tmp_path / "kernel-build" / "ws"
+    top.mkdir(parents=True)
+    (top / ".lock").write_text("")
+    got: list[bool] = []
+    with open(top / ".lock", "a") as pruner:
+        fcntl.flock(pruner, fcntl.LOCK_EX)
+
+        def claim() -> None:
+            with kernel_build.claimed(kernel_build.Workspace(top)) as ws:
+                got.append((ws.top / ".lock").exists())
+
+        waiter = threading.Thread(target=claim)
+        waiter.start()
+        time.sleep(0.3)  # the claimer has opened the old lock and waits on it
+        os.rename(top, tmp_path / "kernel-build" / ".pruned-test")
+    waiter.join(10)
+    assert got == [True]
+    assert (top / ".lock").exists()
 
 
 def test_accept_removes_objects_make_would_have_kept(
