@@ -305,6 +305,9 @@ class Agent:
         the same program as its spawn request; end the pooled ones nobody asked for:
         a reader's `ps` shows the sessions of the post and no others."""
         pooled = [s for s in self.sessions.values() if s.held is not None]
+        for session in [s for s in pooled if s.pid not in self.by_pid]:
+            pooled.remove(session)  # its program has exited and been reaped: no terminal
+            del self.sessions[session.name]
         adopted = []
         for want in req["sessions"]:
             key = program_key(want)
@@ -320,9 +323,10 @@ class Agent:
                 self.send({"ev": "out", "session": match.name, "data": _b64(held)})
         for session in pooled:
             del self.sessions[session.name]
-            self.by_pid.pop(session.pid, None)  # reaped in silence: no host knew it
-            with contextlib.suppress(ProcessLookupError):
+            del self.by_pid[session.pid]  # reaped here, in silence: no host knew it
+            with contextlib.suppress(ProcessLookupError):  # not reaped: its group is intact
                 os.killpg(session.pid, signal.SIGKILL)
+            os.waitpid(session.pid, 0)  # gone before the reply: ps shows none of them
             if session.master >= 0:
                 os.close(session.master)
         return {"adopted": adopted}
