@@ -3,8 +3,9 @@
 Pelican replaces ``{filename}``, ``{static}`` and ``{attach}`` links when it writes a
 page, and for a target it cannot find it only logs a warning and leaves the raw
 ``{filename}...`` text in the href. This check runs once every generator has read
-its files, finds each such link in the Markdown source (outside code), resolves
-it the way Pelican does, and raises ContentError with the line that holds it.
+its files, finds each such link in the Markdown source, keeps those that Markdown
+renders as an href or src (not code, however it is indented), resolves them the
+way Pelican does, and raises ContentError with the line that holds the dead one.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from html import unescape
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
+
+from markdown import Markdown
 
 from .errors import ContentError
 
@@ -55,42 +59,40 @@ _KINDS = "|".join(CHECKED_KINDS)
 LINK = re.compile(rf"(?:\{{({_KINDS})\}}|\|({_KINDS})\|)([^\s\"'<>()\[\]]+)")
 FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
 CODE_SPAN = re.compile(r"(`+).*?\1")
-LIST_ITEM = re.compile(r"^ {0,3}(?:[-*+]|\d+[.)])\s")
-CODE_INDENT = 4  # columns that make an indented code block; twice that inside a list
+MARKDOWN_SUFFIXES = (".md", ".markdown", ".mkd", ".mdown")
 
 
-class IndentedCode:
-    """Follows Markdown's indented code blocks, line by line: a line indented by
-    CODE_INDENT after a blank line starts one (inside a list item, where such a
-    line continues the item, it takes twice that); indented lines continue it."""
+class _LinkAttributes(HTMLParser):
+    """The href and src values of a page's HTML."""
 
     def __init__(self) -> None:
-        self.in_code = False
-        self.in_list = False
-        self.after_blank = True
+        super().__init__()
+        self.values: set[str] = set()
 
-    def holds(self, line: str) -> bool:
-        if not line.strip():
-            self.after_blank = True
-            return self.in_code
-        width = len(line.expandtabs(CODE_INDENT)) - len(line.expandtabs(CODE_INDENT).lstrip())
-        needed = CODE_INDENT * (2 if self.in_list else 1)
-        self.in_code = width >= needed and (self.after_blank or self.in_code)
-        if not self.in_code:
-            if LIST_ITEM.match(line):
-                self.in_list = True
-            elif width == 0 and self.after_blank:
-                self.in_list = False
-        self.after_blank = False
-        return self.in_code
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.values.update(v for k, v in attrs if k in ("href", "src") and v)
+
+
+def rendered_links(text: str, markdown: Mapping[str, Any]) -> set[str]:
+    """The href and src values of the HTML Markdown makes of `text`, with the site's
+    named extensions (an extension object a plugin added may need a whole build).
+    Whatever is code there, indented, in a footnote, a list or a definition, is not."""
+    configs = dict(markdown.get("extension_configs", {}))
+    names = [e for e in markdown.get("extensions", []) if isinstance(e, str)]
+    names += [n for n in [*configs, "markdown.extensions.meta"] if n not in names]
+    output_format = markdown.get("output_format", "html5")
+    md = Markdown(extensions=names, extension_configs=configs, output_format=output_format)
+    parser = _LinkAttributes()
+    parser.feed(md.convert(text))
+    parser.close()
+    return parser.values
 
 
 def links_in(text: str) -> list[tuple[int, str, str]]:
-    """(line, kind, target) of each internal link in Markdown source, as Pelican would
-    see it: not inside fenced or indented code or a code span."""
+    """(line, kind, target) of each internal link written in Markdown source, outside
+    fenced code and code spans; check_links keeps those the rendered page has."""
     found = []
     fence: str | None = None
-    indented = IndentedCode()
     for number, line in enumerate(text.splitlines(), start=1):
         m = FENCE.match(line)
         if m:
@@ -100,7 +102,7 @@ def links_in(text: str) -> list[tuple[int, str, str]]:
             elif marker.startswith(fence[0]) and len(marker) >= len(fence):
                 fence = None
             continue
-        if fence is not None or indented.holds(line):
+        if fence is not None:
             continue
         for link in LINK.finditer(CODE_SPAN.sub("", line)):
             found.append((number, link.group(1) or link.group(2), link.group(3)))
@@ -117,7 +119,11 @@ def check_links(contents: Iterable[Any], context: Mapping[str, Any]) -> None:
             text = path.read_text(encoding="utf-8-sig")
         except OSError:
             continue
-        for number, kind, value in links_in(text):
+        links = links_in(text)
+        if links and path.suffix in MARKDOWN_SUFFIXES:
+            shown = rendered_links(text, content.settings.get("MARKDOWN", {}))
+            links = [(n, k, v) for n, k, v in links if {f"{{{k}}}{v}", f"|{k}|{v}"} & shown]
+        for number, kind, value in links:
             url_path = urlparse(unescape(value)).path
             if not _resolves(content, kind, url_path, context):
                 raise ContentError(

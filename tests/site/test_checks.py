@@ -119,12 +119,25 @@ def test_link_inside_an_indented_code_block_is_not_checked(tiny_site: tuple[Path
     assert (build_tiny(content) / "part-one.html").is_file()
 
 
-def test_dead_link_in_a_list_item_s_indented_paragraph(tiny_site: tuple[Path, Post]) -> None:
-    """Indented by four under a list item, a line continues the item: its link is real."""
+@pytest.mark.parametrize(
+    ("body", "line"),
+    [
+        ("- one\n\n    See [it]({filename}ep9-nope.md).\n", 6),  # a list item's paragraph
+        ("- a\n\n    - b\n\n        See [it]({filename}ep9-nope.md).\n", 8),  # nested
+        ("Text.[^1]\n\n[^1]: A note.\n\n    More [it]({filename}ep9-nope.md).\n", 8),
+        ("Term\n:   Its meaning.\n\n    More [it]({filename}ep9-nope.md).\n", 7),
+        ('<div>\n\n    <a href="{filename}ep9-nope.md">it</a>\n</div>\n', 6),
+    ],
+    ids=["list", "nested-list", "footnote", "definition", "html"],
+)
+def test_dead_link_in_indented_text_that_is_not_code(
+    tiny_site: tuple[Path, Post], body: str, line: int
+) -> None:
+    """Indented under a list item, a footnote or a definition, a line continues it:
+    its link is a real one, as the rendered page shows."""
     content, write = tiny_site
-    body = "- one\n\n    See [it]({filename}ep9-nope.md).\n"
     post = write("b.md", "Title: B", "Date: 2026-01-02", body=body)
-    _raises(content, post, 6, r"dead link \{filename\}ep9-nope\.md")
+    _raises(content, post, line, r"dead link \{filename\}ep9-nope\.md")
 
 
 def test_unterminated_front_matter(tiny_site: tuple[Path, Post]) -> None:
