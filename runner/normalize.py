@@ -14,6 +14,9 @@ _RULES = [
     (re.compile(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{5,7}\b"), "ADDR"),
     (re.compile(r"\+0x[0-9a-f]+/0x[0-9a-f]+"), "+OFF"),  # symbol offsets
     (re.compile(r"\b\d+\.\d+\b"), "N.N"),  # uptimes, load, durations
+    # A PID named as one, however small: a young guest's kernel threads start when
+    # their work comes, so the next PID a post's program gets varies by one or two.
+    (re.compile(r"(?i)\b(pid[ =:]\s*)\d+"), r"\1N"),
     # PIDs, sizes, majors; one- and two-digit numbers (counters) are kept.
     (re.compile(r"\b\d{3,}\b"), "N"),
 ]

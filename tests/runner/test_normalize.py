@@ -11,6 +11,9 @@ def test_volatile_values_are_blanked() -> None:
     assert normalize(a) == normalize(b)
     assert normalize("RIP: 0010:vfs_read+0x8a/0x310") == normalize("RIP: 0010:vfs_read+0x7f/0x300")
     assert normalize("  126 Xs+  [python3]") == normalize("  4711 Xs+  [python3]")
+    said = "kblog_hello: hello, world, from kblog_hello (pid {})"
+    assert normalize(said.format(40)) == normalize(said.format(41))
+    assert normalize("CPU: 0 PID: 38 Comm: python3") == normalize("CPU: 0 PID: 9 Comm: python3")
     # The build sandbox shows the reader's paths, so no path is blanked.
     line = "CC [M]  /home/user/chardev/chardev.o"
     assert normalize(line) == line
