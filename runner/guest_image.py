@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ AGENT_DIR = HERE / "agent"
 # space beyond ext4's own: its size follows the userland's, plus this margin.
 ROOT_IMAGE_SLACK = 1.25
 ROOT_IMAGE_EXTRA_MB = 64
+STALE_AFTER = 14 * 86400  # seconds: older superseded root disks and userlands are removed
 
 # Not runner.events.Log: the image builds guest artifacts from this file alone.
 Log = Callable[[str], None]
@@ -71,6 +73,25 @@ def _publish(tmp: Path, final: Path) -> Path:
             raise
         shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink()
     return final
+
+
+def _drop_stale(directory: Path, pattern: str, keep: Path) -> None:
+    """Remove what `pattern` matches in `directory`, but `keep`, if it was made more
+    than STALE_AFTER ago: a root disk (160 MB) or a userland (170 MB) that an older
+    agent or package list needed; without this each change of either left one
+    behind for good. Recent ones stay, for another checkout that may still use
+    them; an old one still in use is made again (seconds; a running guest keeps its
+    open file)."""
+    cutoff = time.time() - STALE_AFTER
+    for old in directory.glob(pattern):
+        if old == keep or old.name.startswith(".tmp"):
+            continue
+        try:
+            if old.lstat().st_mtime >= cutoff:
+                continue
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
+        except OSError:
+            continue  # another runner removed it first, or it is not ours to remove
 
 
 @contextlib.contextmanager
@@ -179,6 +200,7 @@ def rootfs(log: Log = print) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _drop_stale(cache, "rootfs-*", final)
     return _publish(tmp, final)
 
 
@@ -204,6 +226,7 @@ def _prepared_rootfs(src: Path, log: Log) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _drop_stale(cache, "rootfs-*", final)
     return _publish(tmp, final)
 
 
@@ -285,6 +308,7 @@ def root_image(log: Log = print) -> Path:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    _drop_stale(final.parent, "root-*.img", final)
     return _publish(tmp, final)
 
 

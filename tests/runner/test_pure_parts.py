@@ -5,6 +5,8 @@ throttle too)."""
 from __future__ import annotations
 
 import io
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -134,3 +136,20 @@ def test_activity_throttle_waits_then_reports_at_most_once_a_second() -> None:
         (4, 4.2, "line 3"),
         (4, 10.0, "line 4"),
     ]
+
+
+def test_superseded_root_disks_and_userlands_go_once_they_are_old(tmp_path: Path) -> None:
+    """Each agent or package change makes a new root disk (160 MB): the ones made
+    long ago go when a new one comes; recent ones stay for other checkouts."""
+    long_ago = time.time() - guest_image.STALE_AFTER - 3600
+    old, recent, new = (tmp_path / f"root-{n}.img" for n in ("old", "recent", "new"))
+    userland = tmp_path / "rootfs-old"
+    (userland / "etc").mkdir(parents=True)
+    for path in (old, recent, new):
+        path.write_bytes(b"disk")
+    for path in (old, new, userland):
+        os.utime(path, (long_ago, long_ago))
+    guest_image._drop_stale(tmp_path, "root-*.img", keep=new)
+    assert sorted(p.name for p in tmp_path.glob("root-*.img")) == [new.name, recent.name]
+    guest_image._drop_stale(tmp_path, "rootfs-*", keep=tmp_path / "rootfs-new")
+    assert not userland.exists()
