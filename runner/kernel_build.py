@@ -206,18 +206,20 @@ def prune(parent: Path, unused_since: float) -> list[Path]:
         shutil.rmtree(left, ignore_errors=True)
     removed = []
     for lock_path in sorted(parent.glob("[!.]*/.lock")):
+        # Whatever stops one (in use, taken by another prune, another user's): skip it.
+        # A build must never fail for want of removing something it does not need.
         try:
             fd = os.open(lock_path, os.O_RDONLY | os.O_CLOEXEC)  # no O_CREAT, no date
-        except FileNotFoundError:
-            continue  # another prune took it
+        except OSError:
+            continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             if os.fstat(fd).st_mtime >= unused_since:
                 continue
             trash = parent / f".pruned-{os.getpid()}-{lock_path.parent.name}"
             os.rename(lock_path.parent, trash)
-        except (BlockingIOError, FileNotFoundError):
-            continue  # in use, or another prune took it
+        except OSError:
+            continue
         finally:
             os.close(fd)
         shutil.rmtree(trash, ignore_errors=True)
