@@ -17,10 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from runner import config, guest_image, snapshot, verdict
+from runner import config, guest_image, guest_session, snapshot, verdict
 from runner.execute import run_scenario
 from runner.scenario import Scenario
-from runner.terminal import SHELL_ARGV, Terminal, shell_env
+from runner.terminal import Terminal
 from runner.vm import VM, choose_accel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,12 +39,14 @@ def _summary(samples: list[float]) -> dict[str, Any]:
 
 
 def first_command(vm: VM) -> None:
-    """Open a guest shell and wait for one command's answer."""
+    """Open a guest shell as a post does (a restored guest's pooled one, else a new
+    one) and wait for one command's answer."""
     agent = vm.agent
     assert agent is not None
     term = Terminal("bench", lambda data: None)
     agent.on_output = lambda _session, data: term.feed(data)
-    agent.request("spawn", session="bench", argv=SHELL_ARGV, env=shell_env("/usr/bin:/bin"))
+    if not guest_session.adopt(agent, {"bench": "shell"}):
+        agent.request("spawn", session="bench", **guest_session.program("shell"))
     term.wait_prompt(time.monotonic() + 30, vm.alive)
     agent.request("input", session="bench", data="dHJ1ZQo=")  # "true\n"
     if term.wait_prompt(time.monotonic() + 30, vm.alive).prompt is None:
