@@ -19,6 +19,7 @@ CAPTURE_SOURCES = (
     "expect.py",
     "guest_image.py",
     "guest_session.py",
+    "guests.py",
     "kernel_build.py",
     "kernel_log.py",
     "sandbox.py",

@@ -18,11 +18,10 @@ from runner import (
     expect,
     guest_image,
     guest_session,
+    guests,
     kernel_build,
     kernel_log,
-    kernel_source,
     sandbox,
-    snapshot,
     sources,
     terminal,
     verdict,
@@ -31,7 +30,7 @@ from runner.agent_client import AgentClient, AgentError, AgentLost
 from runner.events import Activity, ActivityThrottle, Log, Progress
 from runner.host import Accel
 from runner.scenario import Provenance, Scenario, ScenarioResult, Status, Step, StepResult
-from runner.vm import VM, BootError, Console, VMError, choose_accel, qemu_version, runtime_dir
+from runner.vm import VM, Console, VMError, choose_accel, qemu_version, runtime_dir
 
 PROMPT_TIMEOUT = 30.0  # a fresh shell or Python shows its first prompt within this
 SCENARIO_DEADLINE = 900.0
@@ -76,7 +75,7 @@ class Run:
 
     def __init__(
         self,
-        guests: GuestKernels,
+        kernels: guests.GuestKernels,
         kernel: config.Kernel,
         builddir: Path,
         layout: sandbox.Layout | None,
@@ -85,7 +84,7 @@ class Run:
         build_env: dict[str, str] | None = None,
         activity: Activity | None = None,
     ):
-        self.guests = guests
+        self.guests = kernels
         self.kernel = kernel
         self.builddir = builddir
         self.layout = layout
@@ -132,7 +131,10 @@ class Run:
         if self._vm is not None and self.boot == step.boot:
             return
         self.stop_guest()
-        vm = self.guests.start(step, self._vm_stack)
+        try:
+            vm = self.guests.start(step, self._vm_stack)
+        except guests.BuiltKernelError as exc:
+            raise RunError(str(exc)) from None
         self._vm, self.boot = vm, step.boot
         self.boot_seconds.append(vm.boot_seconds)
         self.log(f"guest up in {vm.boot_seconds:.1f} s ({self.guests.accel.name})")
@@ -440,73 +442,6 @@ def _not_run(index: int, step: Step, prompt: str, typed: str, why: str) -> StepR
     )
 
 
-class GuestKernels:
-    """Starts the guests of a run: on the stock kernel, or on the one its build steps
-    made in a kernel workspace (runner/kernel_build.py), checked before it boots."""
-
-    def __init__(
-        self,
-        stock: guest_image.GuestArtifacts,
-        accel: Accel,
-        log: Log,
-        snapshots: bool | None,
-        workspace: KernelWorkspace | None,
-    ) -> None:
-        self.stock = stock
-        self.accel = accel
-        self.log = log
-        self.snapshots = snapshots
-        self.workspace = workspace
-
-    def start(self, step: Step, stack: contextlib.ExitStack) -> VM:
-        if step.boot == "stock":
-            return _fresh_vm(stack, self.stock, self.accel, self.log, self.snapshots)
-        assert self.workspace is not None  # a scenario with boot=built claims one
-        try:
-            artifacts = self.workspace.artifacts(self.log)
-        except kernel_build.KernelBuildError as exc:
-            raise RunError(f"{step.source}: boot=built: {exc}") from None
-        try:
-            return _fresh_vm(stack, artifacts, self.accel, self.log, self.snapshots)
-        except BootError as exc:
-            raise RunError(
-                f"{step.source}: boot=built: the kernel the build steps made did not boot: {exc}"
-            ) from None
-
-
-@dataclass
-class KernelWorkspace:
-    """A kernel tree and its kept objects, claimed for one run (runner/kernel_build.py)."""
-
-    source: kernel_source.KernelSource
-    workspace: kernel_build.Workspace
-    fragment: str
-
-    @classmethod
-    def claim(cls, stack: contextlib.ExitStack, fragment: str, log: Log) -> KernelWorkspace:
-        source = kernel_source.fetch(log)
-        ws = stack.enter_context(
-            kernel_build.claimed(kernel_build.workspace(source.version, fragment), log)
-        )
-        kernel_build.checkout(source.tree, ws, as_root=os.geteuid() == 0)
-        return cls(source, ws, fragment)
-
-    def rejects(self) -> str:
-        """The hunks `patch` could not apply, from the .rej files it left in the tree."""
-        changed = kernel_build.differing(self.source.tree, self.workspace.tree)
-        found = [rel for rel in sorted(changed) if rel.endswith(".rej")]
-        return "".join(
-            f"~/{kernel_build.INSIDE_SOURCE}/{rel}:\n{(self.workspace.tree / rel).read_text()}"
-            for rel in found
-        )
-
-    def artifacts(self, log: Log) -> guest_image.GuestArtifacts:
-        built = kernel_build.accept(
-            self.workspace, self.source.tree, self.source.version, self.fragment
-        )
-        return kernel_build.guest_artifacts(built, log)
-
-
 def run_scenario(
     scenario: Scenario,
     kernel_name: str | None = None,
@@ -553,7 +488,7 @@ def run_scenario(
             fragment = kernel_dir / kernel_build.FRAGMENT_NAME
             if not fragment.is_file():
                 raise RunError(f"{fragment}: missing; a scenario with boot=built needs it")
-            workspace = KernelWorkspace.claim(stack, fragment.read_text(), log)
+            workspace = guests.KernelWorkspace.claim(stack, fragment.read_text(), log)
             shutil.copytree(
                 kernel_dir,
                 builddir / kernel_build.INSIDE_KERNEL_DIR,
@@ -566,11 +501,11 @@ def run_scenario(
                 binds = workspace.workspace.binds(sandbox.home(layout))
                 layout = dataclasses.replace(layout, read_write=binds)
             sandbox.prepare(layout, as_root=os.geteuid() == 0)
-        guests = GuestKernels(artifacts, accel, log, snapshots, workspace)
+        kernels = guests.GuestKernels(artifacts, accel, log, snapshots, workspace)
         # A step that may take minutes (a kernel build) extends the whole run's limit.
         long_steps = sum(s.timeout for s in scenario.steps if s.timeout > LONG_STEP)
         deadline = started + SCENARIO_DEADLINE + long_steps
-        run = Run(guests, kernel, builddir, layout, deadline, log, build_env, activity)
+        run = Run(kernels, kernel, builddir, layout, deadline, log, build_env, activity)
         stack.callback(run.close)
         if console_copy is not None:
             # Registered after run.close: it runs first, before a teardown removes the log.
@@ -622,24 +557,3 @@ def run_scenario(
         total_seconds=round(time.monotonic() - started, 2),
     )
     return ScenarioResult(scenario.name, provenance, results, error)
-
-
-def _fresh_vm(
-    stack: contextlib.ExitStack, artifacts, accel: Accel, log: Log, snapshots: bool | None
-) -> VM:
-    """A VM from the saved snapshot where there is one that works, else a cold boot."""
-    if snapshots is None:
-        snapshots = os.environ.get("KBLOG_SNAPSHOTS", "1") != "0"
-    if snapshots:
-        try:
-            state = snapshot.ensure(artifacts, accel, log)
-        except VMError as exc:
-            log(f"no snapshot could be saved, booting cold: {str(exc).splitlines()[0]}")
-            return stack.enter_context(VM(artifacts, accel))
-        try:
-            return stack.enter_context(VM(artifacts, accel, restore=state))
-        except BootError as exc:
-            log(f"the snapshot did not restore, booting cold: {str(exc).splitlines()[0]}")
-            if exc.qemu_exited:  # QEMU refused the file; a slow restore proves nothing
-                snapshot.discard(state)
-    return stack.enter_context(VM(artifacts, accel))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from runner import config, execute, guest_image, kernel_build, verdict, vm
+from runner import config, execute, guest_image, guests, kernel_build, verdict, vm
 from runner.events import Log
 from runner.host import Accel
 from runner.scenario import Scenario, ScenarioResult, Step
@@ -89,7 +89,7 @@ def test_a_compile_error_names_the_file_and_line_and_nothing_boots(tmp_path: Pat
     assert result.error.startswith("post.md:4: boot=built: ")
 
 
-class _LostOption(execute.KernelWorkspace):
+class _LostOption(guests.KernelWorkspace):
     def __init__(self) -> None:  # no tree: artifacts() fails as accept() would
         pass
 
@@ -101,7 +101,7 @@ class _LostOption(execute.KernelWorkspace):
 
 
 def test_a_lost_config_option_stops_the_step_that_would_boot() -> None:
-    guests = execute.GuestKernels(
+    kernels = guests.GuestKernels(
         None,  # type: ignore[arg-type]  # never booted: the check comes first
         Accel("tcg", "test"),
         log=lambda msg: None,
@@ -109,15 +109,15 @@ def test_a_lost_config_option_stops_the_step_that_would_boot() -> None:
         workspace=_LostOption(),
     )
     step = Step("t", "console", "uname -r", source="post.md:40", boot="built")
-    with pytest.raises(execute.RunError) as caught, contextlib.ExitStack() as stack:
-        guests.start(step, stack)
+    with pytest.raises(guests.BuiltKernelError) as caught, contextlib.ExitStack() as stack:
+        kernels.start(step, stack)
     assert str(caught.value) == (
         "post.md:40: boot=built: kernel/guest.config: CONFIG_VIRTIO_BLK=y is not in .config: "
         "its dependencies are off (.config: not set)"
     )
 
 
-class _Unbootable(execute.KernelWorkspace):
+class _Unbootable(guests.KernelWorkspace):
     """A kernel without the drivers of its root disk: Debian's, whose virtio drivers
     are modules, with the initramfs of a built kernel, which loads none."""
 
@@ -134,11 +134,11 @@ class _Unbootable(execute.KernelWorkspace):
 def test_a_kernel_that_does_not_boot_fails_its_step_with_the_console() -> None:
     stock = guest_image.prepare(config.kernel("6.1"), log=lambda msg: None)
     accel = vm.choose_accel(stock, log=lambda msg: None)
-    guests = execute.GuestKernels(stock, accel, lambda msg: None, None, _Unbootable())
+    kernels = guests.GuestKernels(stock, accel, lambda msg: None, None, _Unbootable())
     step = Step("t", "console", "uname -r", source="post.md:50", boot="built")
     started = time.monotonic()
-    with pytest.raises(execute.RunError) as caught, contextlib.ExitStack() as stack:
-        guests.start(step, stack)
+    with pytest.raises(guests.BuiltKernelError) as caught, contextlib.ExitStack() as stack:
+        kernels.start(step, stack)
     message = str(caught.value)
     assert message.startswith(
         "post.md:50: boot=built: the kernel the build steps made did not boot: "

@@ -1,0 +1,107 @@
+"""Which guest a step runs on: the stock kernel's, restored from its snapshot where
+one works (else booted cold), or the kernel the post's build steps made in a kernel
+workspace, checked before it boots (runner/kernel_build.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+
+from runner import guest_image, kernel_build, kernel_source, snapshot
+from runner.events import Log
+from runner.host import Accel
+from runner.scenario import Step
+from runner.vm import VM, BootError, VMError
+
+
+class BuiltKernelError(RuntimeError):
+    """The kernel a post's build steps made cannot boot; names the step that asked."""
+
+
+class GuestKernels:
+    """Starts the guests of a run: on the stock kernel, or on the one its build steps
+    made in a kernel workspace (runner/kernel_build.py), checked before it boots."""
+
+    def __init__(
+        self,
+        stock: guest_image.GuestArtifacts,
+        accel: Accel,
+        log: Log,
+        snapshots: bool | None,
+        workspace: KernelWorkspace | None,
+    ) -> None:
+        self.stock = stock
+        self.accel = accel
+        self.log = log
+        self.snapshots = snapshots
+        self.workspace = workspace
+
+    def start(self, step: Step, stack: contextlib.ExitStack) -> VM:
+        if step.boot == "stock":
+            return fresh_vm(stack, self.stock, self.accel, self.log, self.snapshots)
+        assert self.workspace is not None  # a scenario with boot=built claims one
+        try:
+            artifacts = self.workspace.artifacts(self.log)
+        except kernel_build.KernelBuildError as exc:
+            raise BuiltKernelError(f"{step.source}: boot=built: {exc}") from None
+        try:
+            return fresh_vm(stack, artifacts, self.accel, self.log, self.snapshots)
+        except BootError as exc:
+            raise BuiltKernelError(
+                f"{step.source}: boot=built: the kernel the build steps made did not boot: {exc}"
+            ) from None
+
+
+@dataclass
+class KernelWorkspace:
+    """A kernel tree and its kept objects, claimed for one run (runner/kernel_build.py)."""
+
+    source: kernel_source.KernelSource
+    workspace: kernel_build.Workspace
+    fragment: str
+
+    @classmethod
+    def claim(cls, stack: contextlib.ExitStack, fragment: str, log: Log) -> KernelWorkspace:
+        source = kernel_source.fetch(log)
+        ws = stack.enter_context(
+            kernel_build.claimed(kernel_build.workspace(source.version, fragment), log)
+        )
+        kernel_build.checkout(source.tree, ws, as_root=os.geteuid() == 0)
+        return cls(source, ws, fragment)
+
+    def rejects(self) -> str:
+        """The hunks `patch` could not apply, from the .rej files it left in the tree."""
+        changed = kernel_build.differing(self.source.tree, self.workspace.tree)
+        found = [rel for rel in sorted(changed) if rel.endswith(".rej")]
+        return "".join(
+            f"~/{kernel_build.INSIDE_SOURCE}/{rel}:\n{(self.workspace.tree / rel).read_text()}"
+            for rel in found
+        )
+
+    def artifacts(self, log: Log) -> guest_image.GuestArtifacts:
+        built = kernel_build.accept(
+            self.workspace, self.source.tree, self.source.version, self.fragment
+        )
+        return kernel_build.guest_artifacts(built, log)
+
+
+def fresh_vm(
+    stack: contextlib.ExitStack, artifacts, accel: Accel, log: Log, snapshots: bool | None
+) -> VM:
+    """A VM from the saved snapshot where there is one that works, else a cold boot."""
+    if snapshots is None:
+        snapshots = os.environ.get("KBLOG_SNAPSHOTS", "1") != "0"
+    if snapshots:
+        try:
+            state = snapshot.ensure(artifacts, accel, log)
+        except VMError as exc:
+            log(f"no snapshot could be saved, booting cold: {str(exc).splitlines()[0]}")
+            return stack.enter_context(VM(artifacts, accel))
+        try:
+            return stack.enter_context(VM(artifacts, accel, restore=state))
+        except BootError as exc:
+            log(f"the snapshot did not restore, booting cold: {str(exc).splitlines()[0]}")
+            if exc.qemu_exited:  # QEMU refused the file; a slow restore proves nothing
+                snapshot.discard(state)
+    return stack.enter_context(VM(artifacts, accel))
