@@ -19,23 +19,16 @@ class BuiltKernelError(RuntimeError):
     """The kernel a post's build steps made cannot boot; names the step that asked."""
 
 
+@dataclass
 class GuestKernels:
     """Starts the guests of a run: on the stock kernel, or on the one its build steps
     made in a kernel workspace (runner/kernel_build.py), checked before it boots."""
 
-    def __init__(
-        self,
-        stock: guest_image.GuestArtifacts,
-        accel: Accel,
-        log: Log,
-        snapshots: bool | None,
-        workspace: KernelWorkspace | None,
-    ) -> None:
-        self.stock = stock
-        self.accel = accel
-        self.log = log
-        self.snapshots = snapshots
-        self.workspace = workspace
+    stock: guest_image.GuestArtifacts
+    accel: Accel
+    log: Log
+    snapshots: bool | None  # None: as KBLOG_SNAPSHOTS says
+    workspace: KernelWorkspace | None  # claimed by a scenario with boot=built
 
     def start(self, step: Step, stack: contextlib.ExitStack) -> VM:
         if step.boot == "stock":
