@@ -9,6 +9,8 @@ from typing import Any
 
 _RULES = [
     (re.compile(r"^\[\s*\d+\.\d+\]"), "[T]"),  # printk timestamps
+    # Page-table entries, whatever their digits (9214067 has no letter in it).
+    (re.compile(r"\b(PGD|P4D|PUD|PMD|PTE) [0-9a-f]+\b"), r"\1 ADDR"),
     (re.compile(r"\b(0x)?[0-9a-f]{8,16}\b"), "ADDR"),  # kernel addresses, hashes
     # shorter hex values with a letter and a digit: page-table entries (PGD e414067)
     (re.compile(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{5,7}\b"), "ADDR"),
