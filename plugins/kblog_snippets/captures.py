@@ -128,7 +128,8 @@ class Captures:
     def _plan(self, scenario: Scenario) -> tuple[dict[str, Any], dict[str, Planned]]:
         """The post's captures as read, and a plan per kernel of the build: made
         once, for the parallel runs ahead (prefetch) and for the post's results."""
-        plan = self._plans.get(scenario.digest())
+        digest = scenario.digest()
+        plan = self._plans.get(digest)
         if plan is None:
             frozen = freeze.load(self.snippets / f"{scenario.name}.json")
             decisions = {}
@@ -139,7 +140,7 @@ class Captures:
                 decisions[kernel.name] = Planned(
                     entry, inputs, policy.decide(self.mode, entry, inputs)
                 )
-            plan = self._plans[scenario.digest()] = (frozen, decisions)
+            plan = self._plans[digest] = (frozen, decisions)
         return plan
 
     def _stale(self, scenario: Scenario) -> list[str]:
