@@ -14,7 +14,7 @@ from invoke import Context, task
 from invoke.exceptions import Exit
 
 if TYPE_CHECKING:
-    from kblog_build.verify import Verification
+    from kblog.verify import Verification
 
 ROOT = Path(__file__).resolve().parent
 sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
@@ -28,7 +28,7 @@ PYTHON = sys.executable
 
 
 def _build(settings: Path, output: Path, **kwargs):
-    from kblog_build import BuildError, build_site
+    from kblog.build import BuildError, build_site
 
     try:
         return build_site(settings, output, **kwargs)
@@ -49,8 +49,8 @@ def build(c, publish=False):
 @task
 def publish(c: Context) -> None:
     """Build with publishconf.py, never starting a VM, and deploy to the configured target."""
-    from kblog_build.publish import PublishError, PublishSettingsError
-    from kblog_build.publish import publish as publish_site
+    from kblog.publish import PublishError, PublishSettingsError
+    from kblog.publish import publish as publish_site
 
     try:
         publish_site(PUBLISH_SETTINGS)
@@ -95,7 +95,7 @@ def verify(
 
     Fails on a failed step and on drift from the published captures.
     """
-    from kblog_build import verify as verification
+    from kblog import verify as verification
 
     if merge:
         if update or newest or kernel or shard or out:
@@ -139,8 +139,9 @@ def verify(
 def _newest_kernels(labels: list[str] | None) -> Iterator[None]:
     """Run the body on the newest ABIs, and on the local backend (the sandbox image
     holds the pinned kernels only)."""
-    from runner import backends, config, debian
-    from runner import kernels as series
+    from runner import backends, config
+    from runner.kernels import abi as series
+    from runner.kernels import debian
 
     backend = backends.default_name()
     if backend == "docker":
@@ -174,8 +175,8 @@ def _verdict(done: Verification, update: bool) -> None:
 )
 def kernels(c: Context, bump: bool = False, kernel: str = "") -> None:
     """Show each kernel's pinned ABI and the newest Debian offers; --bump moves the pins."""
-    from runner import debian
-    from runner import kernels as series
+    from runner.kernels import abi as series
+    from runner.kernels import debian
 
     labels = _kernel_labels(kernel)
     try:
@@ -201,7 +202,7 @@ def kernels(c: Context, bump: bool = False, kernel: str = "") -> None:
 
 def _post_scenario(post: str):
     """The scenario of a post, given as a path or a file name under content/."""
-    from kblog_snippets.parse import SnippetError, scenario_from_text
+    from kblog.parse import SnippetError, scenario_from_text
 
     path = Path(post) if Path(post).exists() else CONTENT / post
     if not path.exists():
@@ -221,9 +222,10 @@ def run(c, post, kernel="", json=False, backend=""):
     """Run one post's snippets in a fresh guest and print what the terminals showed."""
     import json as json_module  # the --json flag shadows the module here
 
-    from runner import backends, config, verdict
+    from runner import backends, config
     from runner.__main__ import transcript
     from runner.display import Display
+    from runner.judge import verdict
 
     _, scenario = _post_scenario(post)
     shown = Display()  # on stderr: each step as it runs, a long one's latest line
@@ -251,8 +253,7 @@ def run(c, post, kernel="", json=False, backend=""):
 @task
 def reproduce(c, post, kernel="", backend="auto"):
     """Run a post in the sandbox container, step by step, and compare with its captures."""
-    from kblog_snippets import freeze
-
+    from runner import freeze
     from runner.reproduce import reproduce as run_post
 
     path, scenario = _post_scenario(post)
@@ -328,7 +329,7 @@ def bench(c, runs=3, quick=False, kernel=False):
 @task
 def image(c: Context, force: bool = False, verbose: bool = False) -> None:
     """Build the docker backend's image, making its Debian base with debootstrap if needed."""
-    from runner import docker_image
+    from runner.backends import docker_image
 
     ok, why = docker_image.docker_available()
     if not ok:

@@ -17,11 +17,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from runner import config, guest_image, guest_session, snapshot, verdict
+from runner import config
 from runner.execute import run_scenario
+from runner.guest import image as guest_image
+from runner.guest import sessions as guest_session
+from runner.guest import snapshot
+from runner.guest.vm import VM, choose_accel
+from runner.judge import verdict
 from runner.scenario import Scenario
 from runner.terminal import Terminal
-from runner.vm import VM, choose_accel
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results.json"
@@ -61,7 +65,7 @@ def vm_to_first_command(artifacts, accel, restore: Path | None) -> float:
 
 
 def episode_scenario(post: str) -> Scenario:
-    from kblog_snippets.parse import scenario_from_text
+    from kblog.parse import scenario_from_text
 
     path = ROOT / "content" / post
     return scenario_from_text(path.read_text(), f"content/{post}", path.stem)
@@ -78,9 +82,10 @@ def episode_seconds(scenario: Scenario, kernel_name: str) -> float:
 
 def site_build(plugin: bool) -> float:
     """One build of the real site with fresh captures; without the plugin, plain Pelican."""
-    from kblog_build import build_site
     from pelican import Pelican
     from pelican.settings import read_settings
+
+    from kblog.build import build_site
 
     with tempfile.TemporaryDirectory() as tmp:
         started = time.monotonic()
@@ -96,7 +101,7 @@ def site_build(plugin: bool) -> float:
 
 
 def verify_series() -> float:
-    from kblog_build import build_site
+    from kblog.build import build_site
 
     with tempfile.TemporaryDirectory() as tmp:
         started = time.monotonic()
@@ -125,7 +130,7 @@ def edited_patch(directory: Path, n: int) -> Path:
 def kernel_builds(runs: int) -> dict[str, Any]:
     """A clean build of the episode's kernel in a workspace of its own (once: it takes
     minutes), then rebuilds after a function-body edit (median of `runs`)."""
-    from runner import kernel_build
+    from runner.kernels import build as kernel_build
 
     top = config.kernel_cache_dir() / "kernel-build" / "bench"  # beside the source it links
     with tempfile.TemporaryDirectory() as tmp:

@@ -12,22 +12,17 @@ HERE = Path(__file__).resolve().parent
 # Host-only plumbing (backends, docker, reproduce, CLI) is left out: editing it
 # does not make every post stale.
 CAPTURE_SOURCES = (
-    "agent",
-    "guest",
+    "guest",  # the machine: QEMU's argv, the image, the agent, saved guests
     "config.py",
     "execute.py",
-    "expect.py",
-    "guest_image.py",
-    "guest_session.py",
+    "freeze.py",
     "guests.py",
-    "kernel_build.py",
-    "kernel_log.py",
+    "judge/expect.py",  # how output is matched: its captures are typed into later steps
+    "kernels/build.py",
     "sandbox.py",
     "sandbox-uname",
     "scenario.py",
-    "snapshot.py",
     "terminal.py",
-    "vm.py",
 )
 
 

@@ -16,8 +16,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from runner import backends, config, events, verdict
+from runner import backends, config, events
 from runner.events import Activity, Log, Progress
+from runner.judge import verdict
 from runner.scenario import Scenario, ScenarioError, ScenarioResult, Status, Step, StepResult
 from runner.terminal import prompts_for
 

@@ -26,7 +26,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from runner import verdict
+from runner.judge import verdict
 from runner.scenario import Status, Step, StepResult
 from runner.terminal import last_line
 

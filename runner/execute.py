@@ -13,24 +13,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner import (
-    config,
-    expect,
-    guest_image,
-    guest_session,
-    guests,
-    kernel_build,
-    kernel_log,
-    sandbox,
-    sources,
-    terminal,
-    verdict,
-)
-from runner.agent_client import AgentClient, AgentError, AgentLost
+from runner import config, guests, sandbox, sources, terminal
 from runner.events import Activity, ActivityThrottle, Log, Progress
+from runner.guest import image as guest_image
+from runner.guest import sessions as guest_session
+from runner.guest.agent_client import AgentClient, AgentError, AgentLost
+from runner.guest.vm import VM, Console, VMError, choose_accel, qemu_version, runtime_dir
 from runner.host import Accel
+from runner.judge import expect, kernel_log, verdict
+from runner.kernels import build as kernel_build
 from runner.scenario import Provenance, Scenario, ScenarioResult, Status, Step, StepResult
-from runner.vm import VM, Console, VMError, choose_accel, qemu_version, runtime_dir
 
 PROMPT_TIMEOUT = 30.0  # a fresh shell or Python shows its first prompt within this
 SCENARIO_DEADLINE = 900.0

@@ -8,11 +8,14 @@ import contextlib
 import os
 from dataclasses import dataclass
 
-from runner import guest_image, kernel_build, kernel_source, snapshot
 from runner.events import Log
+from runner.guest import image as guest_image
+from runner.guest import snapshot
+from runner.guest.vm import VM, BootError, VMError
 from runner.host import Accel
+from runner.kernels import build as kernel_build
+from runner.kernels import source as kernel_source
 from runner.scenario import Step
-from runner.vm import VM, BootError, VMError
 
 
 class BuiltKernelError(RuntimeError):

@@ -22,16 +22,18 @@ from typing import Any, TextIO
 
 from rich.console import Console
 
-from runner import backends, config, kernels, verdict
+from runner import backends, config
 from runner.display import Display
-from runner.normalize import drift, kernel_renames
+from runner.judge import verdict
+from runner.judge.normalize import drift, kernel_renames
+from runner.kernels import abi as kernels
 from runner.scenario import Scenario, ScenarioResult
 
 
 @dataclass
 class Reproduction:
     result: ScenarioResult
-    problems: list[str]  # where the run is not what the post says (runner.verdict)
+    problems: list[str]  # where the run is not what the post says (runner.judge.verdict)
     matches: bool  # the capture is the published one, volatile values aside
     report: str  # for the reader: failed steps, then how the run relates to the page
     fallback: str = ""  # the release run instead of a pinned one Debian no longer offers

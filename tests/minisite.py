@@ -33,7 +33,7 @@ class MiniSite:
         return path
 
     def build(self, **kwargs):
-        from kblog_build import build_site
+        from kblog.build import build_site
 
         overrides = {
             "PATH": str(self.content),

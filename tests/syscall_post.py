@@ -6,7 +6,8 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from runner import config, kernel_build
+from runner import config
+from runner.kernels import build as kernel_build
 from runner.scenario import Scenario, ScenarioResult, Step
 
 PATCH = config.KMOD / "syscall" / "0001-kblog_hello-system-call.patch"

@@ -113,14 +113,20 @@ def test_no_import_cycle() -> None:
             visit(node)
 
 
-VM_CODE = {"runner.vm", "runner.execute", "runner.snapshot", "runner.qmp", "runner.agent_client"}
+VM_CODE = {
+    "runner.guest.vm",
+    "runner.execute",
+    "runner.guest.snapshot",
+    "runner.guest.qmp",
+    "runner.guest.agent_client",
+}
 
 
 @pytest.mark.parametrize(
     "module",
     [
-        "runner.docker_backend",
-        "runner.docker_image",
+        "runner.backends.docker",
+        "runner.backends.docker_image",
         "runner.reproduce",
         "runner.__main__",
         "runner.display",

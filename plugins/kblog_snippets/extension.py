@@ -18,10 +18,9 @@ from markdown import Markdown
 from markdown.extensions import Extension
 from markdown.preprocessors import Preprocessor
 
+from kblog import render
+from kblog.parse import SnippetError, find_blocks, scenario_of
 from runner.scenario import Scenario, ScenarioResult
-
-from . import render
-from .parse import SnippetError, find_blocks, scenario_of
 
 # (the post's path, its scenario) -> its result per kernel; raises SnippetError.
 Results = Callable[[str, Scenario], dict[str, ScenarioResult]]

@@ -17,12 +17,12 @@ from typing import Any
 from pelican import signals
 from pelican.readers import MarkdownReader
 
+from kblog.captures import Captures
+from kblog.parse import SnippetError, scenario_from_text
 from runner import config
 
 from . import bundle
-from .captures import Captures
 from .extension import SnippetsExtension
-from .parse import SnippetError, scenario_from_text
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def finalized(pelican: Any) -> None:
     captures: Captures = pelican.settings["KBLOG_CAPTURES"]
     write_bundles(captures, Path(pelican.settings["OUTPUT_PATH"]))
     if pelican.settings.get("KBLOG_BUILD_MANAGED"):
-        return  # kblog_build writes captures once the whole build has succeeded
+        return  # kblog.build writes captures once the whole build has succeeded
     if not captures.failed:
         for path in captures.commit():
             log.info("wrote %s", path)

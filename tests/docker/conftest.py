@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from runner import docker_image
+from runner.backends import docker_image
 
 if TYPE_CHECKING:
     import docker

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from runnercli import cli
 
-from runner import docker_backend, docker_image
-from runner.docker_backend import run_in_container
-from runner.normalize import normalize as blank
+from runner.backends import docker as docker_backend
+from runner.backends import docker_image
+from runner.backends.docker import run_in_container
+from runner.judge.normalize import normalize as blank
 from runner.scenario import Scenario, ScenarioResult, Step, StepResult
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ EP2 = Path(__file__).resolve().parent / "ep2.json"
 NOWHERE = "unix:///nonexistent/kblog-docker.sock"
 
 
-# Both backends build in the same sandbox, with the same paths; runner.normalize
+# Both backends build in the same sandbox, with the same paths; runner.judge.normalize
 # blanks what changes from run to run (printk times, addresses, PIDs, majors).
 def normalize(text: str) -> list[str]:
     return [blank(line) for line in text.splitlines()]

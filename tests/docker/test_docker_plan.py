@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from runner import docker_backend, docker_image
-from runner.docker_backend import DockerBackendError, input_archive, least_privilege
+from runner.backends import docker as docker_backend
+from runner.backends import docker_image
+from runner.backends.docker import DockerBackendError, input_archive, least_privilege
 
 
 def test_only_a_kernel_build_gets_the_kernel_cache_volume() -> None:

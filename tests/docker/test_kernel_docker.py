@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 import pytest
 from syscall_post import check_syscall_run, syscall_scenario
 
-from runner import docker_backend, kernel_source
-from runner.docker_backend import run_in_container
+from runner.backends import docker as docker_backend
+from runner.backends.docker import run_in_container
+from runner.kernels import source as kernel_source
 
 if TYPE_CHECKING:
     import docker

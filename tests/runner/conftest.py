@@ -10,8 +10,10 @@ from collections.abc import Iterator
 import pytest
 from vmhelp import Guest, qemu_children, rundirs
 
-from runner import config, guest_image, snapshot
-from runner.vm import choose_accel
+from runner import config
+from runner.guest import image as guest_image
+from runner.guest import snapshot
+from runner.guest.vm import choose_accel
 
 
 @pytest.fixture(autouse=True)

@@ -12,8 +12,10 @@ import zlib
 import pytest
 from vmhelp import Guest
 
-from runner import config, guest_session, snapshot, terminal
-from runner.vm import VM
+from runner import config, terminal
+from runner.guest import sessions as guest_session
+from runner.guest import snapshot
+from runner.guest.vm import VM
 
 pytestmark = pytest.mark.vm
 

@@ -1,10 +1,10 @@
-"""runner.expect: how a step's real output is held against what its author wrote."""
+"""runner.judge.expect: how a step's real output is held against what its author wrote."""
 
 from __future__ import annotations
 
 import pytest
 
-from runner import expect
+from runner.judge import expect
 
 
 def ok(expected: list[str], actual: list[str]) -> bool:

@@ -16,8 +16,12 @@ from pathlib import Path
 import pytest
 from syscall_post import check_syscall_run, syscall_scenario
 
-from runner import config, execute, guest_image, kernel_build, kernel_source, snapshot, vm
-from runner.kernel_build import FRAGMENT, build_key, parse_config, unmet_options
+from runner import config, execute
+from runner.guest import image as guest_image
+from runner.guest import snapshot, vm
+from runner.kernels import build as kernel_build
+from runner.kernels import source as kernel_source
+from runner.kernels.build import FRAGMENT, build_key, parse_config, unmet_options
 
 # What the measured recipe (docs: sandbox-facts, "Building a guest kernel") enables.
 FACTS_OPTIONS = [

@@ -1,5 +1,5 @@
 """Golden kernel logs: every console log under tests/golden/kernel_log/ and the
-events runner.kernel_log finds in it, in the manner of syzkaller's pkg/report tests.
+events runner.judge.kernel_log finds in it, in the manner of syzkaller's pkg/report tests.
 
 NAME.log is a console log: captured from a guest (it starts at "Linux version"),
 or reconstructed from the kernel's format strings, which its first line, not part
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from runner import kernel_log
-from runner.kernel_log import Severity
+from runner.judge import kernel_log
+from runner.judge.kernel_log import Severity
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "kernel_log"
 LOGS = sorted(GOLDEN.glob("*.log"))

@@ -11,9 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from runner import config, execute, guest_image, guests, kernel_build, verdict, vm
+from runner import config, execute, guests
 from runner.events import Log
+from runner.guest import image as guest_image
+from runner.guest import vm
 from runner.host import Accel
+from runner.judge import verdict
+from runner.kernels import build as kernel_build
 from runner.scenario import Scenario, ScenarioResult, Step
 
 PATCH = config.KMOD / "syscall" / "0001-kblog_hello-system-call.patch"

@@ -11,7 +11,10 @@ from types import ModuleType
 
 import pytest
 
-from runner import config, debian, guest_image, kernels
+from runner import config
+from runner.guest import image as guest_image
+from runner.kernels import abi as kernels
+from runner.kernels import debian
 
 ROOT = Path(__file__).resolve().parents[2]
 GONE = "6.1.0-9999-amd64"
@@ -161,8 +164,7 @@ def test_reproduce_falls_back_to_the_newest_abi_and_reports_drift(
     import io
     import json
 
-    from kblog_snippets.parse import scenario_from_text
-
+    from kblog.parse import scenario_from_text
     from runner import reproduce
     from runner.scenario import ScenarioResult
 
@@ -178,7 +180,7 @@ def test_reproduce_falls_back_to_the_newest_abi_and_reports_drift(
         ran_on.append(kernel.release)
         if kernel.release == GONE:
             guest_image.kernel_tree(kernel, log=lambda _msg: None)
-        from kblog_snippets import freeze
+        from runner import freeze
 
         result = freeze.entry_result(published[label])
         result.steps[0].output += "\na line the newer kernel prints"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runner.normalize import drift, kernel_renames, normalize
+from runner.judge.normalize import drift, kernel_renames, normalize
 
 
 def test_volatile_values_are_blanked() -> None:

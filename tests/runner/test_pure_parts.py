@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from runner import config, events, guest_image, vm
-from runner.guest_image import GuestArtifacts, ImageError
+from runner import config, events
+from runner.guest import image as guest_image
+from runner.guest import vm
+from runner.guest.image import GuestArtifacts, ImageError
 from runner.host import Accel
 from runner.scenario import Scenario, Status, Step, StepResult
 

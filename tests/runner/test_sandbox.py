@@ -20,7 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from runner import config, guest_image, sandbox, vm
+from runner import config, sandbox
+from runner.guest import image as guest_image
+from runner.guest import vm
 
 ROOT = Path(__file__).resolve().parents[2]
 AS_ROOT = os.geteuid() == 0

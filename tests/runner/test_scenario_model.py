@@ -7,7 +7,7 @@ from dataclasses import asdict, replace
 
 import pytest
 
-from runner import verdict
+from runner.judge import verdict
 from runner.scenario import (
     KernelEvent,
     Provenance,

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from vmhelp import Guest, scenario, sh
 
-from runner import snapshot
 from runner.execute import run_scenario
-from runner.vm import VM, BootError
+from runner.guest import snapshot
+from runner.guest.vm import VM, BootError
 
 pytestmark = pytest.mark.vm
 

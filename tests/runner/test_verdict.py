@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runner import verdict
+from runner.judge import verdict
 from runner.scenario import (
     KernelEvent,
     Provenance,

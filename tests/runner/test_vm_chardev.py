@@ -12,9 +12,9 @@ import re
 import pytest
 from vmhelp import Guest, build, host_modules, py, scenario, sh
 
-from runner import verdict
 from runner.config import KMOD
 from runner.execute import run_scenario
+from runner.judge import verdict
 from runner.scenario import ScenarioResult, StepResult
 
 pytestmark = pytest.mark.vm

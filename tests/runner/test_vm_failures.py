@@ -30,12 +30,13 @@ from vmhelp import (
     sh,
 )
 
-from runner import verdict, vm
 from runner.execute import run_scenario
-from runner.guest_image import GuestArtifacts
+from runner.guest import vm
+from runner.guest.image import GuestArtifacts
+from runner.guest.vm import VM, BootError, VMError
 from runner.host import Accel
+from runner.judge import verdict
 from runner.scenario import ScenarioError, ScenarioResult, Step, StepResult
-from runner.vm import VM, BootError, VMError
 
 pytestmark = pytest.mark.vm
 

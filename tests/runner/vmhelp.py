@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner import vm
-from runner.guest_image import GuestArtifacts
+from runner.guest import vm
+from runner.guest.image import GuestArtifacts
 from runner.host import Accel
 from runner.scenario import Scenario, Step
 

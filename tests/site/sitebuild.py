@@ -10,9 +10,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from kblog_build import ErrorCollector
 from pelican import Pelican
 from pelican.settings import read_settings
+
+from kblog.build import ErrorCollector
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS_FILE = ROOT / "pelicanconf.py"

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kblog_snippets import render
 from sitebuild import ROOT, build_tiny
 
+from kblog import render
 from runner.scenario import KernelEvent, Status, Step, StepResult
 
 # Debian's chromium (runner/host-packages.txt installs it): a missing browser fails.

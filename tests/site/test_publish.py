@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 from htmltree import parse
-from kblog_build import BuildError, build_site
-from kblog_build.publish import PublishError, PublishSettingsError, publish
 from minisite import tree_bytes
+
+from kblog.build import BuildError, build_site
+from kblog.publish import PublishError, PublishSettingsError, publish
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = ROOT / "publishconf.py"

@@ -10,9 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-from kblog_build import verify
-from kblog_build.verify import Verification, VerifyInputError
-from kblog_snippets.captures import Outcome
+
+from kblog import verify
+from kblog.captures import Outcome
+from kblog.verify import Verification, VerifyInputError
 
 ROOT = Path(__file__).resolve().parents[2]
 POSTS = ["content/b.md", "content/a.md", "content/c.md"]

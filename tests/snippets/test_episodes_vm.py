@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 from htmltree import Element, parse
-from kblog_build import build_site
 
-from runner.normalize import normalize_lines
+from kblog.build import build_site
+from runner.judge.normalize import normalize_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from kblog_snippets import freeze, policy
-from kblog_snippets.captures import Captures
-from kblog_snippets.parse import SnippetError
 
-from runner import config
+from kblog import policy
+from kblog.captures import Captures
+from kblog.parse import SnippetError
+from runner import config, freeze
 from runner.scenario import Provenance, Scenario, ScenarioResult, Status, Step, StepResult
 
 INPUTS = {"scenario": "s1", "kernel": "6.1.0-56-amd64", "kmod": "k1", "runner": "r1"}

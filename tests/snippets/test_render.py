@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from plugins.kblog_snippets.render import render_block
+from kblog.render import render_block
 from runner.scenario import Status, Step, StepResult
 
 

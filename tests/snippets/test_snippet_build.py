@@ -7,8 +7,9 @@ import re
 from pathlib import Path
 
 import pytest
-from kblog_build import BuildError
 from minisite import MiniSite, tree_bytes
+
+from kblog.build import BuildError
 
 pytestmark = pytest.mark.vm
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,10 +10,10 @@ from typing import ClassVar
 import markdown
 import pytest
 from kblog_snippets.extension import SnippetsExtension
-from kblog_snippets.parse import SnippetError, find_blocks, scenario_from_text
 from markdown.test_tools import TestCase
 
-from runner import expect
+from kblog.parse import SnippetError, find_blocks, scenario_from_text
+from runner.judge import expect
 from runner.scenario import Scenario
 
 

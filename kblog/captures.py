@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner import backends, config, verdict
+from runner import backends, config, freeze
 from runner.display import Display
+from runner.judge import verdict
 from runner.scenario import Scenario, ScenarioResult
 
-from . import freeze, policy, render
+from . import policy, render
 from .parse import SnippetError
 
 log = logging.getLogger(__name__)

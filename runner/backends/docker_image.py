@@ -27,13 +27,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner import config, host_packages, kernel_source, sources
+from runner import config, host_packages, sources
 from runner.events import Log
+from runner.kernels import source as kernel_source
 
 if TYPE_CHECKING:
     import docker
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent.parent  # runner/: the build context
 IMAGE = "kblog/runner"
 TAG = f"{IMAGE}:latest"
 INPUTS_LABEL = "org.kblog.inputs"
@@ -44,13 +45,13 @@ KERNEL_CACHE = "/opt/kblog/kernel-cache"
 CONNECT_TIMEOUT = 10
 # Host-side only: never run in the container, so editing them rebuilds nothing.
 HOST_ONLY = (
-    "docker_backend.py",
-    "docker_image.py",
+    "backends/docker.py",
+    "backends/docker_image.py",
+    "backends/container-seccomp.json",  # given to each container, not built in
     # the image takes its packages as a build arg, so only that list counts
     "host-packages.txt",
     "host_packages.py",
     "install-host-packages.sh",
-    "container-seccomp.json",  # given to each container, not built in
 )
 
 

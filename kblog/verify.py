@@ -21,10 +21,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kblog_snippets.captures import Outcome
-from kblog_snippets.policy import State
+from kblog.captures import Outcome
+from kblog.policy import State
 
-from . import BuildError, BuildReport, build_site
+from .build import BuildError, BuildReport, build_site
 
 FORMAT = 1
 KIND = "kblog-verify-shard"
@@ -201,10 +201,9 @@ class Plan:
 
 def plan(settings: Path, kernels: Sequence[str] | None = None) -> Plan:
     """The cells of the site's posts on `kernels` (default: its KBLOG_KERNELS)."""
-    from kblog_snippets import freeze
     from kblog_snippets.plugin import posts
 
-    from runner import config, sources
+    from runner import config, freeze, sources
 
     from .publish import quiet_read_settings
 
@@ -238,7 +237,7 @@ def run(
     names = frozenset((Path(post).stem, kernel) for post, kernel in cells)
     report: BuildReport | None
     # Pelican's console lines: the table is the whole answer. The runs still show
-    # as they go, on stderr (kblog_snippets.captures.sandbox_runner).
+    # as they go, on stderr (kblog.captures.sandbox_runner).
     held = io.StringIO()
     with tempfile.TemporaryDirectory(prefix="kblog-verify-") as tmp, redirect_stdout(held):
         try:

@@ -23,8 +23,9 @@ import markdown.util
 from markdown.extensions.attr_list import get_attrs_and_remainder
 from markdown.extensions.fenced_code import FencedBlockPreprocessor
 
-from runner import config, kernel_log
-from runner.expect import KERNEL_PREFIX
+from runner import config
+from runner.judge import kernel_log
+from runner.judge.expect import KERNEL_PREFIX
 from runner.scenario import BOOTS, LANGUAGES, Scenario, ScenarioError, Step
 
 FENCE_RE = FencedBlockPreprocessor.FENCED_BLOCK_RE

@@ -20,10 +20,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner import config, debian, kernels, sources
+from runner import config, sources
+from runner.kernels import abi as kernels
+from runner.kernels import debian
 
 HERE = Path(__file__).resolve().parent
-INIT_SCRIPT = HERE / "guest" / "init"
+INIT_SCRIPT = HERE / "init"
 AGENT_DIR = HERE / "agent"
 # The root disk is read-only (writes go to a tmpfs overlay), so it needs no free
 # space beyond ext4's own: its size follows the userland's, plus this margin.

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from runner import config, terminal
-from runner.agent_client import AgentClient
+from runner.guest.agent_client import AgentClient
 
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PYSTARTUP = "/opt/kblog/pystartup.py"

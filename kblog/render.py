@@ -12,8 +12,8 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import BashLexer, KernelLogLexer, PythonLexer
 
-from runner.kernel_log import SEVERE
-from runner.normalize import normalize_lines
+from runner.judge.kernel_log import SEVERE
+from runner.judge.normalize import normalize_lines
 from runner.scenario import Step, StepResult
 from runner.terminal import prompts_for
 

@@ -42,8 +42,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner import config, guest_image, kernel_source, sandbox, sources
+from runner import config, sandbox, sources
 from runner.events import Log
+from runner.guest import image as guest_image
+from runner.kernels import source as kernel_source
 
 FRAGMENT_NAME = "guest.config"  # in a run's kernel/ directory (~/kernel inside)
 FRAGMENT = config.KERNEL_DIR / FRAGMENT_NAME  # the repository's
@@ -536,13 +538,15 @@ def guest_artifacts(built: BuiltKernel, log: Log = print) -> guest_image.GuestAr
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m runner.kernel_build [--fragment F] [PATCH ...]`: build, showing progress
+    """`python -m runner.kernels.build [--fragment F] [PATCH ...]`: build, showing progress
     on stderr as scenario runs do (runner/display.py)."""
     import argparse
 
     from runner.display import Display  # rich: a host-side display
 
-    parser = argparse.ArgumentParser(prog="python -m runner.kernel_build", description=main.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m runner.kernels.build", description=main.__doc__
+    )
     parser.add_argument("--fragment", type=Path, default=FRAGMENT)
     parser.add_argument("patches", type=Path, nargs="*")
     args = parser.parse_args(argv)

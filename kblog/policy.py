@@ -13,9 +13,8 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from runner.normalize import drift, kernel_renames
-
-from . import freeze
+from runner import freeze
+from runner.judge.normalize import drift, kernel_renames
 
 MODES = ("auto", "never", "always")
 

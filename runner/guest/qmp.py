@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runner.agent_client import connect_unix
+from runner.guest.agent_client import connect_unix
 
 
 class QMPError(RuntimeError):

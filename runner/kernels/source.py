@@ -23,7 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner import config, debian
+from runner import config
+from runner.kernels import debian
 
 # Not runner.events.Log: the Docker image stages the package with the files it needs alone.
 Log = Callable[[str], None]

@@ -24,12 +24,13 @@ import shlex
 import time
 from pathlib import Path
 
-from runner import config, guest_session
+from runner import config
 from runner.events import Log
-from runner.guest_image import GuestArtifacts
+from runner.guest import sessions as guest_session
+from runner.guest.image import GuestArtifacts
+from runner.guest.qmp import QMP, QMPError
+from runner.guest.vm import VM, VMError, qemu_version
 from runner.host import Accel, pid_alive
-from runner.qmp import QMP, QMPError
-from runner.vm import VM, VMError, qemu_version
 
 MIGRATE_TIMEOUT = 120.0
 POOL_TIMEOUT = 60.0  # a cold guest's bash and python3 show prompts in a few seconds

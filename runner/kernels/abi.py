@@ -18,7 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner import config, debian
+from runner import config
+from runner.kernels import debian
 
 CONFIG_FILE = Path(config.__file__).resolve()
 BUMP_COMMAND = "invoke kernels --bump"

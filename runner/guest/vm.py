@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from runner import config
-from runner.agent_client import AgentClient, AgentLost
-from runner.guest_image import GuestArtifacts
+from runner.guest.agent_client import AgentClient, AgentLost
+from runner.guest.image import GuestArtifacts
 from runner.host import Accel, kvm_precheck, pid_alive
 
 AGENT_PORT = "org.kblog.agent.0"

@@ -48,7 +48,8 @@ def select(name: str, say: Log = print) -> tuple[str, Backend]:
         raise BackendUnavailable(f"unknown backend {name!r}: expected one of {', '.join(NAMES)}")
     if name != "local":
         try:
-            from runner import docker_backend, docker_image
+            from runner.backends import docker as docker_backend
+            from runner.backends import docker_image
         except ImportError as exc:  # the docker SDK is not installed
             ok, why = False, f"the docker Python package is missing ({exc.name})"
         else:

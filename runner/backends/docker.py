@@ -28,8 +28,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner import config, docker_image, host, sources
-from runner.docker_image import DockerBackendError, connect, ensure_image
+from runner import config, host, sources
+from runner.backends import docker_image
+from runner.backends.docker_image import DockerBackendError, connect, ensure_image
 from runner.events import Activity, Log, Progress, Relay
 from runner.scenario import Scenario, ScenarioResult
 

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from pelican.settings import read_settings
 
-from . import BuildError, build_site
+from .build import BuildError, build_site
 
 # What `invoke publish` tells an author whose captures are out of date.
 REFRESH_HINT = (

@@ -9,7 +9,7 @@ site build, `invoke verify`, `invoke run`, the runner's CLI, reproduce) asks
 
 from __future__ import annotations
 
-from runner import expect, kernel_log
+from runner.judge import expect, kernel_log
 from runner.scenario import FAILED_STATUSES, Scenario, ScenarioResult, Status, Step, StepResult
 
 # "..." accepts any output, not any outcome: a command the post expects to fail

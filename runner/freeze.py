@@ -15,7 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from runner import config, kernel_source, runner_digest, sources
+from runner import config, runner_digest, sources
+from runner.kernels import source as kernel_source
 from runner.scenario import Scenario, ScenarioResult
 
 FORMAT = 1
