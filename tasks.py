@@ -123,16 +123,15 @@ def verify(
             stack.enter_context(_newest_kernels(labels))
         plan = verification.plan(SETTINGS, labels)
         cells = verification.share(plan.cells, index, count)
-        part, report = verification.run(plan, cells, update=update, newest=newest)
+        part, written = verification.run(plan, cells, update=update, newest=newest)
     if shard or out:
         path = Path(out) if out else ROOT / "build" / "verify" / f"shard-{index}-of-{count}.json"
         run = verification.run_id(plan.cells, count, part.releases, plan.inputs)
         verification.write_shard(path, verification.shard_document(run, index, count, part))
         print(f"shard {index}/{count}: {len(cells)} of {len(plan.cells)} cells, in {path}")
     _verdict(part, update)
-    if update and report is not None:
-        for written in report.captures_written:
-            print(f"updated {written.relative_to(ROOT)}")
+    for path in written:
+        print(f"updated {path.relative_to(ROOT)}")
 
 
 @contextlib.contextmanager
@@ -202,7 +201,7 @@ def kernels(c: Context, bump: bool = False, kernel: str = "") -> None:
 
 def _post_scenario(post: str):
     """The scenario of a post, given as a path or a file name under content/."""
-    from kblog.parse import SnippetError, scenario_from_text
+    from kblog.parse import SnippetError, read_post
 
     path = Path(post) if Path(post).exists() else CONTENT / post
     if not path.exists():
@@ -212,7 +211,7 @@ def _post_scenario(post: str):
         path = matches[0]
     source = str(path.resolve().relative_to(ROOT))
     try:
-        return path, scenario_from_text(path.read_text(), source, path.stem)
+        return path, read_post(path, source).scenario
     except SnippetError as exc:
         raise Exit(str(exc), 2) from None
 

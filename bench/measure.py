@@ -65,10 +65,9 @@ def vm_to_first_command(artifacts, accel, restore: Path | None) -> float:
 
 
 def episode_scenario(post: str) -> Scenario:
-    from kblog.parse import scenario_from_text
+    from kblog.parse import read_post
 
-    path = ROOT / "content" / post
-    return scenario_from_text(path.read_text(), f"content/{post}", path.stem)
+    return read_post(ROOT / "content" / post, f"content/{post}").scenario
 
 
 def episode_seconds(scenario: Scenario, kernel_name: str) -> float:

@@ -1,8 +1,10 @@
 """Build the site all or nothing: a failed build leaves output/ and snippets/ as they were.
 
-Pelican logs a post that fails to read and carries on; here any error fails the
-build, the new site is built beside the old one and swapped in by renames, and
-new captures are written only once everything else has succeeded.
+Each post is read once and its captures found, made and judged by the capture
+service (kblog.captures) before Pelican starts; the build's plugin object holds
+them for the pages. Pelican logs a post that fails to read and carries on; here
+any error fails the build, the new site is built beside the old one and swapped in
+by renames, and new captures are written only once everything else has succeeded.
 """
 
 from __future__ import annotations
@@ -12,12 +14,15 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from kblog_snippets.plugin import Settings, SnippetsPlugin, read_posts
 from pelican import Pelican
 from pelican.settings import read_settings
+
+from kblog.captures import Captured, CellOutcome, capture
 
 
 class BuildError(RuntimeError):
@@ -50,7 +55,7 @@ class BuildReport:
     output: Path
     captures_written: list[Path] = field(default_factory=list)
     vm_runs: int = 0
-    outcomes: list[Any] = field(default_factory=list)
+    outcomes: list[CellOutcome] = field(default_factory=list)
 
 
 def _reset_sitemap_plugin() -> None:
@@ -66,6 +71,26 @@ def _reset_sitemap_plugin() -> None:
     generator.__init__()
 
 
+def capture_site(
+    conf: dict[str, Any],
+    *,
+    mode: str | None = None,
+    cells: Collection[tuple[str, str]] | None = None,
+) -> tuple[Captured, dict[str, str]]:
+    """Every post of the site whose settings are `conf`, read once, and its captures:
+    the one call the site build and `invoke verify` make. `mode` overrides the
+    settings' (and $KBLOG_EXECUTE's); `cells`, (post name, kernel label) pairs,
+    restricts the runs to those. Also returns the posts that did not parse."""
+    settings = Settings.read(conf)
+    request = replace(
+        settings.request(),
+        mode=mode or settings.mode,
+        cells=frozenset(cells) if cells is not None else None,
+    )
+    posts, broken = read_posts(settings)
+    return capture(posts, request), broken
+
+
 def build_site(
     settings: Path,
     output: Path,
@@ -73,16 +98,12 @@ def build_site(
     *,
     mode: str | None = None,
     write_captures: bool = True,
-    cells: Collection[tuple[str, str]] | None = None,
 ) -> BuildReport:
     """Build with `settings` into `output`, atomically; raise BuildError on any error.
 
     `mode` overrides KBLOG_EXECUTE ("always" re-runs every post); with
-    `write_captures` False new captures are not kept (a dry verification);
-    `cells`, (post name, kernel label) pairs, restricts each post to those kernels.
+    `write_captures` False new captures are not kept (a dry run).
     """
-    from kblog_snippets.plugin import captures_for
-
     output = output.resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.new-", dir=output.parent))
@@ -90,31 +111,32 @@ def build_site(
     collector = ErrorCollector()
     root_logger = logging.getLogger()
     root_logger.addHandler(collector)
+    plugin: SnippetsPlugin | None = None
     try:
         conf = read_settings(
             str(settings), override={"OUTPUT_PATH": str(staging), **(overrides or {})}
         )
-        captures = captures_for(conf, mode)
-        if cells is not None:
-            captures.cells = frozenset(cells)
-        conf["KBLOG_CAPTURES"] = captures
-        conf["KBLOG_BUILD_MANAGED"] = True
-        report = BuildReport(output, [], 0, captures.outcomes)
+        captured, _ = capture_site(conf, mode=mode)
+        report = BuildReport(output, [], captured.vm_runs, captured.outcomes)
+        plugin = SnippetsPlugin(captured)
+        # The plugin of this build holds its captures: Pelican takes plugin objects.
+        conf["PLUGINS"] = [plugin if p == "kblog_snippets" else p for p in conf["PLUGINS"]]
         _reset_sitemap_plugin()
         try:
             Pelican(conf).run()
         except Exception as exc:  # a plugin's check failed the whole run
             collector.messages.append(str(exc))
-        report.vm_runs = captures.vm_runs
         if collector.messages:
             raise BuildError("\n\n".join(dict.fromkeys(collector.messages)), report)
-        report.captures_written = captures.commit() if write_captures else []
+        report.captures_written = captured.commit() if write_captures else []
         _swap(staging, output)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     finally:
         root_logger.removeHandler(collector)
+        if plugin is not None:
+            plugin.disconnect()
     return report
 
 

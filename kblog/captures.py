@@ -1,35 +1,39 @@
-"""Where a post's results come from: its fresh freeze, or a run in the sandbox.
+"""The capture service: every post's results on every kernel, judged.
 
-Nothing is written while a build runs: new captures wait in `pending` until the
-whole build has succeeded, so a failed build leaves snippets/ as it was.
+`capture()` takes the posts (read once, kblog.parse), the kernels and a mode, and
+returns what each page shows and what each post x kernel came to. A capture in
+snippets/ whose key still matches is reused; any other runs in the sandbox, the
+stale ones in parallel (one VM per core). Every capture, frozen or new, is judged
+by runner/judge/verdict.py before a page may show it.
 
-Posts that run show as they go, on stderr (runner/display.py): on a terminal a live
-row per post with its step, time and latest output line; in a log (CI) a line when
-a post starts and ends, and one every 15 s of a long step.
+Nothing is written here: new captures wait in `Captured.pending` until the caller
+knows the whole build succeeded (`Captured.commit()`), so a failed build leaves
+snippets/ as it was.
+
+Posts that run show as they go, on stderr (runner/display.py).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from runner import backends, config, freeze
 from runner.display import Display
 from runner.judge import verdict
+from runner.judge.verdict import Action, Outcome
 from runner.scenario import Scenario, ScenarioResult
 
-from . import policy, render
-from .parse import SnippetError
+from .parse import Post
 
 log = logging.getLogger(__name__)
 
 Runner = Callable[[Scenario, str, Path], ScenarioResult]
+Cell = tuple[str, str]  # (post name, kernel label)
 
 
 def sandbox_runner(display: Display | None = None) -> Runner:
@@ -61,220 +65,64 @@ def sandbox_runner(display: Display | None = None) -> Runner:
     return run_post
 
 
-@dataclass
-class Outcome:
-    """What a post's build used for one kernel, for the verify table."""
+@dataclass(frozen=True)
+class Request:
+    """What to capture: where captures live, the kmod/ tree, the kernels and the mode
+    (auto: run stale posts; never: fail on them; always: re-run all)."""
 
-    post: str
-    kernel: str
-    state: policy.State
-    detail: str = ""
+    snippets: Path
+    kmod: Path = config.KMOD
+    mode: str = "auto"
+    kernels: tuple[str, ...] = (config.DEFAULT_KERNEL,)
+    # The cells to run, for a share of a verification; None: every cell.
+    cells: frozenset[Cell] | None = None
+    workers: int = max(1, os.cpu_count() or 1)
+
+    def __post_init__(self) -> None:
+        verdict.check_mode(self.mode)  # at once, before any post is looked at
+
+    def covers(self, name: str, kernel: str) -> bool:
+        return self.cells is None or (name, kernel) in self.cells
 
 
 @dataclass(frozen=True)
-class Planned:
-    """One post on one kernel, decided once per build: its capture, the inputs its key
-    is made of, and whether to reuse, run or refuse it (policy.decide)."""
+class CellOutcome:
+    """What one post came to on one kernel (the verify table's row)."""
 
-    entry: dict[str, Any] | None
-    inputs: dict[str, str]
-    decision: policy.Decision
+    post: str  # its source path
+    kernel: str
+    outcome: Outcome
+    detail: str = ""
 
 
 @dataclass
-class Captures:
-    snippets: Path
-    kmod: Path = config.ROOT / "kmod"
-    mode: str = "auto"  # auto: run stale posts; never: fail on them; always: re-run all
-    kernels: tuple[str, ...] = (config.DEFAULT_KERNEL,)
-    runner: Runner | None = None  # None: sandbox_runner(), chosen when first needed
-    pending: dict[Path, str] = field(default_factory=dict)
-    failed: list[str] = field(default_factory=list)
-    outcomes: list[Outcome] = field(default_factory=list)
-    vm_runs: int = 0
-    workers: int = max(1, os.cpu_count() or 1)
-    _prefetched: dict[tuple[str, str], ScenarioResult | Exception] = field(default_factory=dict)
-    # Each post's scenario and its captures file as this build publishes it.
-    published: dict[str, tuple[Scenario, str]] = field(default_factory=dict)
-    # By post path: its scenario and results, or why it failed (prepare()).
-    prepared: dict[str, tuple[Scenario, dict[str, ScenarioResult]] | SnippetError] = field(
-        default_factory=dict
-    )
-    # (post name, kernel label) pairs to use, for a share of a verification; None: all.
-    cells: frozenset[tuple[str, str]] | None = None
-    # By scenario digest: its captures file as read, and each kernel's plan.
-    _plans: dict[str, tuple[dict[str, Any], dict[str, Planned]]] = field(default_factory=dict)
+class PostCaptures:
+    """What one post's page shows: its judged results per kernel and its captures
+    file as this build publishes it; `error` (file:line: why) if it failed."""
 
-    def __post_init__(self) -> None:
-        policy.check_mode(self.mode)  # at once, before any post is looked at
+    post: Post
+    results: dict[str, ScenarioResult] = field(default_factory=dict)
+    text: str = ""
+    error: str = ""
 
-    def __deepcopy__(self, memo: dict) -> Captures:
-        return self  # Pelican copies its settings; there is one provider per build
 
-    @functools.cached_property
-    def _runner(self) -> Runner:
-        return self.runner or sandbox_runner()
+@dataclass
+class Captured:
+    """The service's answer for a set of posts."""
 
-    @functools.cached_property
-    def shared_inputs(self) -> dict[str, str]:
-        """The key inputs every post shares, hashed once per build."""
-        return freeze.tree_inputs(self.kmod)
+    posts: dict[str, PostCaptures]  # by source path
+    outcomes: list[CellOutcome]
+    pending: dict[Path, str]  # captures files to write once the build succeeded
+    vm_runs: int
+    kmod_digest: str
 
-    def kmod_digest(self) -> str:
-        return self.shared_inputs["kmod"]
-
-    def _in_share(self, scenario: Scenario, kernel: str) -> bool:
-        return self.cells is None or (scenario.name, kernel) in self.cells
-
-    def _plan(self, scenario: Scenario) -> tuple[dict[str, Any], dict[str, Planned]]:
-        """The post's captures as read, and a plan per kernel of the build: made
-        once, for the parallel runs ahead (prefetch) and for the post's results."""
-        digest = scenario.digest()
-        plan = self._plans.get(digest)
-        if plan is None:
-            frozen = freeze.load(self.snippets / f"{scenario.name}.json")
-            decisions = {}
-            for name in self.kernels:
-                kernel = config.kernel(name)
-                inputs = freeze.key_inputs(scenario, kernel, self.shared_inputs)
-                entry = frozen.get(kernel.name)
-                decisions[kernel.name] = Planned(
-                    entry, inputs, policy.decide(self.mode, entry, inputs)
-                )
-            plan = self._plans[digest] = (frozen, decisions)
-        return plan
-
-    def _stale(self, scenario: Scenario) -> list[str]:
-        """The kernels this scenario must run on (mode, freshness and share decide)."""
-        return [
-            kernel
-            for kernel, decided in self._plan(scenario)[1].items()
-            if self._in_share(scenario, kernel) and decided.decision.action is policy.Action.RUN
-        ]
-
-    def prefetch(self, scenarios: list[Scenario]) -> None:
-        """Run the stale scenarios in parallel, one VM per core, before the build asks."""
-        if self.mode == "never":
-            return
-        jobs = [(s, k) for s in scenarios for k in self._stale(s)]
-        if len(jobs) < 2:
-            return  # nothing to overlap: let the build run it in order
-        pool = ThreadPoolExecutor(max_workers=min(self.workers, len(jobs)))
-        try:
-            run = self._runner
-            futures = {pool.submit(run, s, k, self.kmod): (s.digest(), k) for s, k in jobs}
-            for future, key in futures.items():
-                try:
-                    self._prefetched[key] = future.result()
-                except Exception as exc:  # reported when the build reaches that post
-                    self._prefetched[key] = exc
-        except BaseException:
-            # Ctrl-C: start nothing more; the runs under way end with their VMs.
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        pool.shutdown()
-
-    def prepare(self, posts: dict[str, Scenario]) -> None:
-        """Make or find every post's results before any post is read: stale posts run
-        in parallel; a post that fails keeps its error for when it is read."""
-        self.prefetch(list(posts.values()))
-        for source, scenario in posts.items():
-            try:
-                self.prepared[source] = (scenario, self.results(scenario, source))
-            except SnippetError as exc:
-                self.prepared[source] = exc
-
-    def lookup(self, source: str, scenario: Scenario) -> dict[str, ScenarioResult]:
-        """The results prepare() made for the post at `source` (its error, if it failed)."""
-        found = self.prepared.get(source)
-        if isinstance(found, SnippetError):
-            raise found
-        if found is None or found[0].digest() != scenario.digest():
-            raise SnippetError(f"{source}: its snippets were not prepared before reading it")
-        return found[1]
-
-    def document(self, source: str) -> dict[str, Any] | None:
-        """What the page shows beside the terminals: provenance, differences, bundle."""
-        found = self.prepared.get(source)
-        if found is None or isinstance(found, SnippetError):
-            return None
-        scenario, per_kernel = found
-        if not per_kernel:  # a share of a verification that ran none of it, never captured
-            return None
-        provenances = [vars(r.provenance) for r in per_kernel.values()]
-        steps = {k: r.steps for k, r in per_kernel.items()}
-        return {
-            "provenance": render.render_provenance(provenances, self.kmod_digest()),
-            "differences": render.differences(scenario.steps, steps),
-            "bundle": scenario.name,
-        }
-
-    def _run(self, scenario: Scenario, kernel: str) -> ScenarioResult:
-        found = self._prefetched.pop((scenario.digest(), kernel), None)
-        if found is None:
-            return self._runner(scenario, kernel, self.kmod)
-        if isinstance(found, Exception):
-            raise found
-        return found
-
-    def results(self, scenario: Scenario, post: str) -> dict[str, ScenarioResult]:
-        """The result per kernel for `scenario`; raises SnippetError on any failure."""
-        path = self.snippets / f"{scenario.name}.json"
-        frozen, decisions = self._plan(scenario)
-        table = dict(frozen)
-        out: dict[str, ScenarioResult] = {}
-        for name, decided in decisions.items():
-            entry, inputs, decision = decided.entry, decided.inputs, decided.decision
-            if not self._in_share(scenario, name):
-                if entry is not None:  # another share runs it: the page shows the capture
-                    out[name] = freeze.entry_result(entry)
-                continue
-            if decision.action is policy.Action.REUSE:
-                assert entry is not None
-                out[name] = freeze.entry_result(entry)
-                self.outcomes.append(Outcome(post, name, policy.State.FRESH))
-                continue
-            if decision.action is policy.Action.REFUSE:
-                message = (
-                    f"{post}: the capture for kernel {name} is stale ({decision.why}) "
-                    "and no VM may run (KBLOG_EXECUTE=never)"
-                )
-                self.outcomes.append(Outcome(post, name, policy.State.STALE, message))
-                self._fail(message)
-            self.vm_runs += 1
-            try:
-                try:
-                    result = self._run(scenario, name)
-                except Exception as exc:
-                    self._fail(f"{post}: running the post on kernel {name} failed: {exc}")
-                self.check(scenario, result, name)
-            except SnippetError as exc:
-                self.outcomes.append(Outcome(post, name, policy.State.FAILED, str(exc)))
-                raise
-            new_entry = freeze.make_entry(inputs, result)
-            state, detail = policy.after_run(decision, entry, new_entry)
-            self.outcomes.append(Outcome(post, name, state, detail))
-            table[name] = new_entry
-            out[name] = result
-        text = freeze.dumps(table, post)
-        if table != frozen:
-            self.pending[path] = text
-        self.published[scenario.name] = (scenario, text)
-        return out
-
-    def check(self, scenario: Scenario, result: ScenarioResult, kernel: str) -> None:
-        """Raise a SnippetError for the first thing the run did not do as the post says."""
-        problems = verdict.problems(scenario, result, kernel)
-        if problems:
-            self._fail(problems[0])
-
-    def _fail(self, message: str) -> None:
-        self.failed.append(message)
-        raise SnippetError(message)
+    @property
+    def errors(self) -> list[str]:
+        return [p.error for p in self.posts.values() if p.error]
 
     def commit(self) -> list[Path]:
         """Write the new captures; only ever after a build that fully succeeded."""
-        if self.failed:
+        if self.errors:
             raise RuntimeError("refusing to write captures after a failed build")
         written = []
         for path, text in sorted(self.pending.items()):
@@ -282,3 +130,173 @@ class Captures:
             written.append(path)
         self.pending.clear()
         return written
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """One post on one kernel: its stored capture, the inputs of its key now, and
+    what to do (verdict.decide)."""
+
+    entry: freeze.Entry | None
+    inputs: dict[str, str]
+    decision: verdict.Decision
+
+
+def capture(posts: Sequence[Post], request: Request, runner: Runner | None = None) -> Captured:
+    """Each post's results on each of the request's kernels: reused, or run (stale ones
+    in parallel), and judged. Never raises for a post: its error is in its entry."""
+    shared = freeze.tree_inputs(request.kmod)
+    kernels = [config.kernel(name) for name in request.kernels]
+    plans: dict[str, dict[str, _Planned]] = {}
+    stored: dict[str, dict[str, freeze.Entry]] = {}
+    unreadable: dict[str, str] = {}
+    for post in posts:
+        path = request.snippets / f"{post.name}.json"
+        try:
+            stored[post.source] = freeze.load(path)
+        except freeze.CapturesFileError as exc:
+            # A damaged file is never overwritten silently: re-made (saying so) where
+            # posts may run, refused where they may not.
+            stored[post.source] = {}
+            unreadable[post.source] = str(exc)
+            log.warning("%s; the post runs again and the file is made anew", exc)
+        plans[post.source] = {
+            kernel.name: _plan(post, kernel, stored[post.source], shared, request)
+            for kernel in kernels
+        }
+    runner_ = runner
+    jobs = [
+        (post, name)
+        for post in posts
+        for name, planned in plans[post.source].items()
+        if request.covers(post.name, name) and planned.decision.action is Action.RUN
+    ]
+    ran: dict[tuple[str, str], ScenarioResult | Exception] = {}
+    if jobs:
+        runner_ = runner_ or sandbox_runner()
+        ran = _run_all(jobs, runner_, request)
+    answer = Captured({}, [], {}, len(jobs), shared["kmod"])
+    for post in posts:
+        answer.posts[post.source] = _results(
+            post,
+            plans[post.source],
+            stored[post.source],
+            ran,
+            request,
+            answer,
+            unreadable.get(post.source, ""),
+        )
+    return answer
+
+
+def _plan(
+    post: Post,
+    kernel: config.Kernel,
+    stored: dict[str, freeze.Entry],
+    shared: dict[str, str],
+    request: Request,
+) -> _Planned:
+    inputs = freeze.key_inputs(post.scenario, kernel, shared)
+    entry = stored.get(kernel.name)
+    key, old = (entry.key, entry.inputs) if entry is not None else (None, {})
+    return _Planned(entry, inputs, verdict.decide(request.mode, key, inputs, old))
+
+
+def _run_all(
+    jobs: list[tuple[Post, str]], runner: Runner, request: Request
+) -> dict[tuple[str, str], ScenarioResult | Exception]:
+    """Run every job, several at once where there are cores for them; a run that
+    raised keeps its exception, reported with its post."""
+    out: dict[tuple[str, str], ScenarioResult | Exception] = {}
+    if len(jobs) == 1:
+        post, kernel = jobs[0]
+        try:
+            out[(post.source, kernel)] = runner(post.scenario, kernel, request.kmod)
+        except Exception as exc:
+            out[(post.source, kernel)] = exc
+        return out
+    pool = ThreadPoolExecutor(max_workers=min(request.workers, len(jobs)))
+    try:
+        futures = {
+            pool.submit(runner, post.scenario, kernel, request.kmod): (post.source, kernel)
+            for post, kernel in jobs
+        }
+        for future, key in futures.items():
+            try:
+                out[key] = future.result()
+            except Exception as exc:
+                out[key] = exc
+    except BaseException:
+        # Ctrl-C: start nothing more; the runs under way end with their VMs.
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return out
+
+
+def _results(
+    post: Post,
+    plans: dict[str, _Planned],
+    stored: dict[str, freeze.Entry],
+    ran: dict[tuple[str, str], ScenarioResult | Exception],
+    request: Request,
+    answer: Captured,
+    unreadable: str,
+) -> PostCaptures:
+    """One post's judged results, its outcomes, and its captures file if it changed."""
+    scenario, source = post.scenario, post.source
+    found = PostCaptures(post)
+    table = dict(stored)
+
+    def fail(kernel: str, outcome: Outcome, message: str) -> None:
+        answer.outcomes.append(CellOutcome(source, kernel, outcome, message))
+        found.error = found.error or message
+
+    for name, planned in plans.items():
+        entry, decision = planned.entry, planned.decision
+        if found.error:
+            break  # a failed kernel stops its post, as a failed step stops its run
+        if not request.covers(post.name, name):
+            if entry is not None:  # another share runs it: the page shows the capture
+                found.results[name] = verdict.rejudge(scenario, entry.result, name)
+            continue
+        if decision.action is Action.REFUSE:
+            why = unreadable or decision.why
+            fail(
+                name,
+                Outcome.STALE,
+                f"{source}: the capture for kernel {name} is stale ({why}) "
+                "and no VM may run (KBLOG_EXECUTE=never)",
+            )
+            continue
+        if decision.action is Action.REUSE:
+            assert entry is not None
+            result = entry.result
+        else:
+            got = ran[(source, name)]
+            if isinstance(got, Exception):
+                why = f"{source}: running the post on kernel {name} failed: {got}"
+                fail(name, Outcome.FAILED, why)
+                continue
+            result = got
+        problems = verdict.problems(scenario, result, name)
+        if problems:
+            reused = decision.action is Action.REUSE
+            frozen = " (a frozen capture, judged by today's rules)" if reused else ""
+            fail(name, Outcome.FAILED, problems[0] + frozen)
+            continue
+        if decision.action is Action.REUSE:
+            answer.outcomes.append(CellOutcome(source, name, Outcome.FRESH))
+        else:
+            published = entry.result if entry is not None else None
+            old_inputs = entry.inputs if entry is not None else {}
+            outcome, detail = verdict.after_run(
+                decision, published, old_inputs, result, planned.inputs
+            )
+            answer.outcomes.append(CellOutcome(source, name, outcome, detail))
+            table[name] = freeze.make_entry(planned.inputs, result)
+        found.results[name] = verdict.rejudge(scenario, result, name)
+    found.text = freeze.dumps(table, source)
+    if table != stored or unreadable:
+        answer.pending[request.snippets / f"{post.name}.json"] = found.text
+    return found

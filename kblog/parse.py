@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import markdown.util
 from markdown.extensions.attr_list import get_attrs_and_remainder
@@ -214,12 +215,10 @@ def _check_kernel_labels(expected: list[str], where: str) -> None:
             )
 
 
-def normalize_like_markdown(text: str) -> str:
-    """What Python-Markdown's whitespace preprocessor makes of a post (tab length 4).
-
-    Scenarios read straight from a file must equal those the extension sees, or
-    their freeze keys would differ.
-    """
+def markdown_text(raw: str) -> str:
+    """A post's text as Python-Markdown's preprocessors see it (tab length 4): block
+    offsets found in it are offsets in the text the Markdown extension is given."""
+    text = raw.removeprefix("\ufeff")  # as Pelican reads a file
     text = text.replace(markdown.util.STX, "").replace(markdown.util.ETX, "")
     text = text.replace("\r\n", "\n").replace("\r", "\n").expandtabs(4)
     return re.sub(r"(?<=\n) +\n", "\n", text)
@@ -235,9 +234,26 @@ def scenario_of(blocks: list[Block], name: str) -> Scenario:
     return scenario
 
 
-def scenario_from_text(text: str, source: str, name: str) -> Scenario:
-    """A post's scenario from its raw text, as the Markdown extension would build it."""
-    return scenario_of(find_blocks(normalize_like_markdown(text), source), name)
+@dataclass(frozen=True)
+class Post:
+    """A post read once per build: its text as Markdown sees it, its executed blocks
+    (with their places in that text) and the scenario they make."""
+
+    source: str  # its path as messages show it, e.g. content/ep2-kernel-segfaults.md
+    text: str
+    blocks: list[Block]
+    scenario: Scenario
+
+    @property
+    def name(self) -> str:
+        return self.scenario.name
+
+
+def read_post(path: Path, source: str) -> Post:
+    """The post at `path`; a SnippetError (file:line: why) if a block cannot run."""
+    text = markdown_text(path.read_text(encoding="utf-8"))
+    blocks = find_blocks(text, source)
+    return Post(source, text, blocks, scenario_of(blocks, path.stem))
 
 
 class _Misplaced(Exception):

@@ -25,6 +25,8 @@ from urllib.parse import urlsplit
 
 from pelican.settings import read_settings
 
+from runner.judge.verdict import Outcome
+
 from .build import BuildError, build_site
 
 # What `invoke publish` tells an author whose captures are out of date.
@@ -168,7 +170,7 @@ def publish(
             build_site(settings, site, overrides, mode="never", write_captures=False)
         except BuildError as exc:
             outcomes = exc.report.outcomes if exc.report else []
-            stale = [o.detail for o in outcomes if o.state == "stale"]
+            stale = [o.detail for o in outcomes if o.outcome is Outcome.STALE]
             if stale:
                 listed = "\n".join(stale)
                 raise PublishError(

@@ -11,28 +11,25 @@ captures and the sources of a capture), so files of different commits never mix.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import re
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
-from contextlib import redirect_stdout
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kblog.captures import Outcome
-from kblog.policy import State
+from kblog.captures import CellOutcome
+from runner.judge.verdict import Outcome
 
-from .build import BuildError, BuildReport, build_site
+from .build import capture_site
 
-FORMAT = 1
+FORMAT = 2  # 2: a cell's result is stored as "outcome"
 KIND = "kblog-verify-shard"
 Cell = tuple[str, str]  # (post source, e.g. "content/ep1-first-module.md", kernel label)
 # Outcome states a verification fails on; "drifted" only when the captures are not
 # being updated (with --update the new capture is the point).
-FAILING = frozenset({State.FAILED, State.STALE, State.NOT_RUN})
-SHOWN = {State.FRESH: "passed", State.CAPTURED: "passed (new)"}
+FAILING = frozenset({Outcome.FAILED, Outcome.STALE, Outcome.NOT_RUN})
+SHOWN = {Outcome.FRESH: "passed", Outcome.CAPTURED: "passed (new)"}
 
 
 class VerifyInputError(ValueError):
@@ -44,7 +41,7 @@ class Verification:
     """The outcomes of a run (or a share of one), and the build errors no cell explains."""
 
     cells: list[Cell]
-    outcomes: list[Outcome]
+    outcomes: list[CellOutcome]
     releases: dict[str, str]
     newest: bool = False
     errors: list[str] = field(default_factory=list)
@@ -53,14 +50,16 @@ class Verification:
         return table(self.cells, self.outcomes, self.errors)
 
     def failed(self, update: bool = False) -> bool:
-        states = {o.state for o in by_cell(self.cells, self.outcomes).values()}
-        failing = FAILING if update else FAILING | {State.DRIFTED}
+        states = {o.outcome for o in by_cell(self.cells, self.outcomes).values()}
+        failing = FAILING if update else FAILING | {Outcome.DRIFTED}
         return bool(self.errors) or bool(states & failing)
 
 
-def _outcome(data: Mapping[str, Any]) -> Outcome:
+def _outcome(data: Mapping[str, Any]) -> CellOutcome:
     """An outcome as a shard file stores it."""
-    return Outcome(data["post"], data["kernel"], State(data["state"]), data.get("detail", ""))
+    return CellOutcome(
+        data["post"], data["kernel"], Outcome(data["outcome"]), data.get("detail", "")
+    )
 
 
 def parse_shard(spec: str) -> tuple[int, int]:
@@ -91,20 +90,22 @@ def run_id(cells: Sequence[Cell], count: int, releases: Mapping[str, str], input
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def by_cell(cells: Sequence[Cell], outcomes: Iterable[Outcome]) -> dict[Cell, Outcome]:
+def by_cell(cells: Sequence[Cell], outcomes: Iterable[CellOutcome]) -> dict[Cell, CellOutcome]:
     """Each cell's outcome; a cell the run never reached (an earlier kernel of its post
     failed, or the build stopped first) is "not run"."""
     found = {(o.post, o.kernel): o for o in outcomes}
-    out = {cell: found.pop(cell, Outcome(*cell, State.NOT_RUN)) for cell in cells}
+    out = {cell: found.pop(cell, CellOutcome(*cell, Outcome.NOT_RUN)) for cell in cells}
     out.update(found)  # outcomes outside the cells: shown, never dropped
     return out
 
 
-def table(cells: Sequence[Cell], outcomes: Iterable[Outcome], errors: Sequence[str] = ()) -> str:
+def table(
+    cells: Sequence[Cell], outcomes: Iterable[CellOutcome], errors: Sequence[str] = ()
+) -> str:
     """The verify table, in cell order, with each detail indented under its row."""
     lines = [f"{'post':40} {'kernel':8} result"]
     for o in by_cell(cells, outcomes).values():
-        lines.append(f"{o.post:40} {o.kernel:8} {SHOWN.get(o.state, o.state)}")
+        lines.append(f"{o.post:40} {o.kernel:8} {SHOWN.get(o.outcome, o.outcome)}")
         if o.detail:
             lines.append("    " + o.detail.replace("\n", "\n    "))
     for error in errors:
@@ -201,7 +202,7 @@ class Plan:
 
 def plan(settings: Path, kernels: Sequence[str] | None = None) -> Plan:
     """The cells of the site's posts on `kernels` (default: its KBLOG_KERNELS)."""
-    from kblog_snippets.plugin import posts
+    from kblog_snippets.plugin import Settings, read_posts
 
     from runner import config, freeze, sources
 
@@ -211,7 +212,7 @@ def plan(settings: Path, kernels: Sequence[str] | None = None) -> Plan:
     content = Path(conf["PATH"])
     root = content.resolve().parent
     labels = list(kernels or conf.get("KBLOG_KERNELS", [config.DEFAULT_KERNEL]))
-    cells = all_cells(list(posts(conf)), labels)
+    cells = all_cells([post.source for post in read_posts(Settings.read(conf))[0]], labels)
     snippets = root / conf.get("KBLOG_SNIPPETS_DIR", "snippets")
     inputs = {
         **freeze.tree_inputs(root / "kmod"),
@@ -223,39 +224,24 @@ def plan(settings: Path, kernels: Sequence[str] | None = None) -> Plan:
 
 def run(
     plan: Plan, cells: Sequence[Cell], *, update: bool = False, newest: bool = False
-) -> tuple[Verification, BuildReport | None]:
-    """Build the site once with every cell in `cells` re-run in the sandbox (the kernel
-    releases in force are config.kernels()'s: pinned, or what RELEASES_ENV says)."""
+) -> tuple[Verification, list[Path]]:
+    """Re-run every cell in `cells` in the sandbox and judge it (the kernel releases in
+    force are config.kernels()'s: pinned, or what RELEASES_ENV says). No site is built:
+    the capture service is the whole check. With `update`, a run where every cell
+    passed keeps its captures (the files written are returned)."""
     from runner import config
+
+    from .publish import quiet_read_settings
 
     labels = list(dict.fromkeys(kernel for _, kernel in plan.cells))
     releases = {label: config.kernel(label).release for label in labels}
     part = Verification(list(cells), [], releases, newest)
     if not cells:
-        return part, None
-    overrides = {"KBLOG_KERNELS": labels}
+        return part, []
+    conf = quiet_read_settings(plan.settings, {"KBLOG_KERNELS": labels})
     names = frozenset((Path(post).stem, kernel) for post, kernel in cells)
-    report: BuildReport | None
-    # Pelican's console lines: the table is the whole answer. The runs still show
-    # as they go, on stderr (kblog.captures.sandbox_runner).
-    held = io.StringIO()
-    with tempfile.TemporaryDirectory(prefix="kblog-verify-") as tmp, redirect_stdout(held):
-        try:
-            report = build_site(
-                plan.settings,
-                Path(tmp) / "site",
-                overrides,
-                mode="always",
-                write_captures=update,
-                cells=names,
-            )
-        except BuildError as exc:
-            report = exc.report
-            explained = report is not None and any(
-                o.state in (State.FAILED, State.STALE) for o in report.outcomes
-            )
-            if not explained:
-                part.errors.append(str(exc))
-    if report is not None:
-        part.outcomes = [Outcome(o.post, o.kernel, o.state, o.detail) for o in report.outcomes]
-    return part, report
+    captured, broken = capture_site(conf, mode="always", cells=names)
+    part.errors += list(broken.values())
+    part.outcomes = list(captured.outcomes)
+    written = captured.commit() if update and not part.failed(update=True) else []
+    return part, written

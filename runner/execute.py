@@ -528,8 +528,7 @@ def run_scenario(
                     error = f"{step.source}: the guest stopped answering: {exc}"
                     result = _not_run(index, step, "", step.input, error)
                     result.status = Status.LOST
-                panicked = any(e.kind == "panic" for e in result.events)
-                if panicked:
+                if kernel_log.ends_guest(result.events):
                     result.status = Status.PANIC
                     error = f"{step.source}: the kernel panicked; the guest is gone"
                 elif result.status == Status.LOST:

@@ -1,4 +1,6 @@
-"""Frozen captures: snippets/<post>.json, one human-diffable file per post.
+"""Frozen captures: snippets/<post>.json, one human-diffable file per post. This
+module is the only one that writes and reads that format (a bundle's captures.json
+is the same file).
 
 Each kernel's capture is stored with the key it was made under: a hash of the
 post's scenario, the kmod/ sources, the kernel, and the runner sources (the guest
@@ -12,6 +14,7 @@ import hashlib
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,21 +51,49 @@ def key_of(inputs: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def load(path: Path) -> dict[str, Any]:
-    """The frozen file's kernels table ({} when there is none yet)."""
+class CapturesFileError(ValueError):
+    """A captures file that cannot be read as one: names the file and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One kernel's capture as stored: its key, what the key was made of, the run."""
+
+    key: str
+    inputs: dict[str, str]
+    result: ScenarioResult
+
+
+def load(path: Path) -> dict[str, Entry]:
+    """The file's captures by kernel label ({} when there is no file yet)."""
     try:
-        data = json.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         return {}
+    return loads(text, path)
+
+
+def loads(text: str, path: Path) -> dict[str, Entry]:
+    try:
+        data = json.loads(text)
     except ValueError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc}); delete it to re-capture") from None
-    if data.get("format") != FORMAT:
-        return {}
-    return data.get("kernels", {})
+        raise CapturesFileError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        found = data.get("format") if isinstance(data, dict) else None
+        raise CapturesFileError(f"{path}: format {found!r}, this runner reads format {FORMAT}")
+    entries = {}
+    for label, raw in dict(data.get("kernels") or {}).items():
+        try:
+            entries[label] = Entry(str(raw["key"]), dict(raw["inputs"]), _result(raw["result"]))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CapturesFileError(
+                f"{path}: the capture for kernel {label} is malformed ({type(exc).__name__}: {exc})"
+            ) from None
+    return entries
 
 
-def entry_result(entry: dict[str, Any]) -> ScenarioResult:
-    data = json.loads(json.dumps(entry["result"]))
+def _result(stored: dict[str, Any]) -> ScenarioResult:
+    data = json.loads(json.dumps(stored))
     for step in data["steps"]:
         for name in TEXT_FIELDS:
             if isinstance(step[name], list):
@@ -70,16 +101,21 @@ def entry_result(entry: dict[str, Any]) -> ScenarioResult:
     return ScenarioResult.from_json(data)
 
 
-def make_entry(inputs: dict[str, str], result: ScenarioResult) -> dict[str, Any]:
-    data = result.to_json()
+def make_entry(inputs: dict[str, str], result: ScenarioResult) -> Entry:
+    return Entry(key_of(inputs), inputs, result)
+
+
+def _stored(entry: Entry) -> dict[str, Any]:
+    data = entry.result.to_json()
     for step in data["steps"]:
         for name in TEXT_FIELDS:
             step[name] = step[name].split("\n")
-    return {"key": key_of(inputs), "inputs": inputs, "result": data}
+    return {"key": entry.key, "inputs": entry.inputs, "result": data}
 
 
-def dumps(kernels: dict[str, Any], post: str) -> str:
-    doc = {"format": FORMAT, "post": post, "kernels": dict(sorted(kernels.items()))}
+def dumps(entries: dict[str, Entry], post: str) -> str:
+    kernels = {label: _stored(entries[label]) for label in sorted(entries)}
+    doc = {"format": FORMAT, "post": post, "kernels": kernels}
     return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
 
 

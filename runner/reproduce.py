@@ -18,14 +18,13 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from rich.console import Console
 
-from runner import backends, config
+from runner import backends, config, freeze
 from runner.display import Display
 from runner.judge import verdict
-from runner.judge.normalize import drift, kernel_renames
 from runner.kernels import abi as kernels
 from runner.scenario import Scenario, ScenarioResult
 
@@ -45,7 +44,7 @@ class Reproduction:
 
 
 def compare(
-    published: dict[str, Any] | None,
+    published: freeze.Entry | None,
     scenario: Scenario,
     result: ScenarioResult,
     kernel: str,
@@ -58,12 +57,11 @@ def compare(
     if published is None:
         lines.append("no published capture for this kernel: nothing to compare with")
         return Reproduction(result, problems, False, "\n".join(lines), fallback)
-    now = result.to_json()
-    renames = kernel_renames(published["result"]["provenance"], now["provenance"])
-    diff = drift(published["result"]["steps"], now["steps"], renames if fallback else None)
+    renames = verdict.kernel_renames(published.result, result) if fallback else None
+    diff = verdict.compare(published.result.steps, result.steps, renames)
     where = ""
     if fallback:
-        page = published["result"]["provenance"]["kernel"]
+        page = published.result.provenance.kernel
         where = f" (captured on {page}; this ran on {fallback})"
     if diff:
         lines.append(f"differs from the published capture{where}:\n" + diff)
@@ -72,18 +70,14 @@ def compare(
     return Reproduction(result, problems, not diff, "\n".join(lines), fallback)
 
 
-def load_bundle(path: Path) -> tuple[Scenario, dict[str, Any], Path]:
+def load_bundle(path: Path) -> tuple[Scenario, dict[str, freeze.Entry], Path]:
     scenario = Scenario.from_json(json.loads((path / "scenario.json").read_text()))
-    captures_file = path / "captures.json"
-    kernels = {}
-    if captures_file.exists():
-        kernels = json.loads(captures_file.read_text()).get("kernels", {})
-    return scenario, kernels, path / "kmod"
+    return scenario, freeze.load(path / "captures.json"), path / "kmod"
 
 
 def reproduce(
     scenario: Scenario,
-    published: dict[str, Any],
+    published: dict[str, freeze.Entry],
     kmod: Path,
     kernel: str | None = None,
     backend: str = "auto",

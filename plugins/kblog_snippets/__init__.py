@@ -1,4 +1,4 @@
-"""Pelican plugin: run a post's tagged snippets in the sandbox, show what happened.
+"""Pelican plugin: a post's executed snippets shown as the sandbox captured them.
 
 Settings:
     KBLOG_SNIPPETS_DIR  where frozen captures live (default: "snippets")
@@ -6,11 +6,13 @@ Settings:
                         runner's default kernel)
     KBLOG_EXECUTE       "auto" (run stale posts), "never" or "always"; the
                         environment variable of the same name wins
-    KBLOG_CAPTURES      a Captures object, when the caller manages the build (tasks.py)
+
+Templates: the theme's kblog/block.html renders each executed block and
+kblog/provenance.html the line that says where a page's captures were made.
 """
 
 from __future__ import annotations
 
-from .plugin import register
+from .plugin import PLUGIN, SnippetsPlugin, register
 
-__all__ = ["register"]
+__all__ = ["PLUGIN", "SnippetsPlugin", "register"]

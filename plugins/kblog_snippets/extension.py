@@ -1,29 +1,33 @@
 """The Markdown side: executed fenced blocks become captured terminals.
 
-A preprocessor, run before fenced_code (priority 25) and before meta (27) so line
-numbers are those of the file, finds the blocks that name a session, looks up
-the post's results, and stashes the rendered HTML in their place. It only turns
-text into HTML: the results were made (or found frozen) before any post was
-read, by the plugin (kblog_snippets.plugin) at Pelican's `initialized` signal.
-Blocks without a session are left to fenced_code.
+A preprocessor, run before fenced_code (priority 25) and before meta (27) so that
+offsets are those of the whole file, replaces each executed block with its capture.
+It parses nothing: the post was read once (kblog.parse.read_post), with its blocks'
+places in the text Markdown gives here, and its results were found or made before
+any post was read. It only looks them up and renders them through the theme's
+template (`page` does both). Blocks without a session are left to fenced_code.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from markdown import Markdown
 from markdown.extensions import Extension
 from markdown.preprocessors import Preprocessor
 
-from kblog import render
-from kblog.parse import SnippetError, find_blocks, scenario_of
-from runner.scenario import Scenario, ScenarioResult
+from kblog.parse import Post, SnippetError
+from runner.scenario import ScenarioResult
 
-# (the post's path, its scenario) -> its result per kernel; raises SnippetError.
-Results = Callable[[str, Scenario], dict[str, ScenarioResult]]
+from . import views
+
+
+class Page(Protocol):
+    """Where the extension finds a post's blocks, results and the block template."""
+
+    def page(self, source: str) -> tuple[Post, dict[str, ScenarioResult]] | None: ...
+
+    def render_block(self, block: dict[str, Any]) -> str: ...
 
 
 class SnippetsPreprocessor(Preprocessor):
@@ -32,27 +36,26 @@ class SnippetsPreprocessor(Preprocessor):
         self.ext = ext
 
     def run(self, lines: list[str]) -> list[str]:
-        text = "\n".join(lines)
         source = self.ext.getConfig("source")
-        blocks = find_blocks(text, source)
-        if not blocks:
+        page: Page | None = self.ext.getConfig("page") or None
+        found = page.page(source) if page is not None else None
+        if page is None or found is None:
             return lines
-        results: Results | None = self.ext.getConfig("results") or None
-        if results is None:
-            raise SnippetError(f"{source}:{blocks[0].line}: executed blocks, but no results")
-        per_kernel = results(source, scenario_of(blocks, Path(source).stem))
+        post, per_kernel = found
+        text = "\n".join(lines)
+        if text.rstrip("\n") != post.text.rstrip("\n"):
+            # Pelican converts metadata (a Summary) with the same Markdown: that text
+            # has no blocks. Executed blocks in any other text mean the file changed.
+            if "session=" not in text:
+                return lines
+            raise SnippetError(f"{source}: the post changed while the site was being built")
         if not per_kernel:  # a share of a verification that runs none of it, never captured
             return lines
         pieces, pos, index = [], 0, 0
-        for block in blocks:
+        for block in post.blocks:
             n = len(block.steps)
             block_results = {k: r.steps[index : index + n] for k, r in per_kernel.items()}
-            html = render.render_block(
-                render.block_id(block.steps[0]),
-                block.steps,
-                block_results,
-                len(per_kernel) > 1 and render.differs(block_results),
-            )
+            html = page.render_block(views.block(block.steps, block_results))
             index += n
             pieces += [text[pos : block.start], f"\n{self.md.htmlStash.store(html)}\n"]
             pos = block.end
@@ -63,7 +66,7 @@ class SnippetsPreprocessor(Preprocessor):
 class SnippetsExtension(Extension):
     def __init__(self, **kwargs: Any) -> None:
         self.config = {
-            "results": ["", "where the post's results come from (see Results)"],
+            "page": ["", "the build's plugin: each post's blocks, results and template (Page)"],
             "source": ["<markdown>", "the post's path, for messages; the reader sets it"],
         }
         super().__init__(**kwargs)

@@ -1,140 +1,226 @@
-"""Pelican glue: settings read in one place, results made before any post is read.
+"""Pelican glue: a post's executed blocks shown as what the sandbox captured.
 
-- `initialized`: read the settings, scan every post for executed blocks, and
-  have Captures make or find each post's results (VMs run here, in parallel).
-- The Markdown reader tells the extension which file it converts, for messages.
+One SnippetsPlugin serves one build. The build service (kblog.build) makes one
+with the posts' captures already in hand; a plain `pelican` run gets the module's
+own, which asks the capture service itself at `initialized` and writes the new
+captures at `finalized` if nothing failed. Each receiver answers only for its own
+build (its settings), so several builds in one process never mix.
+
+- `initialized`: settings read in one place; the Markdown extension added.
+- `generator_init`: the theme's Jinja environment, which renders every block.
+- `readers_init`: the Markdown reader tells the extension which post it converts.
 - `content_object_init`: the page's provenance, differences and reproduce box.
-- `finalized`: the reproduce bundles, and new captures for a plain `pelican` run.
+- `finalized`: the reproduce bundles.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pelican import signals
 from pelican.readers import MarkdownReader
 
-from kblog.captures import Captures
-from kblog.parse import SnippetError, scenario_from_text
+from kblog import captures as capture_service
+from kblog.parse import Post, SnippetError, read_post
 from runner import config
+from runner.scenario import ScenarioResult
 
-from . import bundle
+from . import bundle, views
 from .extension import SnippetsExtension
 
 log = logging.getLogger(__name__)
 
-
-def captures_for(settings: dict[str, Any], mode: str | None = None) -> Captures:
-    """The Captures of a build: `mode` if given, else $KBLOG_EXECUTE, else the setting."""
-    provided = settings.get("KBLOG_CAPTURES")
-    if provided is not None:
-        return provided
-    root = content_root(settings)
-    return Captures(
-        snippets=root / settings.get("KBLOG_SNIPPETS_DIR", "snippets"),
-        kmod=root / "kmod",
-        mode=mode or os.environ.get("KBLOG_EXECUTE") or settings.get("KBLOG_EXECUTE", "auto"),
-        kernels=tuple(settings.get("KBLOG_KERNELS", (config.DEFAULT_KERNEL,))),
-    )
+BLOCK_TEMPLATE = "kblog/block.html"
 
 
-def content_root(settings: dict[str, Any]) -> Path:
-    """The directory that holds content/: post paths in messages are relative to it."""
-    return Path(settings.get("PATH", "content")).resolve().parent
+@dataclass(frozen=True)
+class Settings:
+    """The plugin's settings, read in one place (see the package's docstring)."""
 
+    root: Path  # the directory that holds content/: post paths are shown relative to it
+    content: Path
+    snippets: Path
+    kmod: Path
+    mode: str
+    kernels: tuple[str, ...]
 
-def shown_path(settings: dict[str, Any], source_path: str) -> str:
-    try:
-        return str(Path(source_path).resolve().relative_to(content_root(settings)))
-    except ValueError:
-        return source_path
+    @classmethod
+    def read(cls, settings: dict[str, Any]) -> Settings:
+        content = Path(settings.get("PATH", "content")).resolve()
+        root = content.parent
+        return cls(
+            root=root,
+            content=content,
+            snippets=root / settings.get("KBLOG_SNIPPETS_DIR", "snippets"),
+            kmod=root / "kmod",
+            mode=os.environ.get("KBLOG_EXECUTE") or settings.get("KBLOG_EXECUTE", "auto"),
+            kernels=tuple(settings.get("KBLOG_KERNELS", (config.DEFAULT_KERNEL,))),
+        )
 
-
-def posts(settings: dict[str, Any]) -> dict[str, Any]:
-    """Every post with executed blocks: its shown path and scenario, read as the
-    Markdown extension reads it. A post that does not parse is left out here: its
-    reader reports the error, with its line."""
-    content = Path(settings.get("PATH", "content")).resolve()
-    found = {}
-    for path in sorted(content.rglob("*.md")):
-        source = shown_path(settings, str(path))
+    def shown(self, source_path: str | Path) -> str:
         try:
-            scenario = scenario_from_text(path.read_text(), source, path.stem)
-        except (SnippetError, OSError):
+            return str(Path(source_path).resolve().relative_to(self.root))
+        except ValueError:
+            return str(source_path)
+
+    def request(self) -> capture_service.Request:
+        return capture_service.Request(
+            snippets=self.snippets, kmod=self.kmod, mode=self.mode, kernels=self.kernels
+        )
+
+
+def read_posts(settings: Settings) -> tuple[list[Post], dict[str, str]]:
+    """Every post with executed blocks, read once; and the posts that do not parse,
+    with their error (file:line: why), for when Pelican reads them."""
+    posts, broken = [], {}
+    for path in sorted(settings.content.rglob("*.md")):
+        source = settings.shown(path)
+        try:
+            post = read_post(path, source)
+        except SnippetError as exc:
+            broken[source] = str(exc)
             continue
-        if scenario.steps:
-            found[source] = scenario
-    return found
+        if post.scenario.steps:
+            posts.append(post)
+    return posts, broken
+
+
+class SnippetsPlugin:
+    """The plugin for one build; `captured` is None for a plain `pelican` run."""
+
+    def __init__(self, captured: capture_service.Captured | None = None) -> None:
+        self.given = captured
+        self.captured: capture_service.Captured | None = None
+        self.broken: dict[str, str] = {}
+        self.settings: dict[str, Any] | None = None
+        self.config: Settings | None = None
+        self.env: Any = None
+
+    def register(self) -> None:
+        signals.initialized.connect(self.initialized)
+        signals.generator_init.connect(self.generator_init)
+        signals.readers_init.connect(self.readers_init)
+        signals.content_object_init.connect(self.content_object_init)
+        signals.finalized.connect(self.finalized)
+
+    def disconnect(self) -> None:
+        for signal, receiver in (
+            (signals.initialized, self.initialized),
+            (signals.generator_init, self.generator_init),
+            (signals.readers_init, self.readers_init),
+            (signals.content_object_init, self.content_object_init),
+            (signals.finalized, self.finalized),
+        ):
+            signal.disconnect(receiver)
+
+    def _mine(self, settings: dict[str, Any]) -> bool:
+        return self.settings is not None and settings is self.settings
+
+    def initialized(self, pelican: Any) -> None:
+        if not any(p is self or getattr(p, "PLUGIN", None) is self for p in pelican.plugins):
+            return  # another build's plugin
+        self.settings = pelican.settings
+        self.config = Settings.read(pelican.settings)
+        self.env = None
+        if self.given is not None:
+            self.captured, self.broken = self.given, {}
+        else:
+            posts, self.broken = read_posts(self.config)
+            self.captured = capture_service.capture(posts, self.config.request())
+        markdown = pelican.settings.setdefault("MARKDOWN", {})
+        markdown.setdefault("extensions", []).append(SnippetsExtension(page=self))
+
+    def generator_init(self, generator: Any) -> None:
+        if self._mine(generator.settings) and self.env is None:
+            self.env = generator.env
+
+    def readers_init(self, readers: Any) -> None:
+        if self._mine(readers.settings):
+            for ext in SourceNamingMarkdownReader.file_extensions:
+                readers.reader_classes[ext] = SourceNamingMarkdownReader
+
+    def page(self, source: str) -> tuple[Post, dict[str, ScenarioResult]] | None:
+        """The post at `source` and its results per kernel (None: no executed blocks);
+        raises its SnippetError if it failed."""
+        if source in self.broken:
+            raise SnippetError(self.broken[source])
+        assert self.captured is not None
+        found = self.captured.posts.get(source)
+        if found is None:
+            return None
+        if found.error:
+            raise SnippetError(found.error)
+        return found.post, found.results
+
+    def render_block(self, block: dict[str, Any]) -> str:
+        if self.env is None:
+            raise SnippetError("no theme environment to render executed blocks with")
+        return str(self.env.get_template(BLOCK_TEMPLATE).render(block=block))
+
+    def content_object_init(self, content: Any) -> None:
+        """Give an executed post what its template shows beside the terminals."""
+        if not content.source_path or not self._mine(content.settings):
+            return
+        assert self.config is not None and self.captured is not None
+        found = self.captured.posts.get(self.config.shown(content.source_path))
+        if found is None or found.error or not found.results:
+            return  # not executed, failed (its reader said so), or outside a share
+        per_kernel = found.results
+        steps = {k: r.steps for k, r in per_kernel.items()}
+        provenances = [vars(r.provenance) for r in per_kernel.values()]
+        name = found.post.name
+        url = f"{content.settings.get('SITEURL', '')}/{bundle.BUNDLES}/{name}.tar.gz"
+        content.kblog_provenance = views.provenance(provenances, self.captured.kmod_digest)
+        content.kblog_differences = views.differences(found.post.scenario.steps, steps)
+        content.kblog_reproduce = {"commands": bundle.commands(name, url), "bundle_url": url}
+
+    def finalized(self, pelican: Any) -> None:
+        """Write the bundles; for a plain `pelican` run, also the new captures if no
+        post failed (the build service writes them itself once everything passed)."""
+        if not self._mine(pelican.settings):
+            return
+        assert self.captured is not None and self.config is not None
+        write_bundles(self.captured, self.config, Path(pelican.settings["OUTPUT_PATH"]))
+        if self.given is None and not self.captured.errors:
+            for path in self.captured.commit():
+                log.info("wrote %s", path)
+        self.settings = None
 
 
 class SourceNamingMarkdownReader(MarkdownReader):
     """Pelican's Markdown reader, telling our extension which post it converts."""
 
     def read(self, source_path: str) -> tuple[str, dict[str, Any]]:
+        shown = Settings.read(self.settings).shown(source_path)
         for ext in self.settings["MARKDOWN"].get("extensions", []):
             if isinstance(ext, SnippetsExtension):
-                ext.setConfig("source", shown_path(self.settings, source_path))
+                ext.setConfig("source", shown)
         return super().read(source_path)
 
 
-def initialized(pelican: Any) -> None:
-    settings = pelican.settings
-    captures = captures_for(settings)
-    settings["KBLOG_CAPTURES"] = captures
-    markdown = settings.setdefault("MARKDOWN", {})
-    markdown.setdefault("extensions", []).append(SnippetsExtension(results=captures.lookup))
-    captures.prepare(posts(settings))
-
-
-def readers_init(readers: Any) -> None:
-    for ext in SourceNamingMarkdownReader.file_extensions:
-        readers.reader_classes[ext] = SourceNamingMarkdownReader
-
-
-def content_object_init(content: Any) -> None:
-    """Give an executed post what its template shows beside the terminals."""
-    if not content.source_path:
-        return
-    captures: Captures | None = content.settings.get("KBLOG_CAPTURES")
-    document = (
-        captures.document(shown_path(content.settings, content.source_path)) if captures else None
-    )
-    if document is None:
-        return
-    name = document["bundle"]
-    url = f"{content.settings.get('SITEURL', '')}/{bundle.BUNDLES}/{name}.tar.gz"
-    content.kblog_provenance = document["provenance"]
-    content.kblog_differences = document["differences"]
-    content.kblog_reproduce = {"commands": bundle.commands(name, url), "bundle_url": url}
-
-
-def write_bundles(captures: Captures, output: Path) -> None:
+def write_bundles(captured: capture_service.Captured, settings: Settings, output: Path) -> None:
     """Each executed post's reproduction bundle, under output/bundles/."""
     dest = output / bundle.BUNDLES
     dest.mkdir(parents=True, exist_ok=True)
     runner_dir = Path(config.__file__).resolve().parent
-    for name, (scenario, text) in sorted(captures.published.items()):
-        kernel_dir = config.kernel_dir_for(captures.kmod)
-        data = bundle.make(name, scenario, text, captures.kmod, kernel_dir, runner_dir)
-        (dest / f"{name}.tar.gz").write_bytes(data)
+    kernel_dir = config.kernel_dir_for(settings.kmod)
+    for found in sorted(captured.posts.values(), key=lambda p: p.post.name):
+        if found.error or not found.results:
+            continue
+        scenario = found.post.scenario
+        data = bundle.make(
+            scenario.name, scenario, found.text, settings.kmod, kernel_dir, runner_dir
+        )
+        (dest / f"{scenario.name}.tar.gz").write_bytes(data)
 
 
-def finalized(pelican: Any) -> None:
-    """Write the bundles; with plain `pelican`, also keep new captures if no post failed."""
-    captures: Captures = pelican.settings["KBLOG_CAPTURES"]
-    write_bundles(captures, Path(pelican.settings["OUTPUT_PATH"]))
-    if pelican.settings.get("KBLOG_BUILD_MANAGED"):
-        return  # kblog.build writes captures once the whole build has succeeded
-    if not captures.failed:
-        for path in captures.commit():
-            log.info("wrote %s", path)
+# The plugin of a plain `pelican` run (PLUGINS = ["kblog_snippets"]).
+PLUGIN = SnippetsPlugin()
 
 
 def register() -> None:
-    signals.initialized.connect(initialized)
-    signals.readers_init.connect(readers_init)
-    signals.content_object_init.connect(content_object_init)
-    signals.finalized.connect(finalized)
+    PLUGIN.register()

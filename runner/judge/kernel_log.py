@@ -45,6 +45,9 @@ class Family:
     # bracketed header, then "X is exiting with locks still held!"): an event only
     # when no header of this family came within REPEAT_WINDOW lines before.
     repeats: tuple[re.Pattern[str], ...] = ()
+    # Whether the guest is gone once this is printed: its step is a panic, and no step
+    # after it runs (runner/execute.py asks ends_guest()).
+    ends_guest: bool = False
 
 
 REPEAT_WINDOW = 5
@@ -61,12 +64,19 @@ LOCKDEP_PREFIX = r"(?:\bWARNING: |\[ (?:INFO|BUG): )"
 _FATAL, _SEVERE, _WARNING = Severity.FATAL, Severity.SEVERE, Severity.WARNING
 
 
-def _family(kind: str, severity: Severity, *headers: str, repeats: tuple[str, ...] = ()) -> Family:
+def _family(
+    kind: str,
+    severity: Severity,
+    *headers: str,
+    repeats: tuple[str, ...] = (),
+    ends_guest: bool = False,
+) -> Family:
     return Family(
         kind,
         severity,
         tuple(re.compile(h) for h in headers),
         tuple(re.compile(r) for r in repeats),
+        ends_guest,
     )
 
 
@@ -83,7 +93,7 @@ def _lockdep(kind: str, text: str, repeats: tuple[str, ...] = ()) -> Family:
 # forms come before the catch-all "BUG".
 FAMILIES: list[Family] = [
     # "---[ end Kernel panic - not syncing: ..." closes the same panic: not a second one.
-    _family("panic", _FATAL, r"(?<!end )\bKernel panic - not syncing"),
+    _family("panic", _FATAL, r"(?<!end )\bKernel panic - not syncing", ends_guest=True),
     _family("recursive-fault", _FATAL, r"\bFixing recursive fault but reboot is needed"),
     # Page faults: "BUG: ..." names the fault, then comes the oops header ("Oops").
     # Before 4.19: "unable to handle kernel NULL pointer dereference / paging request".
@@ -208,6 +218,14 @@ FAMILIES: list[Family] = [
 # The same kind may appear in two families ("BUG"): they must agree on the severity.
 SEVERITIES: dict[str, Severity] = {f.kind: f.severity for f in FAMILIES}
 KINDS = tuple(SEVERITIES)
+
+
+ENDS_GUEST = frozenset(f.kind for f in FAMILIES if f.ends_guest)
+
+
+def ends_guest(events: list[KernelEvent]) -> bool:
+    """Whether one of these events leaves no guest to run the next step on."""
+    return any(event.kind in ENDS_GUEST for event in events)
 
 
 def severity(kind: str) -> Severity:

@@ -1,14 +1,15 @@
-"""Volatile values (timestamps, addresses, PIDs, durations) blanked for comparisons."""
+"""Volatile values (timestamps, addresses, PIDs, durations) blanked for comparisons
+(runner/judge/verdict.py compares captures through them)."""
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping
-from typing import Any
+
+from runner.judge import kernel_log
 
 _RULES = [
-    (re.compile(r"^\[\s*\d+\.\d+\]"), "[T]"),  # printk timestamps
+    (kernel_log.TIMESTAMP, "[T] "),  # printk timestamps
     # Page-table entries, whatever their digits (9214067 has no letter in it).
     (re.compile(r"\b(PGD|P4D|PUD|PMD|PTE) [0-9a-f]+\b"), r"\1 ADDR"),
     (re.compile(r"\b(0x)?[0-9a-f]{8,16}\b"), "ADDR"),  # kernel addresses, hashes
@@ -26,7 +27,7 @@ _RULES = [
 
 # kbuild's progress lines ("  CC      kernel/sys.o", "  BUILD   arch/x86/boot/bzImage"):
 # with kept objects they list what this run had to redo, which depends on the runs
-# before it. In the build environment they are left out of drift.
+# before it. Comparisons leave them out of build steps.
 KBUILD_PROGRESS = re.compile(r"^  [A-Z][A-Z0-9_]{1,7}( \[M\])? +\S")
 
 
@@ -40,50 +41,8 @@ def normalize_lines(lines: list[str]) -> list[str]:
     return [normalize(line) for line in lines]
 
 
-def _lines(output: str | list[str]) -> list[str]:
-    return output if isinstance(output, list) else output.split("\n")
-
-
-def kernel_renames(published: Mapping[str, Any], now: Mapping[str, Any]) -> dict[str, str]:
-    """What a run on another kernel ABI calls the published capture's kernel release and
-    Debian version (from the two provenances): those differ by design, not as drift."""
-    return {
-        str(published[name]): str(now[name])
-        for name in ("kernel", "kernel_package")
-        if published.get(name) and now.get(name) and published[name] != now[name]
-    }
-
-
-def _rename(line: str, renames: Mapping[str, str]) -> str:
+def rename(line: str, renames: Mapping[str, str]) -> str:
+    """`line` with each old name in `renames` replaced by its new one (whole words)."""
     for old in sorted(renames, key=len, reverse=True):
         line = re.sub(rf"(?<![\w.]){re.escape(old)}(?![\w])", renames[old], line)
     return line
-
-
-def drift(
-    published: list[dict[str, Any]],
-    now: list[dict[str, Any]],
-    renames: Mapping[str, str] | None = None,
-) -> str:
-    """How two captures' outputs differ once volatile values are blanked ("" if not).
-
-    Steps are dicts as stored in snippets/ (output as a string or a list of lines);
-    `renames` are applied to the published output first (see kernel_renames).
-    """
-    lines: list[str] = []
-    if len(published) != len(now):
-        lines.append(f"{len(published)} steps published, {len(now)} now")
-    for old, new in zip(published, now, strict=False):
-        before, after = (
-            normalize_lines([_rename(line, renames or {}) for line in _lines(old["output"])]),
-            normalize_lines(_lines(new["output"])),
-        )
-        if new.get("where") == "build":
-            before = [line for line in before if not KBUILD_PROGRESS.match(line)]
-            after = [line for line in after if not KBUILD_PROGRESS.match(line)]
-        if before != after or old["status"] != new["status"]:
-            lines.append(f"step {new['index'] + 1}: {new['prompt']}{new['input']}")
-            if old["status"] != new["status"]:
-                lines.append(f"  status: {old['status']} published, {new['status']} now")
-            lines += difflib.unified_diff(before, after, "published", "now", lineterm="", n=1)
-    return "\n".join(lines)

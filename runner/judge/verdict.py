@@ -1,16 +1,167 @@
-"""Whether a run did what its post says: the one place that judges steps.
+"""The judge: the one place that says whether a capture is what its post says.
 
-A step passes when its status is ok (or hang, where the post says it never
-returns), its output matches what the author wrote, and the kernel events of
-its block are the ones the block declares. Everything that reports a run (the
-site build, `invoke verify`, `invoke run`, the runner's CLI, reproduce) asks
-`problems()`; the messages come from here and nowhere else.
+Everything that reports a run or shows a capture asks here: the site build (for
+fresh runs and frozen captures alike), `invoke verify`, `invoke run`, the runner's
+CLI and a reader's reproduce. It decides
+
+- whether a capture may be reused, must be re-made or is refused (`decide`);
+- whether each step did what the post says (`problems`): its status, its output
+  against the author's lines, the kernel events of its block against the declared
+  ones. The events and the output match are derived again from the raw capture on
+  every call, so a stricter rule or a new kernel-log family reaches frozen captures
+  too, without a VM;
+- whether two captures are the same once volatile values are blanked (`compare`):
+  one rule for drift from the published capture and for "differs across kernels";
+- what a post's build came to on one kernel (`Outcome`).
 """
 
 from __future__ import annotations
 
+import difflib
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
 from runner.judge import expect, kernel_log
+from runner.judge.normalize import KBUILD_PROGRESS, normalize_lines, rename
 from runner.scenario import FAILED_STATUSES, Scenario, ScenarioResult, Status, Step, StepResult
+
+
+class Outcome(enum.StrEnum):
+    """What a post's build came to on one kernel, as `invoke verify` reports it."""
+
+    FRESH = "fresh"  # reused, or re-run and the same as published
+    CAPTURED = "captured"  # made now: no capture, or a stale one
+    DRIFTED = "drifted"  # re-run although fresh, and different from the published one
+    FAILED = "failed"  # the capture is not what the post says
+    STALE = "stale"  # stale and not run (mode never)
+    NOT_RUN = "not run"  # a share of a verification never reached it
+
+
+# --- freshness ------------------------------------------------------------------
+
+MODES = ("auto", "never", "always")
+
+
+class Action(enum.Enum):
+    REUSE = "reuse"  # the frozen capture is what the page shows
+    RUN = "run"  # run the post in the sandbox
+    REFUSE = "refuse"  # stale, and no VM may run: the build fails
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    fresh: bool  # whether the frozen entry's key matches the inputs now
+    why: str = ""  # for a stale capture: what changed
+
+
+def check_mode(mode: str) -> None:
+    """Refuse a mode that is not one of MODES, naming the setting."""
+    if mode not in MODES:
+        raise ValueError(f"KBLOG_EXECUTE={mode!r}: expected one of {', '.join(MODES)}")
+
+
+def decide(mode: str, key: str | None, inputs: dict[str, str], old: dict[str, str]) -> Decision:
+    """What to do for one post and kernel: `key` is its frozen capture's (None when
+    there is none), `inputs` what the key is made of now, `old` what it was made of."""
+    from runner import freeze
+
+    check_mode(mode)
+    fresh = key is not None and key == freeze.key_of(inputs)
+    if fresh and mode != "always":
+        return Decision(Action.REUSE, fresh)
+    if fresh:
+        return Decision(Action.RUN, fresh)  # re-run although fresh: nothing changed
+    why = "no capture yet" if key is None else changed(old, inputs)
+    if mode == "never":
+        return Decision(Action.REFUSE, fresh, why)
+    return Decision(Action.RUN, fresh, why)
+
+
+def changed(old: dict[str, str], new: dict[str, str]) -> str:
+    """Which key inputs differ, for the author: "changed: scenario, runner"."""
+    names = [k for k in new if old.get(k) != new[k]]
+    return "changed: " + ", ".join(names) if names else "unknown inputs"
+
+
+def after_run(
+    decision: Decision,
+    published: ScenarioResult | None,
+    old_inputs: dict[str, str],
+    now: ScenarioResult,
+    inputs: dict[str, str],
+) -> tuple[Outcome, str]:
+    """(the outcome, its detail) once a run passed. A fresh capture that was re-run is
+    compared with the published one, and so is a run on another ABI of the same series
+    (verify --newest): it would be fresh but for the kernel release, whose name and
+    Debian version are then set aside."""
+    if published is None:
+        return Outcome.CAPTURED, ""
+    differing = {k for k, v in inputs.items() if old_inputs.get(k) != v}
+    if not (decision.fresh or differing == {"kernel"}):
+        return Outcome.CAPTURED, ""
+    renames = kernel_renames(published, now)
+    detail = compare(published.steps, now.steps, renames)
+    return (Outcome.DRIFTED if detail else Outcome.FRESH), detail
+
+
+# --- the same capture? ------------------------------------------------------------
+
+
+def kernel_renames(published: ScenarioResult, now: ScenarioResult) -> dict[str, str]:
+    """What a run on another kernel ABI calls the published capture's kernel release and
+    Debian version: those differ by design, not as drift."""
+    was, new = vars(published.provenance), vars(now.provenance)
+    return {
+        str(was[name]): str(new[name])
+        for name in ("kernel", "kernel_package")
+        if was.get(name) and new.get(name) and was[name] != new[name]
+    }
+
+
+def _view(result: StepResult, renames: Mapping[str, str]) -> list[str]:
+    """A step's output as comparisons see it. kbuild's progress lines are left out of
+    build steps: with kept objects they list what this run had to redo, which depends
+    on the runs before it."""
+    lines = normalize_lines([rename(line, renames) for line in result.output.split("\n")])
+    if result.where == "build":
+        lines = [line for line in lines if not KBUILD_PROGRESS.match(line)]
+    return lines
+
+
+def compare(
+    published: list[StepResult], now: list[StepResult], renames: Mapping[str, str] | None = None
+) -> str:
+    """How two captures differ once volatile values are blanked ("" when they do not):
+    status, output and the kinds of kernel events, step by step. `renames` apply to the
+    published output first (see kernel_renames)."""
+    lines: list[str] = []
+    if len(published) != len(now):
+        lines.append(f"{len(published)} steps published, {len(now)} now")
+    for old, new in zip(published, now, strict=False):
+        before, after = _view(old, renames or {}), _view(new, {})
+        old_kinds = sorted({e.kind for e in kernel_log.events(old.kernel_log)})
+        new_kinds = sorted({e.kind for e in kernel_log.events(new.kernel_log)})
+        if before == after and old.status == new.status and old_kinds == new_kinds:
+            continue
+        lines.append(f"step {new.index + 1}: {new.prompt}{new.input}")
+        if old.status != new.status:
+            lines.append(f"  status: {old.status} published, {new.status} now")
+        if old_kinds != new_kinds:
+            shown = (", ".join(kinds) or "none" for kinds in (old_kinds, new_kinds))
+            lines.append("  kernel events: {} published, {} now".format(*shown))
+        lines += difflib.unified_diff(before, after, "published", "now", lineterm="", n=1)
+    return "\n".join(lines)
+
+
+def differs(per_kernel: Mapping[str, list[StepResult]]) -> bool:
+    """Whether the kernels' captures of some steps differ (the same rule as drift)."""
+    views = list(per_kernel.values())
+    return any(compare(views[0], other) for other in views[1:])
+
+
+# --- did the steps do what the post says? ---------------------------------------------
 
 # "..." accepts any output, not any outcome: a command the post expects to fail
 # must show what it prints when it does.
@@ -42,6 +193,22 @@ def judge_output(wanted: list[str], output: str, exit_status: int | None) -> exp
     return match
 
 
+def judge_step(step: Step, result: StepResult, kernel: str) -> StepResult:
+    """The step's result with its kernel events and output match derived afresh from
+    what it printed and logged, by today's rules."""
+    judged = replace(result, events=kernel_log.events(result.kernel_log))
+    if step.expected is None or result.status not in (Status.OK, Status.HANG):
+        return replace(judged, matched=None, diff="", captures={})
+    m = judge_output(expect.for_kernel(step.expected, kernel), result.output, result.exit_status)
+    return replace(judged, matched=m.ok, diff=m.diff, captures=m.captures)
+
+
+def rejudge(scenario: Scenario, result: ScenarioResult, kernel: str) -> ScenarioResult:
+    """The capture as today's rules see it (a frozen one may predate them)."""
+    steps = [judge_step(s, r, kernel) for s, r in zip(scenario.steps, result.steps, strict=False)]
+    return replace(result, steps=steps)
+
+
 def where(step: Step, result: StepResult, kernel: str) -> str:
     """file:line, step number, session, first input line and kernel: how errors begin."""
     first_line = step.input.split("\n")[0]
@@ -66,13 +233,21 @@ def step_problem(step: Step, result: StepResult, kernel: str, error: str = "") -
 
 
 def problems(scenario: Scenario, result: ScenarioResult, kernel: str) -> list[str]:
-    """Everything that keeps this run from being what the post says, in post order."""
+    """Everything that keeps this capture from being what the post says, in post order,
+    judged by today's rules (see rejudge)."""
+    if len(result.steps) != len(scenario.steps):
+        first = scenario.steps[0].source if scenario.steps else scenario.name
+        return [
+            f"{first}: the capture has {len(result.steps)} steps and the post "
+            f"{len(scenario.steps)}: it is not a capture of this post"
+        ]
+    judged = rejudge(scenario, result, kernel)
     found = [
         problem
-        for step, res in zip(scenario.steps, result.steps, strict=True)
+        for step, res in zip(scenario.steps, judged.steps, strict=True)
         if (problem := step_problem(step, res, kernel, result.error))
     ]
-    return found + event_problems(scenario.steps, result.steps, kernel)
+    return found + event_problems(scenario.steps, judged.steps, kernel)
 
 
 def passed(result: StepResult) -> bool:

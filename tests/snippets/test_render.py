@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from kblog.render import render_block
+
 from runner.scenario import Status, Step, StepResult
 
 

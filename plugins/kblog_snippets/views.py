@@ -1,0 +1,147 @@
+"""What the theme's templates are given for a captured block and a page's provenance.
+
+Data only: the HTML is theme/templates/kblog/*.html, rendered through Pelican's own
+Jinja environment, so a theme can restyle every part. What the reader sees is always
+the capture; the author's expected output is only used to check it (verdict.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import BashLexer, KernelLogLexer, PythonLexer
+
+from runner.judge import verdict
+from runner.judge.kernel_log import SEVERE
+from runner.scenario import Step, StepResult
+from runner.terminal import prompts_for
+
+_FORMATTER = HtmlFormatter(nowrap=True)
+_INPUT_LEXERS = {"console": BashLexer(), "pycon": PythonLexer()}
+WHERE_LABELS = {"guest": "guest VM", "build": "build environment"}
+STATUS_TEXT = {
+    "hang": "Still running after {timeout:g} s, as the post expects: it never returns.",
+    "not-run": "Not run: {output}",
+}
+# A hang the runner proved (runner.execute.HangProbe) says what it saw instead.
+PROVEN_HANG_TEXT = "Stuck for good, as the post expects: {proof}."
+
+
+def _highlighted(text: str, language: str) -> str:
+    return highlight(text, _INPUT_LEXERS[language], _FORMATTER).rstrip("\n")
+
+
+def badges(results: list[StepResult]) -> list[dict[str, str]]:
+    """A badge per distinct kernel event kind, in order of appearance."""
+    seen: dict[str, str] = {}
+    for result in results:
+        for event in result.events:
+            seen.setdefault(event.kind, "oops" if event.kind in SEVERE else "warn")
+    return [{"label": kind, "severity": severity} for kind, severity in seen.items()]
+
+
+def _transcript(step: Step, result: StepResult) -> list[dict[str, Any]]:
+    """The terminal's lines for one step: each typed line with its prompt, then the output."""
+    lines = result.input.split("\n")
+    shown = prompts_for(step.language)
+    prompts = [result.prompt or shown["P"]] + [shown["C"]] * (len(lines) - 1)
+    out: list[dict[str, Any]] = [
+        {"kind": "in", "prompt": prompt, "html": _highlighted(line, step.language)}
+        for prompt, line in zip(prompts, lines, strict=True)
+    ]
+    output = result.output.rstrip("\n") if result.status != "not-run" else ""
+    if output:
+        out.append({"kind": "out", "text": output})
+    return out
+
+
+def _status(step: Step, result: StepResult) -> dict[str, str] | None:
+    template = STATUS_TEXT.get(result.status)
+    if result.status == "hang" and result.hang_proof:
+        text = PROVEN_HANG_TEXT.format(proof=result.hang_proof)
+    elif template:
+        text = template.format(timeout=step.timeout, output=result.output)
+    else:
+        return None
+    return {"status": str(result.status), "text": text}
+
+
+def panel(steps: list[Step], results: list[StepResult]) -> dict[str, Any]:
+    """One kernel's view of a block: terminal head, transcript, status, kernel log."""
+    first = steps[0]
+    where = WHERE_LABELS[results[0].where]
+    if first.boot == "built" and results[0].kernel:
+        where = f"guest VM on the kernel built above, {results[0].kernel}"
+    klog = [line for result in results for line in result.kernel_log]
+    shown_badges = badges(results)
+    kernel_log = None
+    if klog:
+        summary = f"Kernel log: {len(klog)} line{'s' if len(klog) != 1 else ''}"
+        if shown_badges:
+            summary += f" ({', '.join(b['label'] for b in shown_badges)})"
+        html = highlight("\n".join(klog) + "\n", KernelLogLexer(), _FORMATTER)
+        kernel_log = {"summary": summary, "html": html}
+    statuses = [_status(s, r) for s, r in zip(steps, results, strict=True)]
+    return {
+        "session": first.session,
+        "where": where,
+        "badges": shown_badges,
+        "duration": f"{sum(r.duration for r in results):.2f}",
+        "transcript": [
+            line for s, r in zip(steps, results, strict=True) for line in _transcript(s, r)
+        ],
+        "statuses": [s for s in statuses if s is not None],
+        "kernel_log": kernel_log,
+    }
+
+
+def block(steps: list[Step], per_kernel: dict[str, list[StepResult]]) -> dict[str, Any]:
+    """A block's capture: one panel per kernel, the first kernel's shown first."""
+    kernels = list(per_kernel)
+    return {
+        "id": block_id(steps[0]),
+        "session": steps[0].session,
+        "where": per_kernel[kernels[0]][0].where,
+        "differs": len(kernels) > 1 and verdict.differs(per_kernel),
+        "panels": [
+            {"kernel": kernel, "n": n, **panel(steps, per_kernel[kernel])}
+            for n, kernel in enumerate(kernels, 1)
+        ],
+    }
+
+
+def block_id(first_step: Step) -> str:
+    """The HTML id of a block: the differences summary links to it."""
+    return f"step-{first_step.block + 1}"
+
+
+def differences(steps: list[Step], per_kernel: dict[str, list[StepResult]]) -> list[dict[str, str]]:
+    """The blocks whose captures differ across kernels: id and a label for each."""
+    if len(per_kernel) < 2:
+        return []
+    found = []
+    blocks: dict[int, list[int]] = {}
+    for index, step in enumerate(steps):
+        blocks.setdefault(step.block, []).append(index)
+    for indices in blocks.values():
+        block_steps = [steps[i] for i in indices]
+        if verdict.differs({k: [r[i] for i in indices] for k, r in per_kernel.items()}):
+            typed = "; ".join(step.input.split("\n")[0] for step in block_steps)
+            label = typed if len(typed) <= 60 else typed[:59] + "…"
+            session = block_steps[0].session
+            found.append({"step_id": block_id(block_steps[0]), "label": f"{session}: {label}"})
+    return found
+
+
+def provenance(provenances: list[dict[str, Any]], kmod: str) -> dict[str, Any]:
+    """On which kernels, how, and when the captures on a page were made."""
+    first = provenances[0]
+    return {
+        "kernels": [{"release": p["kernel"], "package": p["kernel_package"]} for p in provenances],
+        "qemu": first["qemu"],
+        "accel": str(first["accel"]).upper(),
+        "kmod": kmod[:12],
+        "dates": sorted({p["captured_at"][:10] for p in provenances}),
+    }
