@@ -117,13 +117,17 @@ FAMILIES: list[Family] = [
     ),
     # Oops headers named after the trap. BUG() is ud2 on x86, hence "invalid opcode".
     _trap("double-fault", _FATAL, "double fault"),  # followed by "Machine halted." panic
-    # "general protection fault, probably for non-canonical address 0x...: 0000 [#1]";
-    # the oops header only, never a user-space "traps: comm[pid] general protection
-    # fault ip:..." line, which is a segfault of that process.
+    # "general protection fault, probably for non-canonical address 0x...: 0000 [#1]"
+    # since 5.5 (", maybe for address 0x..." and "segment-related ..." too), plain
+    # "general protection fault: 0000 [#1]" before; "general protection fault for
+    # non-canonical address 0x..." is an earlier revision of the 5.5 patch, which
+    # some patched kernels printed. The oops header only, never a user-space "traps:
+    # comm[pid] general protection fault ip:..." line, a segfault of that process.
     _trap(
         "general-protection",
         _SEVERE,
-        r"(?:segment-related )?general protection fault(?:, [^:]*)?",
+        r"(?:segment-related )?general protection fault"
+        r"(?:, [^:]*| for non-canonical address 0x[0-9a-f]+)?",
     ),
     _trap("invalid-opcode", _SEVERE, "invalid opcode"),
     _trap("divide-error", _SEVERE, "divide error"),
@@ -143,6 +147,11 @@ FAMILIES: list[Family] = [
     _family("KFENCE", _SEVERE, r"\bBUG: KFENCE: "),
     _family("KMSAN", _SEVERE, r"\bBUG: KMSAN: "),
     _family("KCSAN", _WARNING, r"\bBUG: KCSAN: "),
+    # SLUB's own checks (slub_debug=, or a cache created with debug flags): "BUG CACHE
+    # (Not tainted): Poison overwritten", "BUG kmalloc-8 (Tainted: G    B): Object
+    # already free", ...; no colon after BUG, the taint between parentheses. Newer
+    # kernels add a WARN after the report, a second event.
+    _family("SLUB", _SEVERE, r"\bBUG \S+ \((?:Not tainted|Tainted: [ A-Z]+)\): \S"),
     # "UBSAN: shift-out-of-bounds in FILE:L:C" since 5.x, "UBSAN: Undefined behaviour
     # in FILE:L:C" before.
     _family("UBSAN", _WARNING, r"\bUBSAN: .+ in \S+:\d+"),
@@ -155,6 +164,11 @@ FAMILIES: list[Family] = [
     # BUG_ON_DATA_CORRUPTION, a WARN otherwise.
     _family("list-corruption", _SEVERE, r"\blist_(?:add|del) corruption\b"),
     _family("bad-page", _SEVERE, r"\bBUG: Bad page (?:state|map)\b"),
+    # Inodes still referenced when their superblock goes: "VFS: Busy inodes after
+    # unmount of SB (FSTYPE)" since 6.3 (and 6.1.y), which BUG_ON_DATA_CORRUPTION
+    # follows with a BUG, a WARN otherwise; "... of SB. Self-destruct in 5 seconds.
+    # Have a nice day..." before.
+    _family("busy-inodes", _SEVERE, r"\bVFS: Busy inodes after unmount of \S"),
     # debugobjects reports through WARN(): its "ODEBUG: ..." line names the misuse,
     # the WARNING line after it is the splat. Never a "BUG" ("ODEBUG:" ends in BUG:).
     _family("ODEBUG", _WARNING, r"\bODEBUG: .*\(active state \d+\)"),
@@ -199,7 +213,29 @@ FAMILIES: list[Family] = [
         r"\bINFO: rcu_\w+ (?:self-detected stall on CPU|detected (?:expedited )?stalls on)",
     ),
     _family("workqueue-lockup", _SEVERE, r"\bBUG: workqueue lockup - pool\b"),
-    _family("hung-task", _WARNING, r"\bINFO: task .+:\d+ blocked for more than \d+ seconds"),
+    # "blocked in I/O wait for more than" when the task sleeps in io_schedule() (7.1).
+    _family(
+        "hung-task",
+        _WARNING,
+        r"\bINFO: task .+:\d+ blocked(?: in I/O wait)? for more than \d+ seconds",
+    ),
+    # A reference to a network device that is never dropped: unregistering it waits
+    # for good (reported every netdev_unregister_timeout_secs, 10 s by default).
+    _family(
+        "unregister-netdevice",
+        _SEVERE,
+        r"\bunregister_netdevice: waiting for \S+ to become free\. Usage count = -?\d+",
+    ),
+    # The frame-pointer unwinder (UNWINDER_FRAME_POINTER; Debian uses ORC) found a
+    # frame pointer off the task's stack: "WARNING: kernel stack regs at ADDR in
+    # COMM:PID has bad 'bp' value ADDR" or "WARNING: kernel stack frame pointer at
+    # ADDR in COMM:PID has bad value ADDR". The stack may be corrupt; no WARN splat.
+    _family(
+        "bad-frame-pointer",
+        _WARNING,
+        r"\bWARNING: kernel stack (?:regs at \S+ in .+:\d+ has bad 'bp' value"
+        r"|frame pointer at \S+ in .+:\d+ has bad value)",
+    ),
     # WARN(): "WARNING: CPU: N PID: N at FILE:LINE FUNC+0x../0x.." (without FILE:LINE
     # when the kernel lacks DEBUG_BUGVERBOSE), and the newer one-line header
     # "WARNING: FILE:LINE at FUNC+0x../0x.., CPU#N: COMM/PID". Plain notices that

@@ -170,6 +170,31 @@ KINDS = {
     "oops-5.9-stack-overflow": ["stack-guard-page", "stack-overflow", "panic"],
     "oops-6.1-double-fault": ["double-fault", "panic"],
     "warn-mainline-one-line": ["WARNING", "WARNING", "UBSAN"],
+    # Captured from tests/kmod/{slub_debug,netdev_leak,busy_inodes}_on_load: poison
+    # spoilt, a double free (6.12.y follows each SLUB report with a WARN), three
+    # waits for a device to become free, busy inodes made a BUG by
+    # BUG_ON_DATA_CORRUPTION.
+    "leak-6.1-slub-netdev-busy-inodes": [
+        "SLUB",
+        "SLUB",
+        *["unregister-netdevice"] * 3,
+        "busy-inodes",
+        "BUG",
+        "invalid-opcode",
+    ],
+    "leak-6.12-slub-netdev-busy-inodes": [
+        *["SLUB", "WARNING"] * 2,
+        *["unregister-netdevice"] * 3,
+        "busy-inodes",
+        "BUG",
+        "invalid-opcode",
+    ],
+    "oops-5.4-gpf-non-canonical-reconstructed": ["general-protection"] * 2,
+    # The "is blocked on a mutex likely owned by" line after a report is no event.
+    "hang-7.1-io-wait-reconstructed": ["hung-task"] * 2,
+    "unwind-6.12-frame-pointer-reconstructed": ["bad-frame-pointer"] * 2,
+    # The old busy-inodes wording was a plain printk: no BUG after it.
+    "slub-5.10-busy-inodes-reconstructed": ["SLUB", "SLUB", "busy-inodes"],
 }
 
 
@@ -214,6 +239,17 @@ SINGLE_LINES = [
         "0xdffffc0000000001: 0000 [#1] PREEMPT SMP KASAN NOPTI",
         "general-protection",
     ),
+    (
+        "general protection fault for non-canonical address 0xdead000000000100: 0000 [#1] "
+        "SMP NOPTI",
+        "general-protection",
+    ),
+    (
+        "Oops: general protection fault, maybe for address 0xffffc90000d3bd58: 0000 [#1] "
+        "PREEMPT SMP NOPTI",
+        "general-protection",
+    ),
+    ("segment-related general protection fault: 0010 [#1] SMP NOPTI", "general-protection"),
     ("kernel BUG at mm/slub.c:4563!", "BUG"),
     ("invalid opcode: 0000 [#1] PREEMPT SMP NOPTI", "invalid-opcode"),
     ("Oops: invalid opcode: 0000 [#1] PREEMPT SMP NOPTI", "invalid-opcode"),
@@ -255,6 +291,11 @@ SINGLE_LINES = [
     ("list_del corruption. prev->next should be ffff88800a1b2c30, but was ..", "list-corruption"),
     ("BUG: Bad page state in process insmod  pfn:06a41", "bad-page"),
     ("BUG: Bad page map in process python3  pte:8000000006a43025 pmd:06b1e067", "bad-page"),
+    ("VFS: Busy inodes after unmount of busyfs (busyfs)", "busy-inodes"),
+    (
+        "VFS: Busy inodes after unmount of loop0. Self-destruct in 5 seconds.  Have a nice day...",
+        "busy-inodes",
+    ),
     ("WARNING: possible circular locking dependency detected", "lockdep-circular"),
     ("[ INFO: possible circular locking dependency detected ]", "lockdep-circular"),
     ("WARNING: possible recursive locking detected", "lockdep-recursive"),
@@ -288,6 +329,14 @@ SINGLE_LINES = [
     ("BUG: KFENCE: use-after-free read in demo_init+0xbb/0xff0 [demo]", "KFENCE"),
     ("BUG: KFENCE: out-of-bounds write in demo_init+0x5b/0xff0 [demo]", "KFENCE"),
     ("BUG: KCSAN: data-race in counter_bump / counter_bump", "KCSAN"),
+    ("BUG kmalloc-64 (Not tainted): Poison overwritten", "SLUB"),
+    ("BUG kmalloc-8 (Tainted: G    B      OE    ): Object already free", "SLUB"),
+    ("BUG slub_debug_on_load (Tainted: G           OE     ): Object corrupt", "SLUB"),
+    ("BUG kmalloc-rnd-05-64 (Not tainted): Right Redzone overwritten", "SLUB"),
+    (
+        "BUG kmalloc-32 (Not tainted): Slab has 0 allocated objects but 1 are to be freed",
+        "SLUB",
+    ),
     ("BUG: KMSAN: uninit-value in uninit_init+0x6a/0xff0 [uninit]", "KMSAN"),
     ("UBSAN: shift-out-of-bounds in drivers/demo/shift.c:18:14", "UBSAN"),
     ("UBSAN: array-index-out-of-bounds in net/core/dev.c:1234:5", "UBSAN"),
@@ -315,6 +364,25 @@ SINGLE_LINES = [
     ("INFO: rcu_tasks detected stalls on tasks:", "rcu-stall"),
     ("INFO: task python3:121 blocked for more than 120 seconds.", "hung-task"),
     ("INFO: task kworker/u4:2:57 blocked for more than 143 seconds.", "hung-task"),
+    ("INFO: task dd:412 blocked in I/O wait for more than 122 seconds.", "hung-task"),
+    (
+        "unregister_netdevice: waiting for leaky0 to become free. Usage count = 2",
+        "unregister-netdevice",
+    ),
+    (
+        "unregister_netdevice: waiting for lo to become free. Usage count = -1",
+        "unregister-netdevice",
+    ),
+    (
+        "WARNING: kernel stack regs at 000000007b1e93c4 in insmod:318 has bad 'bp' value "
+        "00000000c1f2a6d8",
+        "bad-frame-pointer",
+    ),
+    (
+        "WARNING: kernel stack frame pointer at 0000000054e1a9b2 in kworker/0:2:41 has bad "
+        "value 000000009d0c7e15",
+        "bad-frame-pointer",
+    ),
     (
         "BUG: workqueue lockup - pool cpus=0 node=0 flags=0x0 nice=0 stuck for 31s!",
         "workqueue-lockup",
@@ -380,6 +448,16 @@ def test_a_repeated_header_far_from_its_report_is_an_event() -> None:
         "INFO: lockdep is turned off.",
         "kmemleak: Automatic memory scanning thread started",
         "PANIC: double fault, error_code: 0x0",  # the oops header after it is the event
+        # The lines of a report after its header, and look-alikes of the new families.
+        "FIX kmalloc-8: Object at 0x000000001a6e9d03 not freed",
+        "FIX slub_debug_on_load: Restoring Poison 0x00000000f7341de0-0x00000000f7341de0=0x6b",
+        "[Poison overwritten] 0x00000000f7341de0-0x00000000f7341de0 @offset=3528. First byte "
+        "0x2a instead of 0x6b",
+        "SLUB: HWalign=64, Order=0-3, MinObjects=0, CPUs=1, Nodes=1",
+        "INFO: task sync:431 is blocked on a mutex likely owned by task dd:412.",
+        "Waiting for w1_bus_master1 to become free: refcnt=2.",
+        "VFS: Disk quotas dquot_6.6.0",
+        "unwind stack type:0 next_sp:0000000000000000 mask:0x2 graph_idx:0",
     ],
 )
 def test_quiet_lines(line: str) -> None:
