@@ -38,8 +38,12 @@ class SnippetsPreprocessor(Preprocessor):
     def run(self, lines: list[str]) -> list[str]:
         source = self.ext.getConfig("source")
         page: Page | None = self.ext.getConfig("page") or None
-        found = page.page(source) if page is not None else None
-        if page is None or found is None:
+        if page is None:
+            if any("session=" in line for line in lines):
+                raise SnippetError(f"{source}: executed blocks, but no results")
+            return lines
+        found = page.page(source)
+        if found is None:
             return lines
         post, per_kernel = found
         text = "\n".join(lines)

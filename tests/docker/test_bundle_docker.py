@@ -1,8 +1,10 @@
-"""A reader with Docker: the page's commands reproduce the post in the sandbox container."""
+"""A reader with Docker: a real post's page commands reproduce it in the sandbox container."""
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -11,39 +13,54 @@ from minisite import ROOT, MiniSite, run_reproduce_box
 
 pytestmark = [pytest.mark.docker, pytest.mark.vm]
 
+SERIES = {"kmod": "Writing Linux kernel modules"}  # as pelicanconf.py names it
 
-def test_the_box_commands_reproduce_the_post_in_docker(runner_image: str, tmp_path: Path) -> None:
-    site = MiniSite(tmp_path / "site")
-    site.content.mkdir(parents=True)
+
+@pytest.fixture(scope="module")
+def real_site(tmp_path_factory: pytest.TempPathFactory, runner_image: str) -> MiniSite:
+    """The site's posts and their published captures, built as `make html` builds them:
+    a capture that is fresh is reused, so the bundles hold the captures of snippets/.
+    (With the engine up and the image made: the reader's commands need both.)"""
+    site = MiniSite(tmp_path_factory.mktemp("real-site"))
+    shutil.copytree(ROOT / "content", site.content)
+    shutil.copytree(ROOT / "snippets", site.snippets)
     (site.root / "kmod").symlink_to(ROOT / "kmod")
-    site.add("second.md")
-    site.build()  # captured with the tests' local backend
+    (site.root / "kernel").symlink_to(ROOT / "kernel")
+    report = site.build(overrides={"SERIES": SERIES, "KBLOG_KERNELS": ["6.1", "6.12"]})
+    print(f"the site's build ran {report.vm_runs} posts in a VM")  # 0 while captures are fresh
+    return site
+
+
+def reproduce_in_docker(site: MiniSite, page: str, post: str, reader: Path) -> str:
+    """What the page's 'Reproduce this post' commands print, run with the docker backend."""
     env = {**os.environ, "KBLOG_BACKEND": "docker"}
-    shown = run_reproduce_box(
-        site.output / "second.html", site.output / "bundles" / "second.tar.gz", tmp_path / "r", env
-    )
-    assert "container" in shown  # it ran in the sandbox image, not on this host
-    assert "matches the published capture" in shown
+    bundle = site.output / "bundles" / f"{post}.tar.gz"
+    return run_reproduce_box(site.output / page, bundle, reader, env)
 
 
-def test_a_post_that_builds_the_kernel_reproduces_from_its_bundle_in_docker(
-    runner_image: str, tmp_path: Path
+def test_episode_2_reproduces_from_its_bundle_in_docker(
+    real_site: MiniSite, tmp_path: Path
+) -> None:
+    page, post = "kernel-segfaults.html", "ep2-kernel-segfaults"
+    shown = reproduce_in_docker(real_site, page, post, tmp_path)
+    assert re.search(r"^container \w+ started \(", shown, re.M), shown  # not on this host
+    assert "reproducing ep2-kernel-segfaults (27 steps) on Linux 6.1" in shown
+    assert "matches the published capture (volatile values aside)" in shown
+    assert "differs" not in shown
+
+
+def test_episode_3_builds_its_kernel_from_its_bundle_in_docker(
+    real_site: MiniSite, tmp_path: Path
 ) -> None:
     """The bundle carries kmod/ (the patch) and kernel/ (the config fragment), and the
     container patches, builds and boots the kernel from them: incrementally, once the
     kblog-kernel-build volume holds a build (tests/docker/test_kernel_docker.py)."""
-    site = MiniSite(tmp_path / "site")
-    site.content.mkdir(parents=True)
-    (site.root / "kmod").symlink_to(ROOT / "kmod")
-    (site.root / "kernel").symlink_to(ROOT / "kernel")
-    site.add("kernel-post.md")
-    site.build()  # captured with the tests' local backend, in this host's kernel cache
-    bundle = site.output / "bundles" / "kernel-post.tar.gz"
+    bundle = real_site.output / "bundles" / "ep3-system-call.tar.gz"
     with tarfile.open(bundle) as tar:
         names = tar.getnames()
-    assert "kernel-post/kernel/guest.config" in names
-    assert "kernel-post/kmod/syscall/0001-kblog_hello-system-call.patch" in names
-    env = {**os.environ, "KBLOG_BACKEND": "docker"}
-    shown = run_reproduce_box(site.output / "kernel-post.html", bundle, tmp_path / "r", env)
-    assert "container" in shown
-    assert "matches the published capture" in shown
+    assert "ep3-system-call/kernel/guest.config" in names
+    assert "ep3-system-call/kmod/syscall/0001-kblog_hello-system-call.patch" in names
+    shown = reproduce_in_docker(real_site, "system-call.html", "ep3-system-call", tmp_path)
+    assert re.search(r"^container \w+ started \(", shown, re.M), shown
+    assert "matches the published capture (volatile values aside)" in shown
+    assert "differs" not in shown

@@ -1,32 +1,49 @@
-"""A post that builds the kernel, run in the sandbox container as a reader's Docker runs it."""
+"""Episode 3, which builds the kernel, run in the sandbox container as a reader's Docker runs it."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pytest
-from syscall_post import check_syscall_run, syscall_scenario
+import real_post
 
+from runner import config
 from runner.backends import docker as docker_backend
 from runner.backends.docker import run_in_container
 from runner.kernels import source as kernel_source
+from runner.scenario import ScenarioResult, Status
 
 if TYPE_CHECKING:
     import docker
 
 pytestmark = [pytest.mark.docker, pytest.mark.vm]
 
+EP3 = "ep3-system-call"
+
 
 def _anonymous_volumes(client: docker.DockerClient) -> set[str]:
     return {v.name for v in client.volumes.list() if v.name != docker_backend.KERNEL_CACHE_VOLUME}
 
 
-def test_the_syscall_post_builds_and_boots_its_kernel_in_the_container(
-    docker_client: docker.DockerClient, runner_image: str
-) -> None:
-    """The kernel patched, built and booted inside the container, as the local VM test
-    does on this host (tests/runner/test_kernel_build.py).
+@dataclass
+class Ep3Run:
+    kernel: str
+    post: real_post.Post
+    result: ScenarioResult
+    log: list[str]
+    left: list[object]  # containers of the run still there after it
+    new_volumes: set[str]  # anonymous volumes the run left
+
+
+@pytest.fixture(scope="module", params=list(config.KERNELS))
+def ep3_in_docker(
+    request: pytest.FixtureRequest, docker_client: docker.DockerClient, runner_image: str
+) -> Iterator[Ep3Run]:
+    """content/ep3-system-call.md, read as the site reads it, run in the container:
+    the kernel patched, built and booted there, then the stock kernel of the label.
 
     The first run on a machine is a cold kernel build: the image's linux-source is
     unpacked into the named volume kblog-kernel-build (about 30 s), then built (the
@@ -35,19 +52,63 @@ def test_the_syscall_post_builds_and_boots_its_kernel_in_the_container(
     guest must be saved again). The volume stays on purpose; the container and its
     input volume do not.
     """
+    kernel: str = request.param
+    post = real_post.read(EP3)
     volumes_before = _anonymous_volumes(docker_client)
-    scenario = syscall_scenario("syscall-docker-test")
     lines: list[str] = []
     started = time.monotonic()
-    result = run_in_container(scenario, "6.1", client=docker_client, log=lines.append)
-    print(f"run in the container: {time.monotonic() - started:.0f} s")
-    check_syscall_run(scenario, result)
-    assert any("container" in line and "started" in line for line in lines), lines
+    result = run_in_container(post.scenario, kernel, client=docker_client, log=lines.append)
+    print(f"{EP3} [{kernel}] in the container: {time.monotonic() - started:.0f} s")
     left = docker_client.containers.list(
-        all=True, filters={"label": f"{docker_backend.RUN_LABEL}={scenario.name}"}
+        all=True, filters={"label": f"{docker_backend.RUN_LABEL}={post.scenario.name}"}
     )
-    assert left == []
-    assert _anonymous_volumes(docker_client) <= volumes_before  # the input volume went too
+    new_volumes = _anonymous_volumes(docker_client) - volumes_before
+    yield Ep3Run(kernel, post, result, lines, left, new_volumes)
+
+
+def test_ep3_in_docker_is_what_the_post_says(ep3_in_docker: Ep3Run) -> None:
+    """Every step judged as the site build judges it, and its output again on this host."""
+    run = ep3_in_docker
+    assert run.result.error == ""
+    assert [r.status for r in run.result.steps] == [Status.OK] * len(run.post.scenario.steps)
+    assert real_post.problems(run.post, run.result, run.kernel) == []
+    assert real_post.outputs_judged_here(run.post, run.result, run.kernel) == []
+
+
+def test_ep3_in_docker_boots_the_kernel_it_built(ep3_in_docker: Ep3Run) -> None:
+    """The steps the post runs on its own kernel ran on the build (a -kblog release that
+    greets in the kernel log); the last one ran on the stock kernel of the label."""
+    run = ep3_in_docker
+    steps = run.post.scenario.steps
+    built = [r for s, r in zip(steps, run.result.steps, strict=True) if s.boot == "built"]
+    stock = [
+        r
+        for s, r in zip(steps, run.result.steps, strict=True)
+        if s.where == "guest" and s.boot == "stock"
+    ]
+    assert built and stock
+    assert {r.kernel for r in built} == {built[0].output.strip()}
+    assert built[0].kernel.endswith("-kblog"), built[0].kernel
+    greetings = [line for r in built for line in r.kernel_log if "kblog_hello: hello, " in line]
+    assert any("hello, world, from kblog_hello (pid " in line for line in greetings), greetings
+    assert [r.events for r in run.result.steps] == [[]] * len(steps)
+    assert {r.kernel for r in stock} == {config.kernel(run.kernel).release}
+    assert run.result.provenance.kernel == config.kernel(run.kernel).release
+
+
+def test_ep3_in_docker_matches_the_published_capture(ep3_in_docker: Ep3Run) -> None:
+    """No drift from snippets/ (kbuild's progress lines aside, as verify sets them aside)."""
+    run = ep3_in_docker
+    assert real_post.drift_from_published(run.post, run.result, run.kernel) == ""
+
+
+def test_ep3_in_docker_leaves_only_the_kernel_cache(
+    ep3_in_docker: Ep3Run, docker_client: docker.DockerClient
+) -> None:
+    run = ep3_in_docker
+    assert any("container" in line and "started" in line for line in run.log), run.log
+    assert run.left == []
+    assert run.new_volumes == set()  # the input volume went with the container
     cache = docker_client.volumes.get(docker_backend.KERNEL_CACHE_VOLUME)
     assert cache.attrs["Labels"] == {docker_backend.CACHE_LABEL: "kernel-build"}
 

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from runner.judge.normalize import drift, kernel_renames, normalize
+from runner.judge.normalize import normalize
+from runner.judge.verdict import compare, kernel_renames
+from runner.scenario import Provenance, ScenarioResult, Status, StepResult
+
+
+def step(
+    output: list[str], status: str = "ok", where: str = "guest", typed: str = "cat"
+) -> StepResult:
+    return StepResult(0, Status(status), "$ ", typed, "\n".join(output), 0, 0.1, where)
+
+
+def ran(kernel: str, package: str) -> ScenarioResult:
+    prov = Provenance(kernel, package, "tcg", "test", "7.2", "2026-12-04", 0.2, 1.0)
+    return ScenarioResult("post", prov, [])
 
 
 def test_volatile_values_are_blanked() -> None:
@@ -28,55 +41,39 @@ def test_what_a_reader_would_notice_still_differs() -> None:
 
 
 def test_drift_reports_steps_that_differ() -> None:
-    def step(output: list[str], status: str = "ok") -> dict:
-        return {
-            "index": 0,
-            "prompt": "$ ",
-            "input": "cat /dev/chardev",
-            "output": output,
-            "status": status,
-        }
-
-    assert drift([step(["[ 1.0] x ffffffffc02b41d0"])], [step(["[ 2.0] x ffffffffc072a178"])]) == ""
-    report = drift([step(["0 times"])], [step(["1 times"], status="hang")])
+    assert (
+        compare([step(["[ 1.0] x ffffffffc02b41d0"])], [step(["[ 2.0] x ffffffffc072a178"])]) == ""
+    )
+    report = compare([step(["0 times"], typed="cat /dev/chardev")],
+                     [step(["1 times"], status="hang", typed="cat /dev/chardev")])  # fmt: skip
     assert "step 1: $ cat /dev/chardev" in report
     assert "status: ok published, hang now" in report
     assert "-0 times" in report and "+1 times" in report
 
 
 def test_another_abi_is_not_drift_by_its_name_alone() -> None:
-    def step(output: list[str]) -> dict:
-        return {"index": 0, "prompt": "$ ", "input": "modinfo", "output": output, "status": "ok"}
-
-    renames = kernel_renames(
-        {"kernel": "6.1.0-56-amd64", "kernel_package": "6.1.192-2"},
-        {"kernel": "6.1.0-57-amd64", "kernel_package": "6.1.192-3"},
-    )
+    renames = kernel_renames(ran("6.1.0-56-amd64", "6.1.192-2"), ran("6.1.0-57-amd64", "6.1.192-3"))
     assert renames == {"6.1.0-56-amd64": "6.1.0-57-amd64", "6.1.192-2": "6.1.192-3"}
     old = ["vermagic: 6.1.0-56-amd64 SMP", "Tainted: G OE 6.1.0-56-amd64 #1  Debian 6.1.192-2"]
     new = ["vermagic: 6.1.0-57-amd64 SMP", "Tainted: G OE 6.1.0-57-amd64 #1  Debian 6.1.192-3"]
-    assert drift([step(old)], [step(new)], renames) == ""
-    assert "vermagic" in drift([step(old)], [step(new)])  # without renames it is drift
+    assert compare([step(old)], [step(new)], renames) == ""
+    assert "vermagic" in compare([step(old)], [step(new)])  # without renames it is drift
     # Only whole names: a longer release that merely starts the same is left alone.
-    assert "-N.N.0-56-amd64x" in drift([step(["6.1.0-56-amd64x"])], [step(["y"])], renames)
-    assert kernel_renames({"kernel": "a"}, {"kernel": "a"}) == {}
+    assert "-N.N.0-56-amd64x" in compare([step(["6.1.0-56-amd64x"])], [step(["y"])], renames)
+    assert kernel_renames(ran("a", "b"), ran("a", "b")) == {}
 
 
 def test_what_make_redid_in_kept_objects_is_not_drift() -> None:
     """An incremental kernel build lists what it rebuilt, which depends on the runs
     before it; its other lines, and the same lines in the guest, still count."""
-
-    def step(output: list[str], where: str) -> dict:
-        return {"index": 3, "prompt": "$ ", "input": "make O=~/build -j2 bzImage",
-                "output": output, "status": "ok", "where": where}  # fmt: skip
-
     ready = "Kernel: arch/x86/boot/bzImage is ready  (#1)"
     rebuilt = ["  CALL    scripts/checksyscalls.sh", "  BUILD   arch/x86/boot/bzImage", ready]
     nothing = ["  CALL    scripts/checksyscalls.sh", ready]
-    assert drift([step(rebuilt, "build")], [step(nothing, "build")]) == ""
-    assert "+make: *** [Makefile:N] Error 2" in drift(
-        [step(nothing, "build")], [step([*nothing, "make: *** [Makefile:250] Error 2"], "build")]
+    assert compare([step(rebuilt, where="build")], [step(nothing, where="build")]) == ""
+    assert "+make: *** [Makefile:N] Error 2" in compare(
+        [step(nothing, where="build")],
+        [step([*nothing, "make: *** [Makefile:250] Error 2"], where="build")],
     )
-    assert "-  BUILD   arch/x86/boot/bzImage" in drift(
-        [step(rebuilt, "guest")], [step(nothing, "guest")]
+    assert "-  BUILD   arch/x86/boot/bzImage" in compare(
+        [step(rebuilt, where="guest")], [step(nothing, where="guest")]
     )

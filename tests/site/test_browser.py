@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from blockhtml import render_block
 from sitebuild import ROOT, build_tiny
 
-from kblog import render
 from runner.scenario import KernelEvent, Status, Step, StepResult
 
 # Debian's chromium (runner/host-packages.txt installs it): a missing browser fails.
@@ -63,7 +63,7 @@ def _step_html() -> str:
             status=Status.HANG, kernel_log=klog, events=events,
         ),
     ]  # fmt: skip
-    return render.render_block("step-3", steps, {"6.1": results}, differs=False)
+    return render_block(steps, {"6.1": results})
 
 
 def _multi_html() -> str:
@@ -73,7 +73,7 @@ def _multi_html() -> str:
         "6.1": [_result(0, step.input, "  PID STAT CMD\n  126 Xs+  [python3]")],
         "6.12": [_result(0, step.input, "  PID STAT CMD\n  131 Xs+  [python3] (6.12)")],
     }
-    return render.render_block("step-9", [step], per_kernel, render.differs(per_kernel))
+    return render_block([step], per_kernel)
 
 
 STEP_HTML = _step_html()

@@ -54,11 +54,25 @@ def test_slots_are_absent_without_data() -> None:
         assert not page.find_all(cls=cls), cls
 
 
-def test_provenance_line_is_inserted_as_html() -> None:
-    html = "Captured on Linux <code>6.1.0-56-amd64</code> under QEMU 7.2."
-    page = parse(render(stand_in(kblog_provenance=html)))
+def test_provenance_line_is_the_themes_template() -> None:
+    from kblog_snippets import views
+
+    provenance = views.provenance(
+        [
+            {"kernel": "6.1.0-56-amd64", "kernel_package": "6.1.158-1", "qemu": "7.2.22",
+             "accel": "tcg", "captured_at": "2026-12-04T16:00:00"},
+            {"kernel": "6.12.107+deb12-amd64", "kernel_package": "6.12.107-1~deb12u1",
+             "qemu": "7.2.22", "accel": "tcg", "captured_at": "2026-12-04T16:01:00"},
+        ],
+        "0123456789abcdef",
+    )  # fmt: skip
+    page = parse(render(stand_in(kblog_provenance=provenance)))
     (line,) = page.find_all("p", "kb-provenance")
-    assert line.find_all("code")[0].text() == "6.1.0-56-amd64"
+    assert " ".join(line.text().split()) == (
+        "Every output on this page was captured on Linux 6.1.0-56-amd64 (Debian 6.1.158-1) "
+        "and Linux 6.12.107+deb12-amd64 (Debian 6.12.107-1~deb12u1) under QEMU 7.2.22 "
+        "with TCG, from kmod/ 0123456789ab, on 2026-12-04."
+    )
 
 
 def test_reproduce_box() -> None:

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from kblog import verify
-from kblog.captures import Outcome
+from kblog.captures import CellOutcome
 from kblog.verify import Verification, VerifyInputError
+from runner.judge.verdict import Outcome
 
 ROOT = Path(__file__).resolve().parents[2]
 POSTS = ["content/b.md", "content/a.md", "content/c.md"]
@@ -40,8 +41,8 @@ def test_shards_partition_the_cells_stably() -> None:
         assert shares == [verify.share(cells, i, count) for i in range(1, count + 1)]
 
 
-def _outcome(cell: tuple[str, str], state: str = "fresh", detail: str = "") -> Outcome:
-    return Outcome(cell[0], cell[1], state, detail)
+def _outcome(cell: tuple[str, str], state: str = "fresh", detail: str = "") -> CellOutcome:
+    return CellOutcome(cell[0], cell[1], Outcome(state), detail)
 
 
 def _write_shards(tmp: Path, states: dict[tuple[str, str], str], count: int) -> Verification:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kblog.render import render_block
+from blockhtml import render_block
 
 from runner.scenario import Status, Step, StepResult
 
@@ -13,11 +13,11 @@ def _result(where: str, kernel: str) -> StepResult:
 
 def test_a_block_on_the_built_kernel_names_it() -> None:
     step = Step("t1", "console", "uname -r", boot="built")
-    html = render_block("b1", [step], {"6.1": [_result("guest", "6.1.192-kblog")]}, False)
+    html = render_block([step], {"6.1": [_result("guest", "6.1.192-kblog")]})
     assert 'class="kb-where">guest VM on the kernel built above, 6.1.192-kblog<' in html
 
 
 def test_a_block_on_the_stock_kernel_says_guest_vm() -> None:
     step = Step("t1", "console", "uname -r")
-    html = render_block("b1", [step], {"6.1": [_result("guest", "6.1.0-56-amd64")]}, False)
+    html = render_block([step], {"6.1": [_result("guest", "6.1.0-56-amd64")]})
     assert 'class="kb-where">guest VM<' in html

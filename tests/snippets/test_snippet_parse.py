@@ -12,9 +12,8 @@ import pytest
 from kblog_snippets.extension import SnippetsExtension
 from markdown.test_tools import TestCase
 
-from kblog.parse import SnippetError, find_blocks, scenario_from_text
+from kblog.parse import SnippetError, find_blocks, markdown_text, read_post
 from runner.judge import expect
-from runner.scenario import Scenario
 
 
 def steps_of(text: str):
@@ -24,7 +23,7 @@ def steps_of(text: str):
 class PlainBlocksStayPlain(TestCase):
     """A block without session= is fenced_code's business, even with the extension on."""
 
-    default_kwargs: ClassVar = {"extensions": ["fenced_code", SnippetsExtension(results="")]}
+    default_kwargs: ClassVar = {"extensions": ["fenced_code", SnippetsExtension(page="")]}
 
     def test_highlighted_block_untouched(self) -> None:
         self.assertMarkdownRenders(
@@ -33,10 +32,10 @@ class PlainBlocksStayPlain(TestCase):
         )
 
     def test_executed_block_without_provider_is_an_error(self) -> None:
-        with pytest.raises(SnippetError, match=r"<markdown>:1: executed blocks, but no results"):
+        with pytest.raises(SnippetError, match=r"<markdown>: executed blocks, but no results"):
             markdown.markdown(
                 "```{.console session=t}\n$ true\n```",
-                extensions=["fenced_code", SnippetsExtension(results="")],
+                extensions=["fenced_code", SnippetsExtension(page="")],
             )
 
 
@@ -142,12 +141,23 @@ def test_pycon_output_starting_with_dots_is_output() -> None:
     assert step.expected == ["...done"]
 
 
-def test_prefetch_reads_posts_as_markdown_does() -> None:
-    text = "```{.console session=t}\n$ printf 'a\\tb\\n'\n  \na\tb\n```\n"
-    from_file = scenario_from_text(text, "post.md", "post")
+def test_a_post_is_read_as_markdown_sees_it(tmp_path) -> None:
+    """The blocks' offsets are found once, in the text Markdown's preprocessors get:
+    tabs, CRLF and a BOM must not move them."""
+    raw = (
+        "\ufeffIntro\r\n\r\n```{.console session=t}\r\n$ printf 'a\\tb\\n'\r\n  \r\na\tb\r\n```\r\n"
+    )
+    path = tmp_path / "post.md"
+    path.write_bytes(raw.encode())
+    post = read_post(path, "content/post.md")
     md = markdown.Markdown(extensions=["fenced_code"])
-    seen = md.preprocessors["normalize_whitespace"].run(text.split("\n"))
-    assert from_file.digest() == Scenario("post", steps_of("\n".join(seen))).digest()
+    seen = "\n".join(
+        md.preprocessors["normalize_whitespace"].run(raw.removeprefix("\ufeff").split("\n"))
+    )
+    assert seen.rstrip("\n") == post.text.rstrip("\n") == markdown_text(raw).rstrip("\n")
+    (block,) = post.blocks
+    assert seen[block.start : block.end].startswith("```{.console session=t}")
+    assert seen[block.start : block.end].endswith("```")
 
 
 # --- kernel-events= ---------------------------------------------------------------
