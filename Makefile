@@ -1,28 +1,36 @@
 # Bootstrap only: install what the host needs, make the venv, then hand over to tasks.py.
 # Every target is safe to run twice; the stamp files make the second run do no work.
+#
+# Each command installs its own set (runner/host-packages.txt, SETS in
+# runner/host_packages.py): `make html` what building the site and running its
+# posts needs, `make test` that and what only the tests use (Chromium, the Docker
+# engine, git and rsync for publishing, pytest and friends in the venv). One stamp
+# per set, so `make test` after `make html` installs only what the tests add.
 
 PYTHON ?= python3
 VENV := .venv
-STAMP := $(VENV)/.installed
-HOST_STAMP := build/.host-packages
+HOST_INPUTS := runner/host-packages.txt runner/host_packages.py runner/install-host-packages.sh
+# What `pip install -e` takes for each set: the site alone, or with the test extras.
+PIP_TARGET_html := .
+PIP_TARGET_test := .[test]
 
 .PHONY: html test clean
 
-html: $(STAMP)
+html: $(VENV)/.installed-html
 	$(VENV)/bin/invoke build
 
-test: $(STAMP)
+test: $(VENV)/.installed-test
 	$(VENV)/bin/invoke test
 
 clean:
 	$(VENV)/bin/invoke clean
 
-$(HOST_STAMP): runner/host-packages.txt runner/host_packages.py runner/install-host-packages.sh
-	sh runner/install-host-packages.sh
+build/.host-packages-html build/.host-packages-test: build/.host-packages-%: $(HOST_INPUTS)
+	sh runner/install-host-packages.sh $*
 	@mkdir -p $(dir $@) && touch $@
 
-$(STAMP): pyproject.toml $(HOST_STAMP)
+$(VENV)/.installed-html $(VENV)/.installed-test: $(VENV)/.installed-%: pyproject.toml build/.host-packages-%
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[test]'
+	$(VENV)/bin/pip install --quiet -e '$(PIP_TARGET_$*)'
 	@touch $@

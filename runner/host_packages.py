@@ -1,7 +1,8 @@
 """The Debian packages the project needs, read from runner/host-packages.txt.
 
-That file is the one list: the Makefile installs from it, the Docker image and
-the reproduce bundle's README take their packages from here.
+That file is the one list, and this module the one reader: the Makefile installs
+a set from it (`make html` SETS["html"], `make test` SETS["test"]), the Docker
+image takes SETS["image"] and the reproduce bundle's README names the bundle's.
 """
 
 from __future__ import annotations
@@ -9,7 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 
 LIST = Path(__file__).resolve().parent / "host-packages.txt"
-ROLES = ("runner", "local", "dev")
+ROLES = ("runner", "local", "build", "tests")
+# What each consumer installs, as roles of the list. Each set holds the one before
+# it, so a machine that ran `make test` can also build, and the image's packages
+# are on every host.
+SETS: dict[str, tuple[str, ...]] = {
+    "image": ("runner",),
+    "bundle": ("runner", "local"),
+    "html": ("runner", "local", "build"),
+    "test": ROLES,
+}
 
 
 class PackageListError(ValueError):
@@ -34,16 +44,32 @@ def read(path: Path = LIST) -> dict[str, str]:
     return found
 
 
-def packages(*roles: str, path: Path = LIST) -> list[str]:
-    """The packages needed in any of `roles`, in the file's order."""
-    unknown = set(roles) - set(ROLES)
-    if unknown:
-        raise ValueError(f"unknown roles {sorted(unknown)}; known: {ROLES}")
+def roles_of(*names: str) -> tuple[str, ...]:
+    """The roles that `names` stand for: each is a role or the name of a set."""
+    roles: list[str] = []
+    for name in names:
+        if name in SETS:
+            roles += SETS[name]
+        elif name in ROLES:
+            roles.append(name)
+        else:
+            raise ValueError(f"unknown role or set {name!r}; roles: {ROLES}, sets: {tuple(SETS)}")
+    return tuple(dict.fromkeys(roles))
+
+
+def packages(*names: str, path: Path = LIST) -> list[str]:
+    """The packages of the roles or sets `names`, in the file's order."""
+    roles = roles_of(*names)
     return [pkg for pkg, role in read(path).items() if role in roles]
 
 
 if __name__ == "__main__":
-    # `python3 runner/host_packages.py ROLE...`: the list, one per line, for shell scripts.
+    # `python3 runner/host_packages.py NAME...`: the list, one per line, for shell
+    # scripts; NAME is a set (html, test, ...) or a role (a bundle's README names
+    # roles: `runner local`), and none means every package.
     import sys
 
-    print("\n".join(packages(*(sys.argv[1:] or ROLES))))
+    try:
+        print("\n".join(packages(*(sys.argv[1:] or ROLES))))
+    except ValueError as exc:  # a misspelt name must stop the install, not install nothing
+        sys.exit(f"host_packages.py: {exc}")

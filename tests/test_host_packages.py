@@ -4,14 +4,18 @@ The programs are found in the sources (argv lists passed to subprocess and
 friends, names given to shutil.which, module-level *_ARGV lists) plus the tools
 the module and kernel builds call, which no Python source names. Each is resolved
 on this machine and mapped to its Debian package with `dpkg -S`; that package
-must be in runner/host-packages.txt, in Debian's essential set, or a dependency
-of one of those. A new `subprocess.run(["newtool", ...])` without its package in
-the list fails here, on any machine that has already installed the tool by hand.
+must be in the set of runner/host-packages.txt that the command needing it
+installs, in Debian's essential set, or a dependency of one of those. A program
+the build starts must come from the `make html` set; one that only the tests (or
+`invoke publish`, which tests start) start, from the `make test` set. A new
+`subprocess.run(["newtool", ...])` without its package in the right set fails
+here, on any machine that has already installed the tool by hand.
 """
 
 from __future__ import annotations
 
 import ast
+import itertools
 import os
 import re
 import shutil
@@ -27,6 +31,12 @@ ROOT = Path(__file__).resolve().parent.parent
 # Host-side code; runner/agent/ runs in the guest, whose packages config.py names.
 SCANNED = [ROOT / "runner", ROOT / "plugins", ROOT / "tasks.py", ROOT / "bench", ROOT / "tests"]
 GUEST_SIDE = ROOT / "runner" / "agent"
+# Host-side sources that `make html` never runs: what they start may come from the
+# `make test` set. Everything else scanned counts as the build's.
+NOT_BUILT = {
+    ROOT / "tests": "the tests, which `make test` runs",
+    ROOT / "plugins" / "kblog_build" / "publish.py": "`invoke publish`, and its tests",
+}
 # Calls whose first argument is an argv (or, for which, a program name).
 SPAWNERS = {"run", "Popen", "check_output", "check_call", "call", "_run", "_apt", "which"}
 ARGV_NAME = re.compile(r"(ARGV|argv)$")
@@ -78,12 +88,24 @@ def programs_in(tree: ast.AST) -> set[str]:
     return found
 
 
-def _all_programs() -> dict[str, str]:
-    """{program: where it is started from}."""
-    found = dict(BUILD_TOOLS)
+def _built(path: Path) -> bool:
+    return not any(path == other or other in path.parents for other in NOT_BUILT)
+
+
+def _all_programs() -> dict[str, tuple[str, str]]:
+    """{program: (the set that must provide it, where it is started from)}.
+
+    A program that the build starts anywhere needs the `html` set, even if a test
+    starts it too; one started only outside the build, the `test` set.
+    """
+    found = {program: ("html", why) for program, why in BUILD_TOOLS.items()}
     for path in _python_files():
+        where = ("html" if _built(path) else "test", str(path.relative_to(ROOT)))
         for program in programs_in(ast.parse(path.read_text(), str(path))):
-            found.setdefault(program, str(path.relative_to(ROOT)))
+            if found.get(program, ("test", ""))[0] == "test" and where[0] == "html":
+                found[program] = where
+            else:
+                found.setdefault(program, where)
     return found
 
 
@@ -105,14 +127,16 @@ def _installed() -> dict[str, tuple[bool, list[list[str]], list[str]]]:
     return table
 
 
-def _allowed_packages() -> set[str]:
-    """The listed and essential packages and everything they depend on."""
-    table = _installed()
+def _allowed_packages(
+    table: dict[str, tuple[bool, list[list[str]], list[str]]], set_name: str
+) -> set[str]:
+    """The packages of one set of the list, the essential ones, and all they depend on."""
     providers: dict[str, set[str]] = {}
     for pkg, (_, _, provides) in table.items():
         for virtual in provides:
             providers.setdefault(virtual, set()).add(pkg)
-    todo = [*host_packages.read(), *(p for p, (ess, _, _) in table.items() if ess)]
+    listed = host_packages.packages(set_name)
+    todo = [*listed, *(p for p, (ess, _, _) in table.items() if ess)]
     seen: set[str] = set()
     while todo:
         pkg = todo.pop()
@@ -149,8 +173,26 @@ def test_the_scan_finds_the_known_programs() -> None:
     """If the scan stopped seeing argv lists, the test below would pass on nothing."""
     found = _all_programs()
     for program in ("depmod", "cpio", "mkfs.ext4", "qemu-system-x86_64", "setpriv", "bwrap"):
-        assert program in found, f"{program} is no longer found in the sources"
+        assert found.get(program, ("", ""))[0] == "html", f"{program}: not seen as the build's"
+    # ...and the test-only programs as the tests', or the split would check nothing.
+    for program in ("chromium", "dockerd", "rsync"):
+        assert found.get(program, ("", ""))[0] == "test", f"{program}: not seen as tests'"
     assert len(found) >= 15
+
+
+def test_the_build_set_leaves_out_what_only_tests_use() -> None:
+    """`make html` must not install the browser, the Docker engine or publishing tools."""
+    html = _ALLOWED["html"]
+    assert {"chromium", "docker.io", "rsync"}.isdisjoint(html), sorted(
+        {"chromium", "docker.io", "rsync"} & html
+    )
+    assert _ALLOWED["html"] < _ALLOWED["test"]
+
+
+def test_not_built_names_existing_sources() -> None:
+    """A stale entry would let a moved build module's programs pass as the tests'."""
+    for path in NOT_BUILT:
+        assert path.exists(), f"NOT_BUILT names {path.relative_to(ROOT)}, which is gone"
 
 
 def test_scan_sees_a_new_subprocess_call() -> None:
@@ -160,10 +202,13 @@ def test_scan_sees_a_new_subprocess_call() -> None:
 
 @pytest.mark.parametrize("program", sorted(_all_programs()))
 def test_program_comes_from_a_listed_package(program: str) -> None:
+    set_name, where = _all_programs()[program]
     package = _package_of(program)
-    assert package in _ALLOWED, (
-        f"{program} (started by {_all_programs()[program]}) comes from Debian's {package}, "
-        f"which runner/host-packages.txt does not name (nor any package it depends on)"
+    roles = " ".join(host_packages.SETS[set_name])
+    assert package in _ALLOWED[set_name], (
+        f"{program} (started by {where}) comes from Debian's {package}, which the "
+        f"`make {set_name}` set of runner/host-packages.txt (roles {roles}) does not "
+        f"name, nor any package it depends on"
     )
 
 
@@ -176,12 +221,14 @@ def test_every_listed_package_is_installed() -> None:
 def test_the_image_and_bundle_take_the_list() -> None:
     dockerfile = (ROOT / "runner" / "Dockerfile").read_text()
     assert "$RUNNER_PACKAGES" in dockerfile
+    image = (ROOT / "runner" / "docker_image.py").read_text()
+    assert 'host_packages.packages("image")' in image
     for pkg in ("qemu-system-x86", "busybox-static", "kmod"):
         assert not re.search(rf"^\s+.*\b{re.escape(pkg)}\b", dockerfile, re.M), (
             f"the Dockerfile names {pkg} itself; it takes the list as RUNNER_PACKAGES"
         )
     readme = (ROOT / "plugins" / "kblog_snippets" / "bundle-README.txt").read_text()
-    assert "runner/install-host-packages.sh runner local" in readme
+    assert "runner/install-host-packages.sh bundle" in readme
 
 
 def test_malformed_list_names_file_and_line(tmp_path: Path) -> None:
@@ -191,4 +238,26 @@ def test_malformed_list_names_file_and_line(tmp_path: Path) -> None:
         host_packages.read(bad)
 
 
-_ALLOWED = _allowed_packages()
+def test_each_make_command_installs_its_set() -> None:
+    """`make -n -B` prints what each target would run, without running it."""
+    for target in ("html", "test"):
+        proc = subprocess.run(
+            ["make", "-n", "-B", "-C", str(ROOT), target], capture_output=True, text=True
+        )
+        assert proc.returncode == 0, proc.stderr
+        installs = re.findall(r"^sh runner/install-host-packages\.sh (.*)$", proc.stdout, re.M)
+        assert installs == [target], f"make {target} installs {installs}"
+        extras = re.findall(r"pip install --quiet -e '(.*)'$", proc.stdout, re.M)
+        assert extras == [".[test]" if target == "test" else "."], extras
+
+
+def test_sets_nest_and_name_known_roles() -> None:
+    sets = [set(host_packages.roles_of(name)) for name in ("image", "bundle", "html", "test")]
+    assert all(a < b for a, b in itertools.pairwise(sets)), sets
+    assert sets[-1] == set(host_packages.ROLES)
+    with pytest.raises(ValueError, match="unknown role or set"):
+        host_packages.packages("htlm")
+
+
+_TABLE = _installed()
+_ALLOWED = {name: _allowed_packages(_TABLE, name) for name in ("html", "test")}

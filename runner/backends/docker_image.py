@@ -291,7 +291,7 @@ def _build_args(base: str) -> dict[str, str]:
         # The linux-source the host keys posts that build the kernel by: a new
         # Debian upload makes a new image, whose .deb is that version.
         "KERNEL_SOURCE_VERSION": kernel_source.host_version(),
-        "RUNNER_PACKAGES": " ".join(host_packages.packages("runner")),
+        "RUNNER_PACKAGES": " ".join(host_packages.packages("image")),
     }
 
 

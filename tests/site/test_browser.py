@@ -20,7 +20,8 @@ from sitebuild import ROOT, build_tiny
 
 from runner.scenario import KernelEvent, Status, Step, StepResult
 
-# Debian's chromium (runner/host-packages.txt installs it): a missing browser fails.
+# Debian's chromium (`make test` installs it, runner/host-packages.txt): a missing
+# browser fails.
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
 LAUNCH_ARGS = [
