@@ -18,8 +18,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "docs" / "architecture.md").read_text()
-CODE_DIRS = (ROOT / "runner", ROOT / "plugins")
-NAMED = re.compile(r"\b((?:runner|plugins)/[\w/]+\.py)\b")
+CODE_DIRS = (ROOT / "runner", ROOT / "plugins", ROOT / "kblog")
+NAMED = re.compile(r"\b((?:runner|plugins|kblog)/[\w/]+\.py)\b")
 
 
 def _modules() -> list[Path]:
@@ -41,13 +41,34 @@ def test_every_module_is_on_the_page() -> None:
     assert unnamed == [], "add them to docs/architecture.md"
 
 
-def test_the_path_is_twelve_files_and_docker_adds_two() -> None:
-    drawing = DOC.split("```")[1]
-    path = list(dict.fromkeys(NAMED.findall(drawing)))
-    assert len(path) <= 12, path
-    docker = re.search(r"The Docker backend adds two:(.*?)\n\n", DOC, re.S)
-    assert docker is not None
-    assert len(NAMED.findall(docker.group(1))) <= 2
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo += graph.get(name, ())
+    return seen
+
+
+def _path_of(module: str) -> str:
+    path = module.replace(".", "/")
+    if module.startswith("kblog_"):
+        path = "plugins/" + path
+    package = ROOT / path / "__init__.py"
+    return str(package.relative_to(ROOT)) if package.is_file() else path + ".py"
+
+
+def test_the_drawing_is_what_the_build_imports() -> None:
+    """The modules the page draws (with the packages it lists under the drawing) are
+    exactly those the build reaches from its entry point through imports."""
+    drawing, after = DOC.split("```")[1], DOC.split("```")[2].split("\n\n")[1]
+    drawn = set(NAMED.findall(drawing)) | {
+        f"{package}__init__.py" for package in re.findall(r"\b([\w/]+/)(?=[,)])", after)
+    }
+    reached = {_path_of(m) for m in _reachable(_graph(), "kblog.build")}
+    assert sorted(drawn - reached) == [], "drawn, but the build does not import them"
+    assert sorted(reached - drawn) == [], "imported by the build, but not drawn"
 
 
 # --- imports ------------------------------------------------------------------------
