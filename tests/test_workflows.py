@@ -10,7 +10,6 @@ config files are not honoured: a finding has to be fixed here, not silenced.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -24,11 +23,12 @@ KNOWN = {"unknown", "informational", "low", *FAILING}
 
 
 def _zizmor() -> str:
-    """The venv's zizmor: the one pyproject.toml pins, not one found elsewhere first."""
-    beside = Path(sys.executable).parent / "zizmor"
-    path = str(beside) if beside.exists() else shutil.which("zizmor")
-    assert path is not None, "zizmor is missing: pip install -e '.[test]'"
-    return path
+    """The venv's zizmor, which pyproject.toml pins; never one found elsewhere on PATH
+    (it is a Python package, not a Debian one: tests/test_host_packages.py does not
+    look for it)."""
+    path = Path(sys.executable).parent / "zizmor"
+    assert path.is_file(), f"zizmor is missing beside {sys.executable}: pip install -e '.[test]'"
+    return str(path)
 
 
 def _audit(*paths: Path) -> list[dict[str, Any]]:
