@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 import real_post
 
-from runner import config, docker_backend, kernel_source
+from runner import config, docker_backend, docker_image, kernel_source
 from runner.docker_backend import run_in_container
 from runner.scenario import ScenarioResult, Status
 
@@ -123,3 +123,18 @@ def test_the_image_carries_the_linux_source_the_host_keys_posts_by(
         remove=True,
     )
     assert shown.decode().strip() == kernel_source.candidate_version()
+
+
+def test_the_image_has_the_kernel_cache_where_the_backend_mounts_it(
+    docker_client: docker.DockerClient, runner_image: str
+) -> None:
+    """The mount point exists in the image, is the container user's, and the runner in
+    the container is told where it is."""
+    script = 'echo "$KBLOG_KERNEL_CACHE"; stat -c "%U %a" "$KBLOG_KERNEL_CACHE"'
+    shown = docker_client.containers.run(
+        runner_image,
+        entrypoint=["sh", "-c", script],
+        network_mode="none",
+        remove=True,
+    )
+    assert shown.decode().splitlines() == [docker_image.KERNEL_CACHE, "kblog 755"]
