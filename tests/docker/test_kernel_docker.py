@@ -52,6 +52,7 @@ def ep3_in_docker(
     """
     kernel: str = request.param
     post = real_post.read(EP3)
+    post.scenario.name = f"{EP3}-docker-test"  # its containers' label: the test's own
     volumes_before = _anonymous_volumes(docker_client)
     lines: list[str] = []
     started = time.monotonic()
