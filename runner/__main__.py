@@ -1,7 +1,7 @@
 """python -m runner SCENARIO.json: run a scenario in a fresh guest and show the transcript.
 
 SCENARIO.json may be -, read from stdin. --backend docker runs it in a fresh container
-(runner/docker_backend.py); auto does so where a Docker engine answers. Each step is
+(runner/backends/docker.py); auto does so where a Docker engine answers. Each step is
 shown as it runs (runner/display.py), on stderr; with --events, progress goes out as
 JSON lines instead (runner/events.py): that is how the runner in the container
 reports, and there rich is neither needed nor installed.

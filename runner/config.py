@@ -38,7 +38,7 @@ class Kernel:
 
 
 # Debian drops an ABI from its mirror when a new one is published: bump these then,
-# with `invoke kernels --bump` (runner/kernels.py rewrites the releases below).
+# with `invoke kernels --bump` (runner/kernels/abi.py rewrites the releases below).
 KERNELS: dict[str, Kernel] = {
     "6.1": Kernel(name="6.1", release="6.1.0-56-amd64"),
     "6.12": Kernel(name="6.12", release="6.12.107+deb12-amd64"),

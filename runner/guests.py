@@ -1,6 +1,6 @@
 """Which guest a step runs on: the stock kernel's, restored from its snapshot where
 one works (else booted cold), or the kernel the post's build steps made in a kernel
-workspace, checked before it boots (runner/kernel_build.py)."""
+workspace, checked before it boots (runner/kernels/build.py)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ class BuiltKernelError(RuntimeError):
 @dataclass
 class GuestKernels:
     """Starts the guests of a run: on the stock kernel, or on the one its build steps
-    made in a kernel workspace (runner/kernel_build.py), checked before it boots."""
+    made in a kernel workspace (runner/kernels/build.py), checked before it boots."""
 
     stock: guest_image.GuestArtifacts
     accel: Accel
@@ -51,7 +51,7 @@ class GuestKernels:
 
 @dataclass
 class KernelWorkspace:
-    """A kernel tree and its kept objects, claimed for one run (runner/kernel_build.py)."""
+    """A kernel tree and its kept objects, claimed for one run (runner/kernels/build.py)."""
 
     source: kernel_source.KernelSource
     workspace: kernel_build.Workspace

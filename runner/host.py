@@ -1,7 +1,7 @@
 """Facts about this host that need no VM: whether KVM can be tried, whether a pid lives.
 
 Host-only code (the Docker backend, the CLI) asks these without importing the VM
-machinery; runner/vm.py builds on them.
+machinery; runner/guest/vm.py builds on them.
 """
 
 from __future__ import annotations

@@ -109,7 +109,7 @@ class Scenario:
 
 
 class Status(enum.StrEnum):
-    """How a step ended. Stored as its value; runner/verdict.py judges it."""
+    """How a step ended. Stored as its value; runner/judge/verdict.py judges it."""
 
     OK = "ok"  # a prompt came back
     HANG = "hang"  # still running at its timeout, or proven stuck, as expect=hang says

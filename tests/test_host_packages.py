@@ -28,14 +28,21 @@ import pytest
 from runner import host_packages
 
 ROOT = Path(__file__).resolve().parent.parent
-# Host-side code; runner/agent/ runs in the guest, whose packages config.py names.
-SCANNED = [ROOT / "runner", ROOT / "plugins", ROOT / "tasks.py", ROOT / "bench", ROOT / "tests"]
-GUEST_SIDE = ROOT / "runner" / "agent"
+# Host-side code; runner/guest/agent/ runs in the guest, whose packages config.py names.
+SCANNED = [
+    ROOT / "runner",
+    ROOT / "kblog",
+    ROOT / "plugins",
+    ROOT / "tasks.py",
+    ROOT / "bench",
+    ROOT / "tests",
+]
+GUEST_SIDE = ROOT / "runner" / "guest" / "agent"
 # Host-side sources that `make html` never runs: what they start may come from the
 # `make test` set. Everything else scanned counts as the build's.
 NOT_BUILT = {
     ROOT / "tests": "the tests, which `make test` runs",
-    ROOT / "plugins" / "kblog_build" / "publish.py": "`invoke publish`, and its tests",
+    ROOT / "kblog" / "publish.py": "`invoke publish`, and its tests",
 }
 # Calls whose first argument is an argv (or, for which, a program name).
 SPAWNERS = {"run", "Popen", "check_output", "check_call", "call", "_run", "_apt", "which"}
@@ -49,10 +56,10 @@ BUILD_TOOLS = {
     "pahole": "BTF for modules of 6.12 (kmod/*/Makefile)",
     "bash": "the build steps' shell",
     "uname": "KDIR in kmod/*/Makefile",
-    "bc": "kbuild of a guest kernel from source (runner/kernel_build.py)",
-    "bison": "kbuild of a guest kernel from source (runner/kernel_build.py)",
-    "flex": "kbuild of a guest kernel from source (runner/kernel_build.py)",
-    "xz": "tar -xJ of linux-source's tarball (runner/kernel_source.py)",
+    "bc": "kbuild of a guest kernel from source (runner/kernels/build.py)",
+    "bison": "kbuild of a guest kernel from source (runner/kernels/build.py)",
+    "flex": "kbuild of a guest kernel from source (runner/kernels/build.py)",
+    "xz": "tar -xJ of linux-source's tarball (runner/kernels/source.py)",
 }
 
 
@@ -221,7 +228,7 @@ def test_every_listed_package_is_installed() -> None:
 def test_the_image_and_bundle_take_the_list() -> None:
     dockerfile = (ROOT / "runner" / "Dockerfile").read_text()
     assert "$RUNNER_PACKAGES" in dockerfile
-    image = (ROOT / "runner" / "docker_image.py").read_text()
+    image = (ROOT / "runner" / "backends" / "docker_image.py").read_text()
     assert 'host_packages.packages("image")' in image
     for pkg in ("qemu-system-x86", "busybox-static", "kmod"):
         assert not re.search(rf"^\s+.*\b{re.escape(pkg)}\b", dockerfile, re.M), (

@@ -13,7 +13,7 @@ at the image's kernel cache: Debian's source unpacked once, the build workspace,
 the built images and their saved guests stay there, so the next run builds
 incrementally. It stays on purpose; `docker volume rm kblog-kernel-build` frees it.
 
-The image and the engine are runner/docker_image.py's business.
+The image and the engine are runner/backends/docker_image.py's business.
 """
 
 from __future__ import annotations

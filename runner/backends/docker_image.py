@@ -40,7 +40,7 @@ TAG = f"{IMAGE}:latest"
 INPUTS_LABEL = "org.kblog.inputs"
 # Where a container keeps kernels built from source (config.kernel_cache_dir()): the
 # image makes it, owned by its user, and runs that build the kernel mount a named
-# volume on it (runner/docker_backend.py), which takes that owner when new.
+# volume on it (runner/backends/docker.py), which takes that owner when new.
 KERNEL_CACHE = "/opt/kblog/kernel-cache"
 CONNECT_TIMEOUT = 10
 # Host-side only: never run in the container, so editing them rebuilds nothing.

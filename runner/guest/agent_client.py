@@ -1,4 +1,4 @@
-"""The host end of the guest agent's channel (see runner/agent/agent.py)."""
+"""The host end of the guest agent's channel (see runner/guest/agent/agent.py)."""
 
 from __future__ import annotations
 

@@ -51,7 +51,7 @@ class GuestArtifacts:
     initrd: Path
     root_image: Path
     identity: str  # hash of all of the above: part of every freeze key
-    # Where what is made from them (runner/snapshot.py's saved guest) is kept: the
+    # Where what is made from them (runner/guest/snapshot.py's saved guest) is kept: the
     # cache, or for a kernel built from source the kernel cache, writable in a container.
     cache: Path = field(default_factory=config.cache_dir)
 
@@ -434,7 +434,7 @@ def prepare(kernel: config.Kernel, log: Log = print) -> GuestArtifacts:
     return GuestArtifacts(kernel, version, vmlinuz, initrd, root, identity, config.cache_dir())
 
 
-# --- kernels built from source (runner/kernel_build.py) --------------------------------
+# --- kernels built from source (runner/kernels/build.py) --------------------------------
 
 
 def builtin_initramfs(log: Log = print) -> Path:

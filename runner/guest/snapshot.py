@@ -3,7 +3,7 @@
 A cold boot costs 6 to 27 s under TCG. The guest is booted once per (kernel,
 initramfs, root image with agent, QEMU, accelerator), its state migrated into a
 file once the agent answers and a pool of idle terminals has its prompts
-(runner/guest_session.py), and every scenario's VM starts from that file
+(runner/guest/sessions.py), and every scenario's VM starts from that file
 (`-incoming`). The root disk is read-only and the guest writes only to a tmpfs,
 so each restored VM is as fresh as a booted one, and several can run at once.
 

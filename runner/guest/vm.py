@@ -94,7 +94,7 @@ def qemu_argv(
     argv += ["-device", "virtio-serial-pci,id=vser"]
     argv += ["-chardev", f"socket,id=agent,path={_opt(rundir / 'agent.sock')},server=on,wait=off"]
     argv += ["-device", f"virtserialport,bus=vser.0,chardev=agent,name={AGENT_PORT}"]
-    # QMP: runner/snapshot.py migrates a booted guest's state through it.
+    # QMP: runner/guest/snapshot.py migrates a booted guest's state through it.
     argv += ["-qmp", f"unix:{_opt(rundir / 'qmp.sock')},server=on,wait=off"]
     if incoming is not None:
         # Resume a saved guest instead of booting; the devices above must match its own.

@@ -21,7 +21,7 @@ before that build, would have kept old objects (the workspace is then dropped);
 one dated after the bzImage was never built. It also checks that every option of
 the fragment made it into .config. `build()` runs the same recipe for the tests
 and benchmarks; `guest_artifacts()` pairs a kernel with the stock root disk and
-an initramfs that loads no modules, for runner/vm.py and runner/snapshot.py.
+an initramfs that loads no modules, for runner/guest/vm.py and runner/guest/snapshot.py.
 """
 
 from __future__ import annotations
@@ -531,7 +531,7 @@ def _keep_image(bzimage: Path, release: str) -> Path:
 
 
 def guest_artifacts(built: BuiltKernel, log: Log = print) -> guest_image.GuestArtifacts:
-    """What runner/vm.py boots (and runner/snapshot.py saves): this kernel, the stock
+    """What runner/guest/vm.py boots (and runner/guest/snapshot.py saves): this kernel, the stock
     root disk, and an initramfs that loads no modules."""
     kernel = config.Kernel(name=f"{kernel_source.SERIES}-built", release=built.release)
     return guest_image.prepare_built(kernel, built.source_version, built.image, log)

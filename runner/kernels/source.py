@@ -133,7 +133,7 @@ def fetch(log: Log = print) -> KernelSource:
 def seal(tree: Path, owner: int | None = None) -> float:
     """When the tree was sealed: from then on, none of its files may change.
 
-    The workspaces of runner/kernel_build.py are hard links to its files, which
+    The workspaces of runner/kernels/build.py are hard links to its files, which
     patch and editors replace rather than write. A file written in place would
     change the pristine source too; its date, later than the seal, shows it. Run
     as root, the files are first given to the sandbox's user (`owner`): patch

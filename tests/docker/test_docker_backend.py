@@ -122,6 +122,8 @@ def ep2_in_docker(
     KBLOG_BACKEND=docker runs it, on each kernel the posts are captured on."""
     kernel: str = request.param
     post = real_post.read(EP2)
+    # Its containers' label: a test's own, never that of a build running the post.
+    post.scenario.name = f"{EP2}-docker-test"
     progress: list[tuple[int, bool]] = []
     log: list[str] = []
 

@@ -12,6 +12,7 @@ import real_post
 
 from runner import config
 from runner.backends import docker as docker_backend
+from runner.backends import docker_image
 from runner.backends.docker import run_in_container
 from runner.kernels import source as kernel_source
 from runner.scenario import ScenarioResult, Status
@@ -54,6 +55,7 @@ def ep3_in_docker(
     """
     kernel: str = request.param
     post = real_post.read(EP3)
+    post.scenario.name = f"{EP3}-docker-test"  # its containers' label: the test's own
     volumes_before = _anonymous_volumes(docker_client)
     lines: list[str] = []
     started = time.monotonic()
@@ -125,3 +127,18 @@ def test_the_image_carries_the_linux_source_the_host_keys_posts_by(
         remove=True,
     )
     assert shown.decode().strip() == kernel_source.candidate_version()
+
+
+def test_the_image_has_the_kernel_cache_where_the_backend_mounts_it(
+    docker_client: docker.DockerClient, runner_image: str
+) -> None:
+    """The mount point exists in the image, is the container user's, and the runner in
+    the container is told where it is."""
+    script = 'echo "$KBLOG_KERNEL_CACHE"; stat -c "%U %a" "$KBLOG_KERNEL_CACHE"'
+    shown = docker_client.containers.run(
+        runner_image,
+        entrypoint=["sh", "-c", script],
+        network_mode="none",
+        remove=True,
+    )
+    assert shown.decode().splitlines() == [docker_image.KERNEL_CACHE, "kblog 755"]
