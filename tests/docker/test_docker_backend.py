@@ -187,8 +187,8 @@ def test_ep2_in_docker_matches_the_published_capture(ep2_in_docker: Ep2Run) -> N
         [e.kind for e in s.events] for s in published.steps
     ]
     prov = run.result.provenance
-    assert prov.kernel == config.kernel(run.kernel).release == published["provenance"]["kernel"]
-    assert prov.kernel_package == published["provenance"]["kernel_package"]
+    assert prov.kernel == config.kernel(run.kernel).release == published.provenance.kernel
+    assert prov.kernel_package == published.provenance.kernel_package
 
 
 @pytest.mark.docker

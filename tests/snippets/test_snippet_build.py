@@ -73,7 +73,7 @@ def test_second_build_boots_no_vm_and_an_edit_reruns_that_post_only(minisite: Mi
     minisite.add("second.md", edited)
     report = minisite.build()
     assert report.vm_runs == 1
-    assert [o.post for o in report.outcomes if o.state != "fresh"] == ["content/second.md"]
+    assert [o.post for o in report.outcomes if o.outcome != "fresh"] == ["content/second.md"]
     assert "edited" in (minisite.output / "second.html").read_text()
 
 
