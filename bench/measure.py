@@ -50,9 +50,9 @@ def first_command(vm: VM) -> None:
     term = Terminal("bench", lambda data: None)
     agent.on_output = lambda _session, data: term.feed(data)
     if not guest_session.adopt(agent, {"bench": "shell"}):
-        agent.request("spawn", session="bench", **guest_session.program("shell"))
+        agent.spawn("bench", guest_session.program("shell"))
     term.wait_prompt(time.monotonic() + 30, vm.alive)
-    agent.request("input", session="bench", data="dHJ1ZQo=")  # "true\n"
+    agent.input("bench", b"true\n")
     if term.wait_prompt(time.monotonic() + 30, vm.alive).prompt is None:
         raise RuntimeError("the guest shell did not answer")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import dataclasses
 import datetime as dt
@@ -134,8 +133,8 @@ class Run:
         agent.on_output = self._on_output
         agent.on_exit = self._on_exit
         agent.on_log = lambda message: self.log(f"guest agent: {message}")
-        agent.request("settime", epoch=time.time())
-        self.releases[step.boot] = str(agent.request("hello", timeout=5)["kernel"])
+        agent.settime(time.time())
+        self.releases[step.boot] = agent.hello()
         self.synced = {}
         self.sync_build_tree()
         self.adopt_sessions(upcoming)
@@ -226,14 +225,14 @@ class Run:
 
     def _guest_session(self, name: str, kind: str) -> Session:
         def write(data: bytes) -> None:
-            self.agent.request("input", session=name, data=base64.b64encode(data).decode())
+            self.agent.input(name, data)
 
         return Session(terminal.Terminal(name, write), kind, "guest")
 
     def _spawn_guest(self, step: Step) -> Session:
         sess = self._guest_session(step.session, step.kind)
         self.sessions[step.session] = sess  # before spawning: output may arrive at once
-        self.agent.request("spawn", session=step.session, **guest_session.program(step.kind))
+        self.agent.spawn(step.session, guest_session.program(step.kind))
         return sess
 
     def _spawn_build(self, step: Step) -> Session:
@@ -393,14 +392,14 @@ class HangProbe:
             self.saw_event = bool(kernel_log.events(lines))
         if not self.saw_event:
             return False
-        task = self.agent.request("foreground", session=self.session, timeout=5)
-        state = STUCK_STATES.get(task.get("state", ""))
-        if state is None:
+        task = self.agent.foreground(self.session)
+        state = STUCK_STATES.get(task.state) if task is not None else None
+        if task is None or state is None:
             return False
         self._settle()
         elapsed = time.monotonic() - self.started
         self.proof = (
-            f"task {task['pid']} ({task['comm']}) is in state {task['state']} ({state}) "
+            f"task {task.pid} ({task.comm}) is in state {task.state} ({state}) "
             f"after {elapsed:.1f} s"
         )
         return True

@@ -1,4 +1,9 @@
-"""The host end of the guest agent's channel (see runner/guest/agent/agent.py)."""
+"""The host end of the guest agent's channel (see runner/guest/agent/agent.py).
+
+Every op the agent serves has one typed method here, and nothing else on the host
+writes an op's name or its fields: the wire format lives in this module and in the
+agent, and the protocol number only in the agent.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,34 @@ import socket
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-PROTOCOL = 4
+from runner.guest.agent.agent import PROTOCOL
+
+
+@dataclass(frozen=True)
+class Program:
+    """What a guest terminal runs: its argv, environment, user and working directory."""
+
+    argv: Sequence[str]
+    env: Mapping[str, str]
+    user: str
+    cwd: str
+
+    def fields(self) -> dict[str, Any]:
+        return {"argv": list(self.argv), "env": dict(self.env), "user": self.user, "cwd": self.cwd}
+
+
+@dataclass(frozen=True)
+class ForegroundTask:
+    """The task in the foreground of a session's terminal, as /proc shows it."""
+
+    pid: int
+    state: str  # /proc/PID/stat's state letter, e.g. "X" (dead) or "D" (uninterruptible)
+    comm: str
 
 
 class AgentError(RuntimeError):
@@ -126,6 +155,12 @@ class AgentClient:
     def request(self, op: str, timeout: float = 30.0, **fields: object) -> dict:
         return self.wait(self.send(op, **fields), timeout)
 
+    # --- the ops, one method each ----------------------------------------------------
+
+    def hello(self, timeout: float = 5.0) -> str:
+        """The guest kernel's release (`uname -r`)."""
+        return str(self.request("hello", timeout=timeout)["kernel"])
+
     def handshake(self, deadline: float, alive: Callable[[], bool]) -> dict:
         """Say hello until the agent answers: it starts late in the guest's boot."""
         while True:
@@ -141,6 +176,39 @@ class AgentClient:
                     f"guest agent speaks protocol {reply.get('protocol')}, not {PROTOCOL}"
                 )
             return reply
+
+    def settime(self, epoch: float) -> None:
+        """Set the guest's clock (a restored guest's stands where it was saved)."""
+        self.request("settime", epoch=epoch)
+
+    def spawn(self, session: str, program: Program, pool: bool = False) -> None:
+        """Start `program` on a new pty as `session`; a pooled one holds its output
+        until a run adopts it."""
+        self.request("spawn", session=session, pool=pool, **program.fields())
+
+    def pool(self) -> dict[str, bytes]:
+        """The pooled sessions and what each has printed so far."""
+        held = self.request("pool")["sessions"]
+        return {name: base64.b64decode(out) for name, out in held.items()}
+
+    def adopt(self, wanted: Mapping[str, Program]) -> list[str]:
+        """Take pooled terminals for the sessions `wanted`, in order; the agent ends
+        the pooled ones left over. The names it could serve."""
+        sessions = [{"session": name, **program.fields()} for name, program in wanted.items()]
+        return list(self.request("adopt", sessions=sessions)["adopted"])
+
+    def input(self, session: str, data: bytes) -> None:
+        """Type `data` into the session's terminal."""
+        self.request("input", session=session, data=base64.b64encode(data).decode())
+
+    def foreground(self, session: str, timeout: float = 5.0) -> ForegroundTask | None:
+        """The task in the foreground of the session's terminal, if the agent sees one."""
+        reply = self.request("foreground", session=session, timeout=timeout)
+        if not reply.get("state"):
+            return None
+        return ForegroundTask(
+            int(reply.get("pid", 0)), str(reply["state"]), str(reply.get("comm", ""))
+        )
 
     def put(self, root: str, files: list[tuple[str, bytes, int]], owner: str | None = None) -> None:
         """Write (path under `root`, content, mode) files in the guest, owned by `owner`."""

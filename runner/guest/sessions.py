@@ -9,13 +9,11 @@ done that before the guest was saved.
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Callable
-from typing import Any
 
 from runner import config, terminal
-from runner.guest.agent_client import AgentClient
+from runner.guest.agent_client import AgentClient, Program
 
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PYSTARTUP = "/opt/kblog/pystartup.py"
@@ -28,23 +26,23 @@ class PoolError(RuntimeError):
     """The pooled terminals did not reach their prompts."""
 
 
-def program(kind: str) -> dict[str, Any]:
+def program(kind: str) -> Program:
     """The spawn request, without its session name, of a guest terminal of `kind`
     (a Step's kind: "python" or "shell")."""
     if kind == "python":
         argv, env = terminal.PYTHON_ARGV, terminal.python_env(GUEST_PATH, PYSTARTUP)
     else:
         argv, env = terminal.SHELL_ARGV, terminal.shell_env(GUEST_PATH)
-    return {"argv": argv, "env": env, "user": config.GUEST_USER, "cwd": config.GUEST_HOME}
+    return Program(argv, env, config.GUEST_USER, config.GUEST_HOME)
 
 
 def start_pool(agent: AgentClient, deadline: float, alive: Callable[[], bool]) -> None:
     """Start the POOL's terminals and wait until each shows its first prompt: a
     guest saved then has them idle, as a person's terminal waits for a command."""
     for n, kind in enumerate(POOL):
-        agent.request("spawn", session=f"pool-{n}", pool=True, **program(kind))
+        agent.spawn(f"pool-{n}", program(kind), pool=True)
     while True:
-        held = agent.request("pool")["sessions"]
+        held = agent.pool()
         waiting = [n for n, out in held.items() if not _prompted(out)]
         if not waiting and len(held) == len(POOL):
             return
@@ -53,13 +51,12 @@ def start_pool(agent: AgentClient, deadline: float, alive: Callable[[], bool]) -
         time.sleep(POOL_POLL)
 
 
-def _prompted(output: str) -> bool:
-    """Whether a terminal's output so far (base64, as the agent holds it) has a prompt."""
-    return terminal.MARKER.search(base64.b64decode(output)) is not None
+def _prompted(output: bytes) -> bool:
+    """Whether a terminal's output so far has a prompt."""
+    return terminal.MARKER.search(output) is not None
 
 
 def adopt(agent: AgentClient, wanted: dict[str, str]) -> list[str]:
     """Take pooled terminals for the sessions `wanted` (name -> kind), in order;
     the agent ends the pooled ones left over. The names it could serve."""
-    sessions = [{"session": name, **program(kind)} for name, kind in wanted.items()]
-    return list(agent.request("adopt", sessions=sessions)["adopted"])
+    return agent.adopt({name: program(kind) for name, kind in wanted.items()})

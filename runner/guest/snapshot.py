@@ -51,7 +51,7 @@ def disk_stamp(root_image: Path) -> str:
 
 def state_path(artifacts: GuestArtifacts, accel: Accel) -> Path:
     disk = disk_stamp(artifacts.root_image)
-    pool = [guest_session.program(kind) for kind in guest_session.POOL]
+    pool = [guest_session.program(kind).fields() for kind in guest_session.POOL]
     key = hashlib.sha256(
         json.dumps(
             [artifacts.identity, disk, qemu_version(), accel.name, config.GUEST_MEMORY_MB, pool]

@@ -64,8 +64,8 @@ def test_a_restored_guest_hands_over_its_idle_terminals_and_ends_the_rest(guest:
         while not all(terminal.MARKER.search(outputs[n]) for n in adopted):
             assert time.monotonic() < deadline, outputs
             time.sleep(0.05)
-        assert agent.request("pool")["sessions"] == {}
-        agent.request("input", session="b", data=base64.b64encode(PS).decode())
+        assert agent.pool() == {}
+        agent.input("b", PS)
         deadline = time.monotonic() + 10
         while len(terminal.MARKER.findall(outputs["b"])) < 2:  # the prompt after ps
             assert time.monotonic() < deadline, outputs["b"]
