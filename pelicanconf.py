@@ -57,5 +57,4 @@ TRANSLATION_FEED_ATOM = None
 
 DELETE_OUTPUT_DIRECTORY = True
 
-# Kernels every post runs on (labels from runner/config.py); the first is shown by default.
-KBLOG_KERNELS = ["6.1", "6.12"]
+# Every post runs on every kernel runner/config.py names (KBLOG_KERNELS narrows it).

@@ -16,7 +16,9 @@ the output the author expects from the input above it.
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,20 +29,124 @@ from markdown.extensions.fenced_code import FencedBlockPreprocessor
 from runner import config
 from runner.judge import kernel_log
 from runner.judge.expect import KERNEL_PREFIX
-from runner.scenario import BOOTS, LANGUAGES, Scenario, ScenarioError, Step
+from runner.scenario import BOOTS, LANGUAGES, WHERES, Scenario, ScenarioError, Step
 
 FENCE_RE = FencedBlockPreprocessor.FENCED_BLOCK_RE
 FENCE_LINE = re.compile(r"^(?:`{3,}|~{3,})")
 INDENTED_SESSION_FENCE = re.compile(r"^\s+(?:`{3,}|~{3,})\s*\{[^}]*\bsession=")
-KNOWN_ATTRS = {"session", "where", "expect", "timeout", "kernel-events", "boot"}
-# kernel-events-LABEL: the events on the kernel labelled LABEL, where they differ.
-KERNEL_EVENTS = "kernel-events"
-EXPECT_VALUES = {"hang"}
-DEFAULT_TIMEOUT = 60.0
 
 
 class SnippetError(ValueError):
     """A block that cannot be run as written; the message starts with file:line."""
+
+
+# --- the attributes of an executed block: each declared once, here -----------------
+
+_STEP_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Step)}
+
+
+def _one_of(*choices: str) -> Callable[[str, str, str], str]:
+    def read(text: str, where: str, name: str) -> str:
+        if text not in choices:
+            raise SnippetError(f"{where}: {name}={text} is not one of {', '.join(choices)}")
+        return text
+
+    return read
+
+
+def _seconds(text: str, where: str, name: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise SnippetError(f"{where}: {name}={text} is not a number") from None
+    if value <= 0:
+        raise SnippetError(f"{where}: {name}={text} must be positive")
+    return value
+
+
+def _kinds(text: str, where: str, name: str) -> list[str]:
+    """Kernel event kinds, checked against those the kernel-log detector knows."""
+    kinds = text.split()
+    unknown = [kind for kind in kinds if kind not in kernel_log.KINDS]
+    if unknown:
+        raise SnippetError(
+            f"{where}: {name}= names unknown kernel event kinds: {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(kernel_log.KINDS))})"
+        )
+    return kinds
+
+
+def _text(text: str, where: str, name: str) -> str:
+    return text
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """One attribute of an executed block: its name, what it means, how its text
+    becomes a value (or a SnippetError naming file:line), and its default."""
+
+    name: str
+    meaning: str
+    read: Callable[[str, str, str], object]
+    default: object = None
+
+
+ATTRIBUTES = {
+    a.name: a
+    for a in (
+        Attribute(
+            "session", "the terminal the block types into; blocks that name it share it", _text
+        ),
+        Attribute(
+            "where",
+            "`build`: run in the build environment instead of the guest",
+            _one_of(*WHERES),
+            _STEP_DEFAULTS["where"],
+        ),
+        Attribute(
+            "expect",
+            "`hang`: the block's last input never returns; the runner proves or waits it out",
+            _one_of("hang"),
+        ),
+        Attribute(
+            "timeout",
+            "how many seconds each input of the block may take",
+            _seconds,
+            _STEP_DEFAULTS["timeout"],
+        ),
+        Attribute(
+            "boot",
+            "`built` / `stock`: from this guest block on, the kernel the build made / the run's",
+            _one_of(*BOOTS),
+            _STEP_DEFAULTS["boot"],
+        ),
+        Attribute(
+            "kernel-events",
+            "the kernel events the block causes; `kernel-events-LABEL=` on one kernel",
+            _kinds,
+        ),
+    )
+}
+# kernel-events-LABEL: the events on the kernel labelled LABEL, where they differ.
+KERNEL_EVENTS = "kernel-events"
+
+
+def read_attributes(attrs: dict[str, str], where: str) -> dict[str, object]:
+    """Every attribute of a block read and checked: the one place that does it.
+    Missing ones take their default; kernel-events-LABEL ones are read as
+    kernel-events, and kept under their own names."""
+    per_kernel = {f"{KERNEL_EVENTS}-{label}" for label in config.KERNELS}
+    unknown = set(attrs) - ATTRIBUTES.keys() - per_kernel
+    if unknown:
+        raise SnippetError(
+            f"{where}: unknown attribute {', '.join(sorted(unknown))}= "
+            f"(known: {', '.join(sorted(ATTRIBUTES))})"
+        )
+    values: dict[str, object] = {name: a.default for name, a in ATTRIBUTES.items()}
+    for name, text in attrs.items():
+        attribute = ATTRIBUTES[KERNEL_EVENTS if name in per_kernel else name]
+        values[name] = attribute.read(text, where, name)
+    return values
 
 
 @dataclass
@@ -67,7 +173,7 @@ def find_blocks(text: str, source: str) -> list[Block]:
         line = text.count("\n", 0, m.start()) + 1
         attrs, classes = _attrs(attrs_text, f"{source}:{line}")
         if "session" not in attrs:
-            ours = KNOWN_ATTRS & attrs.keys()
+            ours = (ATTRIBUTES.keys() - {"session"}) & attrs.keys()
             if ours:
                 raise SnippetError(
                     f"{source}:{line}: {', '.join(sorted(ours))}= needs a session= to run"
@@ -123,13 +229,7 @@ def parse_block(
     code: str, classes: list[str], attrs: dict[str, str], source: str, line: int, block: int
 ) -> list[Step]:
     where_ = f"{source}:{line}"
-    per_kernel = {f"{KERNEL_EVENTS}-{label}" for label in config.KERNELS}
-    unknown = set(attrs) - KNOWN_ATTRS - per_kernel
-    if unknown:
-        raise SnippetError(
-            f"{where_}: unknown attribute {', '.join(sorted(unknown))}= "
-            f"(known: {', '.join(sorted(KNOWN_ATTRS))})"
-        )
+    values = read_attributes(attrs, where_)
     languages = [c for c in classes if c in LANGUAGES]
     if len(languages) != 1:
         raise SnippetError(
@@ -137,17 +237,11 @@ def parse_block(
             f"{', '.join('.' + lang for lang in LANGUAGES)}; got {classes or 'none'}"
         )
     language = languages[0]
-    expect = attrs.get("expect")
-    if expect is not None and expect not in EXPECT_VALUES:
-        raise SnippetError(f"{where_}: expect={expect} is not one of {', '.join(EXPECT_VALUES)}")
-    try:
-        timeout = float(attrs.get("timeout", DEFAULT_TIMEOUT))
-    except ValueError:
-        raise SnippetError(f"{where_}: timeout={attrs['timeout']} is not a number") from None
-    kernel_events = _kernel_events(attrs, where_)
-    boot = attrs.get("boot", BOOTS[0])
-    if boot not in BOOTS:
-        raise SnippetError(f"{where_}: boot={boot} is not one of {', '.join(BOOTS)}")
+    kernel_events = {
+        ("*" if name == KERNEL_EVENTS else name.removeprefix(KERNEL_EVENTS + "-")): value
+        for name, value in values.items()
+        if name.startswith(KERNEL_EVENTS) and value is not None
+    }
     parse = _console_steps if language == "console" else _pycon_steps
     try:
         raw_steps = parse(code.split("\n")[:-1] if code.endswith("\n") else code.split("\n"))
@@ -164,15 +258,15 @@ def parse_block(
                 language=language,
                 input="\n".join(lines),
                 expected=expected,
-                where=attrs.get("where", "guest"),
-                timeout=timeout,
+                where=str(values["where"]),
+                timeout=float(str(values["timeout"])),
                 source=f"{source}:{line + 1 + offset}",
                 block=block,
-                kernel_events=kernel_events,
-                boot=boot,
+                kernel_events=kernel_events or None,  # type: ignore[arg-type]
+                boot=str(values["boot"]),
             )
         )
-    if expect == "hang":
+    if values["expect"] == "hang":
         steps[-1].expect_hang = True
     for step in steps:
         try:
@@ -180,28 +274,6 @@ def parse_block(
         except ValueError as exc:
             raise SnippetError(str(exc)) from None
     return steps
-
-
-def _kernel_events(attrs: dict[str, str], where: str) -> dict[str, list[str]] | None:
-    """kernel-events="KIND ..." and kernel-events-LABEL="KIND ...", checked against the
-    kinds the kernel-log detector knows."""
-    declared: dict[str, list[str]] = {}
-    for key, value in attrs.items():
-        if key == KERNEL_EVENTS:
-            label = "*"
-        elif key.startswith(KERNEL_EVENTS + "-"):
-            label = key.removeprefix(KERNEL_EVENTS + "-")
-        else:
-            continue
-        kinds = value.split()
-        unknown = [kind for kind in kinds if kind not in kernel_log.KINDS]
-        if unknown:
-            raise SnippetError(
-                f"{where}: {key}= names unknown kernel event kinds: {', '.join(unknown)} "
-                f"(known: {', '.join(sorted(kernel_log.KINDS))})"
-            )
-        declared[label] = kinds
-    return declared or None
 
 
 def _check_kernel_labels(expected: list[str], where: str) -> None:

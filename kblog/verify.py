@@ -204,14 +204,14 @@ def plan(settings: Path, kernels: Sequence[str] | None = None) -> Plan:
     """The cells of the site's posts on `kernels` (default: its KBLOG_KERNELS)."""
     from kblog_snippets.plugin import Settings, read_posts
 
-    from runner import config, freeze, sources
+    from runner import freeze, sources
 
     from .publish import quiet_read_settings
 
     conf = quiet_read_settings(settings, None)
     content = Path(conf["PATH"])
     root = content.resolve().parent
-    labels = list(kernels or conf.get("KBLOG_KERNELS", [config.DEFAULT_KERNEL]))
+    labels = list(kernels or Settings.read(conf).kernels)
     cells = all_cells([post.source for post in read_posts(Settings.read(conf))[0]], labels)
     snippets = root / conf.get("KBLOG_SNIPPETS_DIR", "snippets")
     inputs = {

@@ -37,6 +37,8 @@ class Kernel:
         return f"linux-headers-{self.release}"
 
 
+# The kernel series, one entry each: the site's kernel tabs, `invoke verify`'s cells
+# and the Docker image's kernels all follow this table; the default one comes first.
 # Debian drops an ABI from its mirror when a new one is published: bump these then,
 # with `invoke kernels --bump` (runner/kernels/abi.py rewrites the releases below).
 KERNELS: dict[str, Kernel] = {

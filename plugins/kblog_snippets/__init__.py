@@ -2,8 +2,8 @@
 
 Settings:
     KBLOG_SNIPPETS_DIR  where frozen captures live (default: "snippets")
-    KBLOG_KERNELS       kernels each post runs on, the first one shown (default: the
-                        runner's default kernel)
+    KBLOG_KERNELS       kernels each post runs on, the first one shown (default: every
+                        kernel runner/config.py names, in its order)
     KBLOG_EXECUTE       "auto" (run stale posts), "never" or "always"; the
                         environment variable of the same name wins
 

@@ -58,7 +58,7 @@ class Settings:
             snippets=root / settings.get("KBLOG_SNIPPETS_DIR", "snippets"),
             kmod=root / "kmod",
             mode=os.environ.get("KBLOG_EXECUTE") or settings.get("KBLOG_EXECUTE", "auto"),
-            kernels=tuple(settings.get("KBLOG_KERNELS", (config.DEFAULT_KERNEL,))),
+            kernels=tuple(settings.get("KBLOG_KERNELS") or config.KERNELS),
         )
 
     def shown(self, source_path: str | Path) -> str:

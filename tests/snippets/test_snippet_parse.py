@@ -5,6 +5,7 @@ No VM here: these check the Markdown side alone, with Python-Markdown's TestCase
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar
 
 import markdown
@@ -194,3 +195,17 @@ def test_a_block_without_kernel_events_declares_none() -> None:
 def test_bad_kernel_events_name_the_line(attrs: str, message: str) -> None:
     with pytest.raises(SnippetError, match=message):
         steps_of(f"```{{.console session=t {attrs}}}\n$ true\n```\n")
+
+
+def test_the_docs_list_every_attribute_the_parser_reads() -> None:
+    """An attribute is declared once (kblog.parse.ATTRIBUTES); the author's reference
+    (docs/snippets.md, Options) names each one, with the default the Step has."""
+    from kblog.parse import ATTRIBUTES
+    from runner.config import ROOT
+
+    options = (ROOT / "docs" / "snippets.md").read_text().split("## Options", 1)[1]
+    table = options.split("\n\n", 2)[1]
+    documented = set(re.findall(r"^\| `([\w-]+)=", table, re.M))
+    assert documented == ATTRIBUTES.keys() - {"session"}
+    timeout = ATTRIBUTES["timeout"].default
+    assert f"(default {timeout:g})" in table
