@@ -102,3 +102,45 @@ def test_differences_summary_links_to_steps() -> None:
 @pytest.mark.parametrize("undefined", [Undefined, StrictUndefined])
 def test_a_post_outside_any_series_renders(undefined: type[Undefined]) -> None:
     assert "Body." in render(stand_in(), undefined)
+
+
+# --- the real pages: real captures rendered by Pelican through the theme -------------
+
+
+def _text(node) -> str:
+    return " ".join(node.text().split())
+
+
+def test_every_block_of_a_real_page_is_its_capture_through_the_template(built_site) -> None:
+    """Episode 2 built by Pelican from snippets/: one kb-step per executed block, each
+    kernel's panel shows that kernel's captured outputs and the events its log holds,
+    and the provenance line names the releases the captures were made on."""
+    from kblog_snippets.views import badges
+
+    from kblog.parse import read_post
+    from runner import freeze
+    from runner.config import ROOT as REPO
+
+    post = read_post(REPO / "content" / "ep2-kernel-segfaults.md", "content/ep2.md")
+    stored = freeze.load(REPO / "snippets" / "ep2-kernel-segfaults.json")
+    page = parse((built_site / "kernel-segfaults.html").read_text())
+    blocks = page.find_all("div", "kb-step")
+    assert [b.attrs["id"] for b in blocks] == [f"step-{n + 1}" for n in range(len(post.blocks))]
+    index = 0
+    for block, html in zip(post.blocks, blocks, strict=True):
+        steps = range(index, index + len(block.steps))
+        index += len(block.steps)
+        for label, entry in stored.items():
+            (panel,) = [
+                p for p in html.find_all("div", "kb-kpanel") if p.attrs["data-kernel"] == label
+            ]
+            (term,) = panel.find_all("pre", "kb-term")
+            for n in steps:
+                output = entry.result.steps[n].output.rstrip("\n")
+                if output and entry.result.steps[n].status != "not-run":
+                    assert output.split("\n")[-1].strip() in term.text(), (label, n)
+            shown = [b.text() for b in panel.find_all("span", "kb-badge")]
+            assert shown == [b["label"] for b in badges([entry.result.steps[n] for n in steps])]
+    (line,) = page.find_all("p", "kb-provenance")
+    for label, entry in stored.items():
+        assert f"Linux {entry.result.provenance.kernel} " in _text(line), label
