@@ -150,10 +150,14 @@ def capture(posts: Sequence[Post], request: Request, runner: Runner | None = Non
     plans: dict[str, dict[str, _Planned]] = {}
     stored: dict[str, dict[str, freeze.Entry]] = {}
     unreadable: dict[str, str] = {}
+    texts: dict[str, str] = {}  # each captures file as read: republished as it is
     for post in posts:
         path = request.snippets / f"{post.name}.json"
         try:
-            stored[post.source] = freeze.load(path)
+            texts[post.source] = path.read_text() if path.exists() else ""
+            stored[post.source] = (
+                freeze.loads(texts[post.source], path) if texts[post.source] else {}
+            )
         except freeze.CapturesFileError as exc:
             # A damaged file is never overwritten silently: re-made (saying so) where
             # posts may run, refused where they may not.
@@ -185,6 +189,7 @@ def capture(posts: Sequence[Post], request: Request, runner: Runner | None = Non
             request,
             answer,
             unreadable.get(post.source, ""),
+            texts[post.source],
         )
     return answer
 
@@ -242,6 +247,7 @@ def _results(
     request: Request,
     answer: Captured,
     unreadable: str,
+    text: str,
 ) -> PostCaptures:
     """One post's judged results, its outcomes, and its captures file if it changed."""
     scenario, source = post.scenario, post.source
@@ -296,7 +302,9 @@ def _results(
             answer.outcomes.append(CellOutcome(source, name, outcome, detail))
             table[name] = freeze.make_entry(planned.inputs, result)
         found.results[name] = verdict.rejudge(scenario, result, name)
-    found.text = freeze.dumps(table, source)
-    if table != stored or unreadable:
+    if table == stored and not unreadable:
+        found.text = text  # nothing new: the file as it is
+    else:
+        found.text = freeze.dumps(table, source)
         answer.pending[request.snippets / f"{post.name}.json"] = found.text
     return found

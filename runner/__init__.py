@@ -15,7 +15,6 @@ CAPTURE_SOURCES = (
     "guest",  # the machine: QEMU's argv, the image, the agent, saved guests
     "config.py",
     "execute.py",
-    "freeze.py",
     "guests.py",
     "judge/expect.py",  # how output is matched: its captures are typed into later steps
     "kernels/build.py",

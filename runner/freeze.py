@@ -121,14 +121,19 @@ def dumps(entries: dict[str, Entry], post: str) -> str:
 
 def write_atomic(path: Path, text: str) -> None:
     """Replace `path` in one rename: readers see the old file or the new one."""
+    write_atomic_bytes(path, text.encode())
+
+
+def write_atomic_bytes(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` in one rename, the data on disk before the rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         umask = os.umask(0)
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would hide it from other users
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())  # the rename must not land before the data
         os.replace(tmp, path)

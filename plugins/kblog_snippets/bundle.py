@@ -9,14 +9,16 @@ the runner (which also builds the Docker image). Tar members are sorted and date
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import hashlib
 import importlib.metadata
 import io
 import json
 import tarfile
 from pathlib import Path
 
-from runner import config, sources
+from runner import config, freeze, sources
 from runner.scenario import Scenario
 
 HERE = Path(__file__).resolve().parent
@@ -65,4 +67,19 @@ def make(
         if kernel_dir.is_dir():
             _add_tree(tar, kernel_dir, f"{name}/{config.KERNEL_DIR.name}")
         _add_tree(tar, runner, f"{name}/runner")
-    return gzip.compress(raw.getvalue(), mtime=0)
+    return _compressed(raw.getvalue())
+
+
+def _compressed(tar: bytes) -> bytes:
+    """The gzip of `tar`, kept in the cache by the tar's hash: compressing is most of a
+    bundle's cost, and a warm build makes the same tar again (tar and gzip are both
+    deterministic here, so a cached file is exactly what compressing would give)."""
+    cached = config.cache_dir() / "bundles" / f"{hashlib.sha256(tar).hexdigest()}.tar.gz"
+    try:
+        return cached.read_bytes()
+    except FileNotFoundError:
+        pass
+    data = gzip.compress(tar, mtime=0)
+    with contextlib.suppress(OSError):  # a cache we cannot write only costs time
+        freeze.write_atomic_bytes(cached, data)
+    return data

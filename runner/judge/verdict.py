@@ -19,12 +19,21 @@ from __future__ import annotations
 
 import difflib
 import enum
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from runner.judge import expect, kernel_log
 from runner.judge.normalize import KBUILD_PROGRESS, normalize_lines, rename
-from runner.scenario import FAILED_STATUSES, Scenario, ScenarioResult, Status, Step, StepResult
+from runner.scenario import (
+    FAILED_STATUSES,
+    KernelEvent,
+    Scenario,
+    ScenarioResult,
+    Status,
+    Step,
+    StepResult,
+)
 
 
 class Outcome(enum.StrEnum):
@@ -130,6 +139,19 @@ def _view(result: StepResult, renames: Mapping[str, str]) -> list[str]:
     return lines
 
 
+@functools.lru_cache(maxsize=4096)
+def _events(log: tuple[str, ...]) -> list[KernelEvent]:
+    """The events of a step's kernel log by today's table, read once per log."""
+    return kernel_log.events(list(log))
+
+
+@functools.lru_cache(maxsize=4096)
+def _kinds(log: tuple[str, ...]) -> list[str]:
+    """The kinds of event a step's kernel log holds, by today's table (a page compares
+    the same logs block by block and kernel by kernel: each is read once)."""
+    return sorted({e.kind for e in _events(log)})
+
+
 def compare(
     published: list[StepResult], now: list[StepResult], renames: Mapping[str, str] | None = None
 ) -> str:
@@ -141,8 +163,7 @@ def compare(
         lines.append(f"{len(published)} steps published, {len(now)} now")
     for old, new in zip(published, now, strict=False):
         before, after = _view(old, renames or {}), _view(new, {})
-        old_kinds = sorted({e.kind for e in kernel_log.events(old.kernel_log)})
-        new_kinds = sorted({e.kind for e in kernel_log.events(new.kernel_log)})
+        old_kinds, new_kinds = _kinds(tuple(old.kernel_log)), _kinds(tuple(new.kernel_log))
         if before == after and old.status == new.status and old_kinds == new_kinds:
             continue
         lines.append(f"step {new.index + 1}: {new.prompt}{new.input}")
@@ -196,7 +217,7 @@ def judge_output(wanted: list[str], output: str, exit_status: int | None) -> exp
 def judge_step(step: Step, result: StepResult, kernel: str) -> StepResult:
     """The step's result with its kernel events and output match derived afresh from
     what it printed and logged, by today's rules."""
-    judged = replace(result, events=kernel_log.events(result.kernel_log))
+    judged = replace(result, events=list(_events(tuple(result.kernel_log))))
     if step.expected is None or result.status not in (Status.OK, Status.HANG):
         return replace(judged, matched=None, diff="", captures={})
     m = judge_output(expect.for_kernel(step.expected, kernel), result.output, result.exit_status)
