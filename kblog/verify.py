@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kblog.captures import CellOutcome
+from runner.judge import verdict
 from runner.judge.verdict import Outcome
 
 from .build import capture_site
@@ -28,7 +29,6 @@ KIND = "kblog-verify-shard"
 Cell = tuple[str, str]  # (post source, e.g. "content/ep1-first-module.md", kernel label)
 # Outcome states a verification fails on; "drifted" only when the captures are not
 # being updated (with --update the new capture is the point).
-FAILING = frozenset({Outcome.FAILED, Outcome.STALE, Outcome.NOT_RUN})
 SHOWN = {Outcome.FRESH: "passed", Outcome.CAPTURED: "passed (new)"}
 
 
@@ -50,9 +50,9 @@ class Verification:
         return table(self.cells, self.outcomes, self.errors)
 
     def failed(self, update: bool = False) -> bool:
-        states = {o.outcome for o in by_cell(self.cells, self.outcomes).values()}
-        failing = FAILING if update else FAILING | {Outcome.DRIFTED}
-        return bool(self.errors) or bool(states & failing)
+        """Whether the run fails (verdict.fails); with `update`, drift is the point."""
+        outcomes = [o.outcome for o in by_cell(self.cells, self.outcomes).values()]
+        return bool(self.errors) or any(verdict.fails(o, drift_fails=not update) for o in outcomes)
 
 
 def _outcome(data: Mapping[str, Any]) -> CellOutcome:

@@ -38,9 +38,15 @@ class Reproduction:
     fallback: str = ""  # the release run instead of a pinned one Debian no longer offers
 
     @property
+    def outcome(self) -> verdict.Outcome:
+        if self.problems:
+            return verdict.Outcome.FAILED
+        return verdict.Outcome.FRESH if self.matches else verdict.Outcome.DRIFTED
+
+    @property
     def ok(self) -> bool:
         # On another ABI than the page's, differences are news, not a failure.
-        return (self.matches or bool(self.fallback)) and not self.problems
+        return not verdict.fails(self.outcome, drift_fails=not self.fallback)
 
 
 def compare(

@@ -47,6 +47,13 @@ class Outcome(enum.StrEnum):
     NOT_RUN = "not run"  # a share of a verification never reached it
 
 
+def fails(outcome: Outcome, *, drift_fails: bool = True) -> bool:
+    """The one pass rule: whether a check with this outcome fails. Drift fails unless
+    the new capture is the point (verify --update) or news (a run on a newer ABI)."""
+    failing = {Outcome.FAILED, Outcome.STALE, Outcome.NOT_RUN}
+    return outcome in failing or (drift_fails and outcome is Outcome.DRIFTED)
+
+
 # --- freshness ------------------------------------------------------------------
 
 MODES = ("auto", "never", "always")
