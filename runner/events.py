@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TextIO
 
 from runner.scenario import Scenario, Step, StepResult
@@ -109,6 +109,8 @@ class Relay:
     progress: Progress | None = None
     activity: Activity | None = None
     error: str = ""  # the last error event seen
+    # The steps that finished, by index: what is known of a run whose process died.
+    results: dict[int, StepResult] = field(default_factory=dict)
 
     def line(self, text: str) -> None:
         try:
@@ -120,15 +122,14 @@ class Relay:
             return
         if kind == "log":
             self.log(str(event.get("message", "")))
-        elif kind == "step" and self.progress is not None:
+        elif kind == "step":
             index = int(event["index"])
-            result = event.get("result")
-            self.progress(
-                index,
-                int(event["total"]),
-                self.scenario.steps[index],
-                StepResult.from_json(result) if result is not None else None,
-            )
+            data = event.get("result")
+            result = StepResult.from_json(data) if data is not None else None
+            if result is not None:
+                self.results[index] = result
+            if self.progress is not None:
+                self.progress(index, int(event["total"]), self.scenario.steps[index], result)
         elif kind == "activity" and self.activity is not None:
             self.activity(int(event["index"]), float(event["elapsed"]), str(event.get("line", "")))
         elif kind == "error":

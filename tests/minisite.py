@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pytest
+
+    from runner.scenario import Step, StepResult
 
 ROOT = Path(__file__).resolve().parents[1]
 POSTS = Path(__file__).resolve().parent / "snippets" / "posts"
@@ -76,3 +84,48 @@ def run_reproduce_box(page: Path, bundle: Path, reader: Path, env: dict[str, str
     )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout.replace("\r", "\n")
+
+
+# A post whose second step sleeps long enough to be killed from outside mid-step.
+KILLED_POST = """\
+Title: Killed
+Date: 2026-11-03
+Slug: killed
+
+Text.
+
+```{.console session=t}
+$ echo one
+one
+```
+
+```{.console session=t}
+$ sleep 30
+```
+"""
+KILLED_LINE = 13  # the sleeping step's input line: the file:line the build names
+assert KILLED_POST.splitlines()[KILLED_LINE - 1] == "$ sleep 30"
+
+
+def watch_step_starts(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], threading.Event]:
+    """For a step index, an event set once the build's display hears that step begin:
+    the same news from both backends (the Docker one relays it from the container)."""
+    from runner.display import ScenarioView
+
+    started: dict[int, threading.Event] = {}
+    lock = threading.Lock()
+    original = ScenarioView.progress
+
+    def event(index: int) -> threading.Event:
+        with lock:
+            return started.setdefault(index, threading.Event())
+
+    def progress(
+        self: ScenarioView, index: int, total: int, step: Step, result: StepResult | None
+    ) -> None:
+        if result is None:
+            event(index).set()
+        original(self, index, total, step, result)
+
+    monkeypatch.setattr(ScenarioView, "progress", progress)
+    return event

@@ -6,7 +6,9 @@ container from it, copies the kmod/ tree in (and kernel/, for a scenario that
 builds the kernel), feeds the scenario to `python3 -m runner - --json --events`
 on stdin, relays the progress and activity events it writes on stderr and reads
 the result from stdout; the container and its anonymous volume are removed
-however the run ends.
+however the run ends. A container killed mid-run (`docker kill`, the OOM killer)
+gives the result its events told: the step under way lost, the rest not run, as
+the local backend reports a guest lost mid-step.
 
 A scenario that builds the kernel also gets the named volume KERNEL_CACHE_VOLUME
 at the image's kernel cache: Debian's source unpacked once, the build workspace,
@@ -19,11 +21,14 @@ The image and the engine are runner/backends/docker_image.py's business.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import io
 import json
 import os
+import signal
 import socket
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,7 +37,7 @@ from runner import config, host, sources
 from runner.backends import docker_image
 from runner.backends.docker_image import DockerBackendError, connect, ensure_image
 from runner.events import Activity, Log, Progress, Relay
-from runner.scenario import Scenario, ScenarioResult
+from runner.scenario import Provenance, Scenario, ScenarioResult, Status, StepResult
 
 if TYPE_CHECKING:
     import docker
@@ -244,6 +249,7 @@ def run_in_container(
         ensure_kernel_cache(client)
     relay = Relay(scenario, log, progress, activity)
     _sweep_orphans(client)
+    started = time.monotonic()
     with contextlib.ExitStack() as stack:
         # The low-level call takes a host config; stdin_open implies StdinOnce
         # (the engine closes stdin when the attached writer disconnects).
@@ -267,9 +273,13 @@ def run_in_container(
         for line in _lines(container.logs(stream=True, follow=True, stdout=False, stderr=True)):
             relay.line(line)
         status = container.wait().get("StatusCode", -1)
+        killed = _killed(container, status)
         out = container.logs(stdout=True, stderr=False).decode("utf-8", errors="replace")
         if console_copy is not None:
             _copy_out(container, CONSOLE_IN_CONTAINER, console_copy)
+    if killed and len(relay.results) < len(scenario.steps):
+        elapsed = time.monotonic() - started
+        return _lost_run(scenario, relay, killed, kernel.release, device_reason, elapsed)
     if status not in (0, 1):
         why = relay.error or f"the runner in the container exited with status {status}"
         raise DockerBackendError(why)
@@ -281,6 +291,46 @@ def run_in_container(
     if not devices:  # the container's own reason ("no usable /dev/kvm") says less
         prov.accel_reason = f"{device_reason}, so the container got no /dev/kvm"
     return result
+
+
+def _killed(container: Container, status: int) -> str:
+    """How the container was killed (`docker kill`, the OOM killer), or "" if its
+    runner exited by itself."""
+    import docker.errors
+
+    oom = False
+    with contextlib.suppress(docker.errors.APIError):
+        container.reload()
+        oom = bool(container.attrs.get("State", {}).get("OOMKilled"))
+    if oom:
+        return f"killed by the out-of-memory killer (exit status {status})"
+    if status > 128:  # 128 + the signal that ended its first process, as a shell says
+        try:
+            name = signal.Signals(status - 128).name
+        except ValueError:
+            name = f"signal {status - 128}"
+        return f"killed ({name}, exit status {status})"
+    return ""
+
+
+def _lost_run(
+    scenario: Scenario, relay: Relay, killed: str, release: str, accel_reason: str, took: float
+) -> ScenarioResult:
+    """The run of a killed container as far as its events tell: the steps that finished,
+    the one under way lost with the guest, the rest not run; as the local backend
+    reports a guest lost mid-step, so that the judge names the step and its file:line."""
+    index = next(i for i in range(len(scenario.steps)) if i not in relay.results)
+    step = scenario.steps[index]
+    error = f"{step.source}: the sandbox container was {killed}; the guest in it is gone"
+    steps = [relay.results[i] for i in range(index)]
+    for i, s in enumerate(scenario.steps[index:], index):
+        status, output = (Status.LOST, "") if i == index else (Status.NOT_RUN, error)
+        steps.append(StepResult(i, status, "", s.input, output, None, 0.0, s.where))
+        if relay.progress is not None:  # the display's row ends as after a local run
+            relay.progress(i, len(scenario.steps), s, steps[-1])
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+    prov = Provenance(release, "", "", accel_reason, "", now, 0.0, round(took, 2))
+    return ScenarioResult(scenario.name, prov, steps, error)
 
 
 def _copy_out(container: Container, path: str, dest: Path) -> None:
