@@ -118,12 +118,13 @@ def runner_command(kernel_name: str, builds_kernel: bool, console: bool) -> list
 
 
 def input_archive(kmod_dir: Path, kernel_dir: Path | None) -> bytes:
-    """kmod/, and kernel/ when given, as a tar for INPUT_IN_CONTAINER."""
-    trees = {"kmod": kmod_dir}
+    """kmod/, and kernel/ when given, as a tar for INPUT_IN_CONTAINER. The trees are
+    resolved first: a kmod/ that is a symlink is sent as the directory it names."""
+    trees = {"kmod": kmod_dir.resolve()}
     if kernel_dir is not None:
         if not kernel_dir.is_dir():
             raise DockerBackendError(f"{kernel_dir}: no such directory (the kernel's config)")
-        trees["kernel"] = kernel_dir
+        trees["kernel"] = kernel_dir.resolve()
     return _tar_trees(trees)
 
 

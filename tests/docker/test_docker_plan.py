@@ -63,3 +63,12 @@ def test_the_input_carries_kmod_and_the_kernel_config(tmp_path: Path) -> None:
     }
     with pytest.raises(DockerBackendError, match="no such directory"):
         input_archive(kmod, tmp_path / "missing")
+
+
+def test_a_kmod_that_is_a_symlink_is_sent_as_its_directory(tmp_path: Path) -> None:
+    """A reader's kmod/ may be a link to their checkout: the container gets the files."""
+    real = tmp_path / "real-kmod"
+    (real / "hello").mkdir(parents=True)
+    (real / "hello" / "hello.c").write_text("/* hello */\n")
+    (tmp_path / "kmod").symlink_to(real)
+    assert _names(input_archive(tmp_path / "kmod", None)) == {"kmod/hello/hello.c"}
