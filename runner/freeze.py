@@ -121,8 +121,33 @@ def dumps(entries: dict[str, Entry], post: str) -> str:
 
 def write_atomic(path: Path, text: str) -> None:
     """Replace `path` in one rename: readers see the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    write_all_atomic({path: text})
+
+
+def write_all_atomic(files: dict[Path, str]) -> None:
+    """Replace every file of `files` or none: each is written in full under a temporary
+    name first, and only then are they renamed into place (a rename needs no space).
+    A failed write (a full disk) raises OSError naming the file, leaves every file as
+    it was and no temporary one behind."""
+    written: dict[Path, Path] = {}
+    try:
+        for path, text in files.items():
+            written[path] = _write_temporary(path, text)
+        for path, tmp in written.items():
+            os.replace(tmp, path)
+    finally:
+        for tmp in written.values():
+            tmp.unlink(missing_ok=True)
+
+
+def _write_temporary(path: Path, text: str) -> Path:
+    """`text` in a new file beside `path`, on disk (fsynced): the rename must not land
+    before the data."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -130,8 +155,10 @@ def write_atomic(path: Path, text: str) -> None:
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
-            os.fsync(f.fileno())  # the rename must not land before the data
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+            os.fsync(f.fileno())
+    except BaseException as exc:
+        Path(name).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # a write's error names no file: name the one meant
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
         raise
+    return Path(name)
