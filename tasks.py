@@ -118,12 +118,24 @@ def verify(
         raise Exit(
             "verify: --update keeps the whole series' captures: drop --shard and --newest", 2
         )
+    from kblog import lock
+
     with contextlib.ExitStack() as stack:
         if newest:
             stack.enter_context(_newest_kernels(labels))
+        # --update writes snippets/: alone. Without it, shared: it judges one whole
+        # snippets/ (no build's half-written set) and verifications run side by side.
+        what = "invoke verify" + " --update" * update
+        try:
+            stack.enter_context(lock.checkout_lock(ROOT, what, shared=not update))
+        except lock.LockError as exc:
+            raise Exit(f"verify: {exc}", 1) from None
         plan = verification.plan(SETTINGS, labels)
         cells = verification.share(plan.cells, index, count)
-        part, written = verification.run(plan, cells, update=update, newest=newest)
+        try:
+            part, written = verification.run(plan, cells, update=update, newest=newest)
+        except OSError as exc:  # keeping the captures: a full disk, named, no traceback
+            raise Exit(f"verify: {exc.filename or 'snippets/'}: {exc.strerror}", 1) from None
     if shard or out:
         path = Path(out) if out else ROOT / "build" / "verify" / f"shard-{index}-of-{count}.json"
         run = verification.run_id(plan.cells, count, part.releases, plan.inputs)

@@ -9,6 +9,7 @@ by renames, and new captures are written only once everything else has succeeded
 
 from __future__ import annotations
 
+import errno
 import logging
 import shutil
 import sys
@@ -22,6 +23,7 @@ from kblog_snippets.plugin import Settings, SnippetsPlugin, read_posts
 from pelican import Pelican
 from pelican.settings import read_settings
 
+from kblog import lock
 from kblog.captures import Captured, CellOutcome, capture
 
 
@@ -105,39 +107,71 @@ def build_site(
     `write_captures` False new captures are not kept (a dry run).
     """
     output = output.resolve()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.new-", dir=output.parent))
-    staging.chmod(0o755)  # mkdtemp's 0700 would hide the site from a web server
     collector = ErrorCollector()
     root_logger = logging.getLogger()
     root_logger.addHandler(collector)
     plugin: SnippetsPlugin | None = None
+    staging: Path | None = None
     try:
         conf = read_settings(
-            str(settings), override={"OUTPUT_PATH": str(staging), **(overrides or {})}
+            str(settings), override={"OUTPUT_PATH": str(output), **(overrides or {})}
         )
-        captured, _ = capture_site(conf, mode=mode)
-        report = BuildReport(output, [], captured.vm_runs, captured.outcomes)
-        plugin = SnippetsPlugin(captured)
-        # The plugin of this build holds its captures: Pelican takes plugin objects.
-        conf["PLUGINS"] = [plugin if p == "kblog_snippets" else p for p in conf["PLUGINS"]]
-        _reset_sitemap_plugin()
-        try:
-            Pelican(conf).run()
-        except Exception as exc:  # a plugin's check failed the whole run
-            collector.messages.append(str(exc))
-        if collector.messages:
-            raise BuildError("\n\n".join(dict.fromkeys(collector.messages)), report)
-        report.captures_written = captured.commit() if write_captures else []
-        _swap(staging, output)
+        root = Settings.read(conf).root
+        # One writer of snippets/ and output/ at a time (kblog/lock.py).
+        with lock.checkout_lock(root, f"a site build into {output}"):
+            staging = _staging(output)
+            conf["OUTPUT_PATH"] = str(staging)
+            captured, _ = capture_site(conf, mode=mode)
+            report = BuildReport(output, [], captured.vm_runs, captured.outcomes)
+            plugin = SnippetsPlugin(captured)
+            # The plugin of this build holds its captures: Pelican takes plugin objects.
+            conf["PLUGINS"] = [plugin if p == "kblog_snippets" else p for p in conf["PLUGINS"]]
+            _reset_sitemap_plugin()
+            try:
+                Pelican(conf).run()
+            except OSError as exc:  # a full disk: where it wrote, not a traceback
+                where = f"writing the site into {staging}"
+                collector.messages.append(_os_error(exc, where))
+            except Exception as exc:  # a plugin's check failed the whole run
+                collector.messages.append(str(exc))
+            if collector.messages:
+                raise BuildError("\n\n".join(dict.fromkeys(collector.messages)), report)
+            report.captures_written = captured.commit() if write_captures else []
+            _swap(staging, output)
+    except lock.LockError as exc:
+        raise BuildError(str(exc)) from None
+    except OSError as exc:  # the staging dir, the captures or the swap
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise BuildError(_os_error(exc, f"building {output}")) from None
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
         raise
     finally:
         root_logger.removeHandler(collector)
         if plugin is not None:
             plugin.disconnect()
     return report
+
+
+def _os_error(exc: OSError, where: str) -> str:
+    """One line for a failed write: the file (else `where`) and why, e.g. a full disk."""
+    name = exc.filename if exc.filename is not None else where
+    why = exc.strerror or str(exc)
+    full = " (the disk is full)" if exc.errno == errno.ENOSPC else ""
+    return f"{name}: {why}{full}"
+
+
+def _staging(output: Path) -> Path:
+    """A new directory beside `output` to build into; staging dirs a killed build left
+    are removed first (only with the lock held: a live build's is its own)."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    for left in output.parent.glob(f".{output.name}.new-*"):
+        shutil.rmtree(left, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.new-", dir=output.parent))
+    staging.chmod(0o755)  # mkdtemp's 0700 would hide the site from a web server
+    return staging
 
 
 def _swap(new: Path, output: Path) -> None:

@@ -124,10 +124,9 @@ class Captured:
         """Write the new captures; only ever after a build that fully succeeded."""
         if self.errors:
             raise RuntimeError("refusing to write captures after a failed build")
-        written = []
-        for path, text in sorted(self.pending.items()):
-            freeze.write_atomic(path, text)
-            written.append(path)
+        written = sorted(self.pending)
+        # All or none: a full disk half-way must not leave some posts' captures new.
+        freeze.write_all_atomic({path: self.pending[path].encode() for path in written})
         self.pending.clear()
         return written
 

@@ -121,13 +121,38 @@ def dumps(entries: dict[str, Entry], post: str) -> str:
 
 def write_atomic(path: Path, text: str) -> None:
     """Replace `path` in one rename: readers see the old file or the new one."""
-    write_atomic_bytes(path, text.encode())
+    write_all_atomic({path: text.encode()})
 
 
 def write_atomic_bytes(path: Path, data: bytes) -> None:
     """Replace `path` with `data` in one rename, the data on disk before the rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    write_all_atomic({path: data})
+
+
+def write_all_atomic(files: dict[Path, bytes]) -> None:
+    """Replace every file of `files` or none: each is written in full under a temporary
+    name first, and only then are they renamed into place (a rename needs no space).
+    A failed write (a full disk) raises OSError naming the file, leaves every file as
+    it was and no temporary one behind."""
+    written: dict[Path, Path] = {}
+    try:
+        for path, data in files.items():
+            written[path] = _write_temporary(path, data)
+        for path, tmp in written.items():
+            os.replace(tmp, path)
+    finally:
+        for tmp in written.values():
+            tmp.unlink(missing_ok=True)
+
+
+def _write_temporary(path: Path, data: bytes) -> Path:
+    """`data` in a new file beside `path`, on disk (fsynced): the rename must not land
+    before the data."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -135,8 +160,10 @@ def write_atomic_bytes(path: Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())  # the rename must not land before the data
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+            os.fsync(f.fileno())
+    except BaseException as exc:
+        Path(name).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # a write's error names no file: name the one meant
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
         raise
+    return Path(name)

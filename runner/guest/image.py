@@ -368,6 +368,13 @@ def initramfs(kernel: config.Kernel, log: Log = print) -> Path:
 
 def _pack_initramfs(final: Path, modules: list[Path], busybox: str) -> Path:
     """Write the cpio of busybox, our init and `modules` (loaded in that order) to `final`."""
+    try:
+        return _pack(final, modules, busybox)
+    except OSError as exc:  # a full cache: the artifact meant and why, not a traceback
+        raise ImageError(f"{final}: cannot write it: {exc.strerror}") from None
+
+
+def _pack(final: Path, modules: list[Path], busybox: str) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=final.parent) as staging_name:
         staging = Path(staging_name)
@@ -390,18 +397,21 @@ def _pack_initramfs(final: Path, modules: list[Path], busybox: str) -> Path:
         (staging / "etc" / "modules").write_text("".join(f"{name}\n" for name in names))
         files = sorted(str(p.relative_to(staging)) for p in staging.rglob("*"))
         fd, tmp_name = tempfile.mkstemp(prefix=".tmp-initrd-", dir=final.parent)
-        with os.fdopen(fd, "wb") as out:
-            proc = subprocess.run(
-                ["cpio", "--quiet", "-o", "-H", "newc", "--owner", "0:0"],
-                input="\n".join([".", *files]).encode(),
-                stdout=out,
-                stderr=subprocess.PIPE,
-                cwd=staging,
-                check=False,
-            )
-        if proc.returncode != 0:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise ImageError(f"cpio failed: {proc.stderr.decode().strip()}")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                proc = subprocess.run(
+                    ["cpio", "--quiet", "-o", "-H", "newc", "--owner", "0:0"],
+                    input="\n".join([".", *files]).encode(),
+                    stdout=out,
+                    stderr=subprocess.PIPE,
+                    cwd=staging,
+                    check=False,
+                )
+            if proc.returncode != 0:  # cpio's message names no file: name the one meant
+                raise ImageError(f"{final}: cpio failed: {proc.stderr.decode().strip()}")
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)  # never left to fill the disk more
+            raise
     return _publish(Path(tmp_name), final)
 
 

@@ -111,14 +111,28 @@ def _save(artifacts: GuestArtifacts, accel: Accel, tmp: Path, final: Path) -> No
             while not final.exists():
                 status = qmp.command("query-migrate").get("status")
                 if status in ("failed", "cancelled"):
-                    raise SnapshotError(f"saving the guest's state {status}")
+                    raise SnapshotError(_failed(tmp, status))
                 if time.monotonic() - started > MIGRATE_TIMEOUT:
-                    raise SnapshotError("saving the guest's state timed out")
+                    raise SnapshotError(_failed(tmp, "timed out"))
                 time.sleep(0.05)
         except (QMPError, OSError, ValueError) as exc:
-            raise SnapshotError(f"saving the guest's state failed: {exc}") from exc
+            raise SnapshotError(f"{_failed(tmp, 'failed')}: {exc}") from exc
         finally:
             qmp.close()
+
+
+def _failed(tmp: Path, how: str) -> str:
+    """Why a save stopped, naming the file; QEMU says only "failed" when the writer
+    died, so a full disk (the usual cause) is told by the space left beside it."""
+    said = f"saving the guest's state into {tmp} {how}"
+    try:
+        st = os.statvfs(tmp.parent)
+    except OSError:
+        return said
+    free_mb = st.f_bavail * st.f_frsize / (1 << 20)
+    if free_mb < config.GUEST_MEMORY_MB:  # a state holds up to the guest's memory
+        return f"{said}: no space left on the device of {tmp.parent} ({free_mb:.0f} MB free)"
+    return said
 
 
 def _sweep_partial(directory: Path) -> None:

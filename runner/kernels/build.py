@@ -381,7 +381,10 @@ def accept(ws: Workspace, pristine: Path, source_version: str, fragment: str) ->
             )
     release = (objects / "include" / "config" / "kernel.release").read_text().strip()
     image = _keep_image(bzimage, release)
-    record_path.write_text(json.dumps({"accepted_at": time.time(), "files": now}))
+    # Renamed into place: a record cut short by a full disk is never read back.
+    partial = record_path.with_name(f".{record_path.name}.tmp")
+    partial.write_text(json.dumps({"accepted_at": time.time(), "files": now}))
+    os.replace(partial, record_path)
     return BuiltKernel(source_version, release, image, objects)
 
 
@@ -520,8 +523,12 @@ def _keep_image(bzimage: Path, release: str) -> Path:
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-bzImage-", dir=final.parent)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+    except OSError as exc:  # a full cache: no partial copy left to fill it more
+        Path(tmp).unlink(missing_ok=True)
+        raise KernelBuildError(f"{final}: cannot write it: {exc.strerror}") from None
     os.chmod(tmp, 0o644)
     os.replace(tmp, final)
     return final
