@@ -81,11 +81,16 @@ def episode_seconds(scenario: Scenario, kernel_name: str) -> float:
 
 def site_build(plugin: bool) -> float:
     """One build of the real site with fresh captures; without the plugin, plain Pelican."""
+    from kblog_snippets import views
     from pelican import Pelican
     from pelican.settings import read_settings
 
     from kblog.build import build_site
+    from runner.judge import verdict
 
+    # A `make html` is a new process: what one build memoizes must not help the next.
+    for memo in (views.highlighted, verdict.events_of, verdict.kinds_of):
+        memo.cache_clear()
     with tempfile.TemporaryDirectory() as tmp:
         started = time.monotonic()
         if plugin:

@@ -7,6 +7,7 @@ the capture; the author's expected output is only used to check it (verdict.py).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from pygments import highlight
@@ -29,7 +30,9 @@ STATUS_TEXT = {
 PROVEN_HANG_TEXT = "Stuck for good, as the post expects: {proof}."
 
 
-def _highlighted(text: str, language: str) -> str:
+@functools.lru_cache(maxsize=2048)
+def highlighted(text: str, language: str) -> str:
+    """An input line highlighted (each kernel's panel types the same lines)."""
     return highlight(text, _INPUT_LEXERS[language], _FORMATTER).rstrip("\n")
 
 
@@ -48,7 +51,7 @@ def _transcript(step: Step, result: StepResult) -> list[dict[str, Any]]:
     shown = prompts_for(step.language)
     prompts = [result.prompt or shown["P"]] + [shown["C"]] * (len(lines) - 1)
     out: list[dict[str, Any]] = [
-        {"kind": "in", "prompt": prompt, "html": _highlighted(line, step.language)}
+        {"kind": "in", "prompt": prompt, "html": highlighted(line, step.language)}
         for prompt, line in zip(prompts, lines, strict=True)
     ]
     output = result.output.rstrip("\n") if result.status != "not-run" else ""

@@ -147,16 +147,16 @@ def _view(result: StepResult, renames: Mapping[str, str]) -> list[str]:
 
 
 @functools.lru_cache(maxsize=4096)
-def _events(log: tuple[str, ...]) -> list[KernelEvent]:
+def events_of(log: tuple[str, ...]) -> list[KernelEvent]:
     """The events of a step's kernel log by today's table, read once per log."""
     return kernel_log.events(list(log))
 
 
 @functools.lru_cache(maxsize=4096)
-def _kinds(log: tuple[str, ...]) -> list[str]:
+def kinds_of(log: tuple[str, ...]) -> list[str]:
     """The kinds of event a step's kernel log holds, by today's table (a page compares
     the same logs block by block and kernel by kernel: each is read once)."""
-    return sorted({e.kind for e in _events(log)})
+    return sorted({e.kind for e in events_of(log)})
 
 
 def compare(
@@ -170,7 +170,7 @@ def compare(
         lines.append(f"{len(published)} steps published, {len(now)} now")
     for old, new in zip(published, now, strict=False):
         before, after = _view(old, renames or {}), _view(new, {})
-        old_kinds, new_kinds = _kinds(tuple(old.kernel_log)), _kinds(tuple(new.kernel_log))
+        old_kinds, new_kinds = kinds_of(tuple(old.kernel_log)), kinds_of(tuple(new.kernel_log))
         if before == after and old.status == new.status and old_kinds == new_kinds:
             continue
         lines.append(f"step {new.index + 1}: {new.prompt}{new.input}")
@@ -224,7 +224,7 @@ def judge_output(wanted: list[str], output: str, exit_status: int | None) -> exp
 def judge_step(step: Step, result: StepResult, kernel: str) -> StepResult:
     """The step's result with its kernel events and output match derived afresh from
     what it printed and logged, by today's rules."""
-    judged = replace(result, events=list(_events(tuple(result.kernel_log))))
+    judged = replace(result, events=list(events_of(tuple(result.kernel_log))))
     if step.expected is None or result.status not in (Status.OK, Status.HANG):
         return replace(judged, matched=None, diff="", captures={})
     m = judge_output(expect.for_kernel(step.expected, kernel), result.output, result.exit_status)
