@@ -31,6 +31,13 @@ HANG_POLL = 0.05  # how often an expect=hang step asks for its task's state
 STUCK_STATES = {"D": "uninterruptible sleep", "X": "dead"}
 CONSOLE_SETTLE = 0.15  # no new console output for this long: the report is complete
 CONSOLE_SETTLE_MAX = 1.5
+# A step whose output goes past terminal.OUTPUT_LIMIT is interrupted (Ctrl-C); a
+# program still printing this long after is killed. Under TCG the guest takes a
+# second or two to drain what is queued in the pty and the agent.
+INTERRUPT_GRACE = 10.0
+# Of a step that printed too much, the start kept in its result: enough to see what
+# it printed, too little to weigh on a page or an error message.
+FLOOD_KEPT = 16 << 10
 
 
 @dataclass
@@ -55,6 +62,7 @@ class Typed:
     first_raw: str = ""  # what followed the first line: it shows the prompt
     last_line: str = ""  # the last line typed, whose echo precedes the output
     incomplete: bool = False
+    overflow: bool = False  # some line's output went past terminal.OUTPUT_LIMIT
 
 
 class Run:
@@ -93,6 +101,8 @@ class Run:
         self.console_copy: Path | None = None  # where each guest's console log is added
         self.activity = activity  # the running step's latest line, while it runs long
         self.throttle: ActivityThrottle | None = None
+        # A step printed without end and went on after Ctrl-C: why the run ends there.
+        self.unstoppable = ""
 
     @property
     def vm(self) -> VM:
@@ -175,8 +185,16 @@ class Run:
         self._vm = None
 
     def _alive(self) -> bool:
-        """Whether the guest still runs; true with none (a build step needs none)."""
-        return self._vm is None or self._vm.alive()
+        """Whether the guest still runs and its agent answers; true with none (a build
+        step needs none)."""
+        if self._vm is None:
+            return True
+        return self._vm.alive() and (self._vm.agent is None or not self._vm.agent.closed)
+
+    def _check_channel(self) -> None:
+        """Raise the agent channel's protocol error, if it was dropped for one."""
+        if self._vm is not None and self._vm.agent is not None and self._vm.agent.failure:
+            raise AgentLost(self._vm.agent.failure)
 
     def release(self) -> str:
         """The running guest's `uname -r`, as it said when it started."""
@@ -263,6 +281,7 @@ class Run:
         console = self._vm.console if self._vm is not None else None
         console_start = console.offset() if console is not None else 0
         started = time.monotonic()
+        received = sess.term.received
         deadline = min(started + step.timeout, self.deadline)
         if self.activity is not None:
             self.throttle = ActivityThrottle(self.activity, index, started)
@@ -272,27 +291,38 @@ class Run:
             probe = HangProbe(self.agent, step.session, console, console_start, started)
         typed_out = self._type(sess, lines, deadline, probe)
         exchange, incomplete = typed_out.exchange, typed_out.incomplete
+        flood = ""
+        if typed_out.overflow:
+            flood = self._stop_flood(sess, step, exchange, received, started)
+        self._check_channel()
         if exchange.prompt is not None and not incomplete:
             # The terminal shows the prompt its program printed, not the one we expect.
             prompt = terminal.split_echo(typed_out.first_raw, lines[0])[0] or prompt
         duration = time.monotonic() - started
         output = terminal.split_echo(exchange.raw, typed_out.last_line)[1]
         detail = ""
+        if flood:
+            output, detail = _flood_excerpt(output, sess.term.received - received), flood
         if sess.where == "build":
             self.sync_build_tree()
             failed = exchange.prompt is not None and exchange.prompt.status
-            if failed and self.guests.workspace is not None:
+            if failed and self.guests.workspace is not None and not flood:
                 detail = self.guests.workspace.rejects()
         klog = console.read(console_start).splitlines() if console is not None else []
         events = kernel_log.events(klog)
-        status = Status.INCOMPLETE_INPUT if incomplete else self._status(step, sess, exchange)
+        if flood:
+            status = Status.TOO_MUCH_OUTPUT
+        elif incomplete:
+            status = Status.INCOMPLETE_INPUT
+        else:
+            status = self._status(step, sess, exchange)
         result = StepResult(
             index=index,
             status=status,
             prompt=prompt,
             input=typed,
             output=output,
-            exit_status=exchange.prompt.status if exchange.prompt else None,
+            exit_status=exchange.prompt.status if exchange.prompt and not flood else None,
             duration=round(duration, 3),
             where=sess.where,
             kernel=self.release() if sess.where == "guest" else "",
@@ -320,6 +350,7 @@ class Run:
             if exchange.prompt is not None:
                 return exchange
             ended = time.monotonic() >= deadline or sess.term.closed or not self._alive()
+            ended = ended or sess.term.overflowed  # taken at once, as the deadline would
             if ended or (probe is not None and probe.proven()):
                 return sess.term.wait_prompt(time.monotonic(), self._alive)
             if self.throttle is not None:
@@ -336,6 +367,7 @@ class Run:
             sess.term.type_line(line)
             typed.last_line = line
             typed.exchange = self._wait(sess, deadline, probe)
+            typed.overflow = typed.overflow or typed.exchange.overflow
             if n == 0:
                 typed.first_raw = typed.exchange.raw
             prompt = typed.exchange.prompt
@@ -354,7 +386,44 @@ class Run:
             sess.term.type_line("")
             typed.last_line = ""
             typed.exchange = self._wait(sess, deadline, probe)
+            typed.overflow = typed.overflow or typed.exchange.overflow
         return typed
+
+    def _stop_flood(
+        self, sess: Session, step: Step, exchange: terminal.Exchange, received: int, started: float
+    ) -> str:
+        """Stop a step that printed too much, as a person would: Ctrl-C, then the
+        prompt it brings back is awaited, output discarded. A program that goes on is
+        killed: a build session's whole process group; a guest's with the guest, so
+        the run ends (self.unstoppable). Says what it printed and how it stopped."""
+        interrupted = exchange.prompt is None  # else it ended by itself, past the limit
+        if interrupted:
+            sess.term.interrupt()
+            grace = time.monotonic() + INTERRUPT_GRACE
+            while exchange.prompt is None:
+                if time.monotonic() >= grace or sess.term.closed or not self._alive():
+                    break
+                # Each wait returns as soon as another OUTPUT_LIMIT arrived: discarded.
+                exchange = sess.term.wait_prompt(grace, self._alive)
+        printed = sess.term.received - received
+        what = (
+            f"it printed {printed:,} bytes in {time.monotonic() - started:.1f} s, "
+            f"more than the {terminal.OUTPUT_LIMIT:,} a step may"
+        )
+        if exchange.prompt is not None:
+            return f"{what}; " + ("Ctrl-C stopped it" if interrupted else "it ended by itself")
+        if not self._alive() or sess.term.closed:
+            return f"{what}; its session ended before it was stopped"
+        if sess.handle is not None:
+            sess.handle.kill()
+            how = "its build session was killed"
+        else:
+            how = "the guest will be stopped"
+        self.unstoppable = (
+            f"{step.source}: the step printed without end and went on after Ctrl-C "
+            f"for {INTERRUPT_GRACE:g} s; {how}, and the run ends here"
+        )
+        return f"{what}; Ctrl-C did not stop it: {how}"
 
     def _status(self, step: Step, sess: Session, exchange: terminal.Exchange) -> Status:
         if exchange.prompt is not None:
@@ -418,6 +487,14 @@ class HangProbe:
 
 class RunError(RuntimeError):
     """The scenario could not run (as opposed to a step that failed)."""
+
+
+def _flood_excerpt(output: str, printed: int) -> str:
+    """The start of a step's output past the limit, and a line that says so."""
+    kept = output[:FLOOD_KEPT]
+    if not kept.endswith("\n"):
+        kept += "\n"
+    return kept + f"[kblog: output cut here; the step printed {printed:,} bytes in all]\n"
 
 
 def _not_run(index: int, step: Step, prompt: str, typed: str, why: str) -> StepResult:
@@ -530,6 +607,9 @@ def run_scenario(
                 if kernel_log.ends_guest(result.events):
                     result.status = Status.PANIC
                     error = f"{step.source}: the kernel panicked; the guest is gone"
+                elif run.unstoppable:
+                    error = run.unstoppable
+                    run.stop_guest()  # a guest still printing: it stops now, not at the end
                 elif result.status == Status.LOST:
                     error = f"{step.source}: {verdict.explain(Status.LOST, step, '')}"
             results.append(result)

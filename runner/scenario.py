@@ -116,6 +116,7 @@ class Status(enum.StrEnum):
     TIMEOUT = "timeout"  # still running at its timeout, unexpectedly
     UNEXPECTED_RETURN = "unexpected-return"  # expect=hang, but a prompt came back
     INCOMPLETE_INPUT = "incomplete-input"  # the typed lines did not fit the program
+    TOO_MUCH_OUTPUT = "too-much-output"  # printed past the output limit: interrupted
     PANIC = "panic"  # the kernel panicked during the step
     LOST = "lost"  # QEMU exited or the session died
     NOT_RUN = "not-run"  # an earlier failure stopped the scenario

@@ -21,11 +21,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 MARKER = re.compile(rb"\x1b\]777;kblog;([PC]);(-?\d*)\x07")
-# Terminal control sequences a dumb terminal would not show.
-ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+# Terminal control sequences a dumb terminal would not show. An OSC's text stops at
+# the next ESC: else each unended "ESC ]" scans to the end of the output, and a
+# program printing them by the million holds the host in the regex for hours.
+ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07\x1b]*\x07")
 
 LINE_LIMIT = 160  # characters of a latest line shown while a step runs
 TAIL_BYTES = 4096  # how far back the latest line is looked for
+
+# The most a terminal keeps between two prompts: one step's output. Far above what a
+# post shows (a kernel build's log is ~100 kB), small enough that a program printing
+# without end (`yes`) fails fast and neither the host's memory nor a page grows with it.
+OUTPUT_LIMIT = 2 << 20
+# Past the limit, only this much of the newest output is kept, where the prompt that
+# follows an interrupt is looked for.
+SPILL_WINDOW = 64 << 10
+# A marker is shorter: an unfinished one at the end of the buffer starts within this.
+MARKER_SPAN = 64
 
 SHELL_PROMPTS = {"P": "$ ", "C": "> "}
 PYTHON_PROMPTS = {"P": ">>> ", "C": "... "}
@@ -69,22 +81,46 @@ class Exchange:
 
     raw: str  # everything the terminal showed after the line was typed
     prompt: Prompt | None  # None: no prompt came back in time
+    # The output went past OUTPUT_LIMIT: raw holds its first OUTPUT_LIMIT bytes only
+    # (with a prompt: and what came with that prompt, the rest lost between).
+    overflow: bool = False
 
 
 class Terminal:
     """The host's view of one terminal; bytes arrive by `feed`, input leaves by `write`."""
 
-    def __init__(self, name: str, write: Callable[[bytes], None]) -> None:
+    def __init__(
+        self, name: str, write: Callable[[bytes], None], limit: int = OUTPUT_LIMIT
+    ) -> None:
         self.name = name
         self.write = write  # where typed bytes go; a LocalPty points it at its pty
-        self._buf = bytearray()
+        self.limit = limit
+        self._buf = bytearray()  # what came since the last prompt taken, up to `limit`
+        self._scan = 0  # no marker starts in _buf before this
+        # Past the limit: the newest bytes, and how many came in all since the limit.
+        self._spill = bytearray()
+        self._spilled = 0
+        self.received = 0  # bytes fed in all, kept or not
         self._cond = threading.Condition()
         self.exit_status: int | None = None
         self.closed = False
 
+    @property
+    def overflowed(self) -> bool:
+        """Whether what came since the last prompt taken went past the limit."""
+        with self._cond:
+            return self._spilled > 0
+
     def feed(self, data: bytes) -> None:
         with self._cond:
-            self._buf += data
+            self.received += len(data)
+            room = 0 if self._spilled else max(0, self.limit - len(self._buf))
+            self._buf += data[:room]
+            if len(data) > room:
+                # A window, not a buffer: memory stays bounded whatever the program prints.
+                self._spill += data[room:]
+                del self._spill[:-SPILL_WINDOW]
+                self._spilled += len(data) - room
             self._cond.notify_all()
 
     def close(self, status: int | None) -> None:
@@ -100,30 +136,58 @@ class Terminal:
 
         At the deadline with no marker, everything so far is taken, unless `take_rest`
         is False: then nothing is, so that a later call sees a marker (or a character)
-        that arrives in two pieces whole."""
+        that arrives in two pieces whole. Output past the limit ends the wait at once,
+        as the deadline would (Exchange.overflow)."""
         with self._cond:
             while True:
-                m = MARKER.search(self._buf)
-                if m:
-                    # Read the groups before the buffer they point into is cut.
-                    kind, status = m.group(1).decode(), m.group(2)
-                    raw = bytes(self._buf[: m.start()])
-                    del self._buf[: m.end()]
-                    prompt = Prompt(kind, int(status) if status else None)
-                    return Exchange(_clean(raw), prompt)
+                exchange = self._take_prompt()
+                if exchange is not None:
+                    return exchange
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or self.closed or not alive():
+                if remaining <= 0 or self.closed or not alive() or self._spilled:
                     if not take_rest:
                         return Exchange("", None)
-                    raw = bytes(self._buf)
+                    raw, overflow = bytes(self._buf), self._spilled > 0
                     self._buf.clear()
-                    return Exchange(_clean(raw), None)
+                    self._scan = 0
+                    self._spill.clear()
+                    self._spilled = 0
+                    return Exchange(_clean(raw), None, overflow)
                 self._cond.wait(min(remaining, 0.25))
+
+    def _take_prompt(self) -> Exchange | None:
+        """The exchange up to the first marker, taken, if one came (lock held).
+
+        Searched from where the last search stopped: a step printing megabytes is
+        read once, not once per chunk."""
+        m = MARKER.search(self._buf, self._scan)
+        if m is not None:
+            # Read the groups before the buffer they point into is cut.
+            kind, status = m.group(1).decode(), m.group(2)
+            raw = bytes(self._buf[: m.start()])
+            del self._buf[: m.end()]
+            self._scan = 0
+            return Exchange(_clean(raw), Prompt(kind, int(status) if status else None))
+        self._scan = max(0, len(self._buf) - MARKER_SPAN)
+        if not self._spilled:
+            return None
+        m = MARKER.search(self._spill)
+        if m is None:
+            return None
+        # The prompt that followed output past the limit (an interrupted program's):
+        # what came after it is the next exchange's.
+        kind, status = m.group(1).decode(), m.group(2)
+        raw = bytes(self._buf) + bytes(self._spill[: m.start()])
+        self._buf = bytearray(self._spill[m.end() :])
+        self._scan = 0
+        self._spill.clear()
+        self._spilled = 0
+        return Exchange(_clean(raw), Prompt(kind, int(status) if status else None), True)
 
     def latest_line(self, limit: int = LINE_LIMIT) -> str:
         """The last non-empty line shown since the last prompt was read (last_line)."""
         with self._cond:
-            tail = bytes(self._buf[-TAIL_BYTES:])
+            tail = bytes((self._spill if self._spilled else self._buf)[-TAIL_BYTES:])
         return last_line(tail, limit)
 
     def type_line(self, line: str) -> None:

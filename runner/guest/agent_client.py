@@ -45,6 +45,14 @@ class ForegroundTask:
     comm: str
 
 
+# The longest line the host accepts from the guest. The agent's longest message is
+# one read of a terminal (its READ_SIZE, 64 KiB) in base64, about 90 kB: a guest that
+# sends more without a line end is broken or hostile, and the host's memory must not
+# follow it.
+MESSAGE_LIMIT = 1 << 20
+RECV_SIZE = 65536
+
+
 class AgentError(RuntimeError):
     """The agent refused a request."""
 
@@ -79,6 +87,8 @@ class AgentClient:
         self._replies: dict[int, dict] = {}
         self._cond = threading.Condition()
         self._closed = False
+        # Why the host dropped the channel (the guest broke the protocol); "" if it did not.
+        self.failure = ""
         self.on_output: Callable[[str, bytes], None] = lambda session, data: None
         self.on_exit: Callable[[str, int], None] = lambda session, status: None
         # The agent's own log lines, and messages it sent that could not be read.
@@ -94,20 +104,40 @@ class AgentClient:
             raise AgentLost(f"QEMU's agent socket {path} never accepted a connection")
         return cls(sock)
 
+    @property
+    def closed(self) -> bool:
+        """Whether the channel is gone: closed by the guest, or dropped by the host."""
+        with self._cond:
+            return self._closed
+
     def _read_loop(self) -> None:
-        buf = b""
+        buf = bytearray()
         try:
             while True:
-                data = self._sock.recv(65536)
+                data = self._sock.recv(RECV_SIZE)
                 if not data:
                     break
+                # Only the new bytes are searched for a line end: an endless line costs
+                # its length once, not its length once per chunk.
+                end = data.find(b"\n")
+                end = end + len(buf) if end >= 0 else -1
                 buf += data
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
+                while 0 <= end <= MESSAGE_LIMIT:
+                    line = bytes(buf[:end])
+                    del buf[: end + 1]
                     try:
                         self._dispatch(json.loads(line))
                     except Exception as exc:  # one bad message must not stop the channel
                         self.on_log(f"unreadable message from the agent: {exc!r}")
+                    end = buf.find(b"\n")
+                unended = end if end >= 0 else len(buf)
+                if unended > MESSAGE_LIMIT:
+                    self.failure = (
+                        f"the guest sent {unended:,} bytes without a line end (a message "
+                        f"may have {MESSAGE_LIMIT:,}): the agent channel was dropped"
+                    )
+                    self.on_log(self.failure)
+                    break
         except OSError:
             pass
         finally:
@@ -143,7 +173,7 @@ class AgentClient:
             while rid not in self._replies:
                 remaining = deadline - time.monotonic()
                 if self._closed:
-                    raise AgentLost("agent channel closed")
+                    raise AgentLost(self.failure or "agent channel closed")
                 if remaining <= 0:
                     raise AgentLost(f"agent did not answer within {timeout:.0f} s")
                 self._cond.wait(remaining)

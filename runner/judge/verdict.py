@@ -23,6 +23,7 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from runner import terminal
 from runner.judge import expect, kernel_log
 from runner.judge.normalize import KBUILD_PROGRESS, normalize_lines, rename
 from runner.scenario import (
@@ -207,6 +208,9 @@ def explain(status: Status, step: Step, output: str) -> str:
         Status.UNEXPECTED_RETURN: "the post says this never returns (expect=hang), but it did",
         Status.INCOMPLETE_INPUT: "the input does not fit: the program finished the statement "
         "before its last line, or still waited for more after it",
+        Status.TOO_MUCH_OUTPUT: f"it printed more than {terminal.OUTPUT_LIMIT >> 20} MiB, the "
+        "most one step may print (a program that prints without end?); it was interrupted, "
+        "and only the start of its output is kept",
         Status.PANIC: "the kernel panicked",
         Status.LOST: "the guest was lost (QEMU exited or the session died)",
         Status.NOT_RUN: f"not run: {output}",

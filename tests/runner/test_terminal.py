@@ -182,3 +182,63 @@ def test_a_terminal_s_latest_line_is_read_without_taking_it() -> None:
     term.feed(b"\x1b]777;kblog;P;0\x07$ ")
     assert term.latest_line() == "$"  # the prompt is shown too; the marker is not
     assert term.wait_prompt(0).raw.endswith("tick 2\n")  # nothing was consumed
+
+
+class TestOutputLimit:
+    """A program that prints without end: the terminal keeps `limit` bytes and a window."""
+
+    def test_output_past_the_limit_ends_the_wait_at_once(self) -> None:
+        term = terminal.Terminal("t", lambda data: None, limit=1000)
+        term.feed(b"y\r\n" * 400)
+        assert term.overflowed
+        started = time.monotonic()
+        ex = term.wait_prompt(time.monotonic() + 30)
+        assert time.monotonic() - started < 1
+        assert ex.prompt is None and ex.overflow
+        assert ex.raw == "y\n" * 333 + "y"  # the first 1000 bytes
+        assert not term.overflowed  # taken: what comes next is the next exchange's
+
+    def test_memory_stays_bounded_whatever_comes(self) -> None:
+        term = terminal.Terminal("t", lambda data: None, limit=1 << 16)
+        chunk = b"a" * 65536
+        for _ in range(2000):  # 128 MiB, one endless line
+            term.feed(chunk)
+        assert term.received == 2000 * 65536
+        assert len(term._buf) == 1 << 16
+        assert len(term._spill) == terminal.SPILL_WINDOW
+        assert term.latest_line().startswith("aaa")
+
+    def test_the_prompt_after_an_interrupt_is_found(self) -> None:
+        term = terminal.Terminal("t", lambda data: None, limit=100)
+        term.feed(b"x" * 5000 + b"^C\r\n" + marker("P", "130") + b"$ ")
+        ex = term.wait_prompt(soon())
+        assert ex.overflow and ex.prompt == terminal.Prompt("P", 130)
+        assert ex.raw.startswith("x" * 100) and ex.raw.endswith("^C\n")
+        term.feed(b"echo hi\r\nhi\r\n" + marker("P", "0"))
+        ex = term.wait_prompt(soon())  # the session is usable again
+        assert ex == terminal.Exchange("$ echo hi\nhi\n", terminal.Prompt("P", 0))
+
+    def test_a_prompt_before_the_limit_is_not_lost(self) -> None:
+        term = terminal.Terminal("t", lambda data: None, limit=100)
+        term.feed(b"ok\r\n" + marker("P", "0") + b"z" * 500)
+        ex = term.wait_prompt(soon())
+        assert ex == terminal.Exchange("ok\n", terminal.Prompt("P", 0))
+        ex = term.wait_prompt(soon())  # the background job's output comes after
+        assert ex.overflow and ex.prompt is None
+
+    def test_a_long_output_is_searched_once(self) -> None:
+        """Each chunk is searched for a marker, not the whole output per chunk."""
+        term = terminal.Terminal("t", lambda data: None)
+        started = time.monotonic()
+        for _ in range(terminal.OUTPUT_LIMIT // 4096):
+            term.feed(b"\x1b]" + b"b" * 4094)  # unended OSCs, as a regex's worst case
+            assert term.wait_prompt(0, take_rest=False).prompt is None
+        ex = term.wait_prompt(0)
+        assert not ex.overflow and len(ex.raw) == terminal.OUTPUT_LIMIT
+        assert time.monotonic() - started < 10
+
+
+def test_unended_escape_sequences_are_cleaned_in_linear_time() -> None:
+    started = time.monotonic()
+    assert terminal.last_line(b"\x1b]" * 300_000 + b"\r\nend") == "end"
+    assert time.monotonic() - started < 2
