@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from runner import backends, config, events, verdict
+from runner import backends, config, events, interrupt, verdict
 from runner.events import Activity, Log, Progress
 from runner.scenario import Scenario, ScenarioError, ScenarioResult, Status, Step, StepResult
 from runner.terminal import prompts_for
@@ -167,4 +167,5 @@ def _fail(args: argparse.Namespace, message: str) -> None:
 
 
 if __name__ == "__main__":
+    interrupt.catch_sigint()
     sys.exit(main())

@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 from rich.console import Console
 
-from runner import backends, config, kernels, verdict
+from runner import backends, config, interrupt, kernels, verdict
 from runner.display import Display
 from runner.normalize import drift, kernel_renames
 from runner.scenario import Scenario, ScenarioResult
@@ -157,4 +157,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    interrupt.catch_sigint()
     sys.exit(main())
