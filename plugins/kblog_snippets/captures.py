@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner import backends, config, verdict
+from runner import backends, config, interrupt, verdict
 from runner.display import Display
 from runner.scenario import Scenario, ScenarioResult
 
@@ -168,8 +168,10 @@ class Captures:
                 except Exception as exc:  # reported when the build reaches that post
                     self._prefetched[key] = exc
         except BaseException:
-            # Ctrl-C: start nothing more; the runs under way end with their VMs.
-            pool.shutdown(wait=False, cancel_futures=True)
+            # Ctrl-C: start nothing more, and stop the runs under way (their threads
+            # never see the KeyboardInterrupt): they tear down before it goes on.
+            with interrupt.stopping():
+                pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown()
 
