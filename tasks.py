@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import shlex
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from invoke import Context, task
 from invoke.exceptions import Exit
@@ -27,6 +28,27 @@ PUBLISH_SETTINGS = ROOT / "publishconf.py"
 PYTHON = sys.executable
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _interruptible(body: Callable[P, R]) -> Callable[P, R]:
+    """A task that Ctrl-C ends with "interrupted" and 130: invoke alone exits 1, as if
+    the task had failed. The runs it started are torn down as the interrupt unwinds."""
+
+    @functools.wraps(body)
+    def task_body(*args: P.args, **kwargs: P.kwargs) -> R:
+        from runner import interrupt
+
+        interrupt.catch_sigint()
+        try:
+            return body(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise Exit("interrupted", 130) from None
+
+    return task_body
+
+
 def _build(settings: Path, output: Path, **kwargs):
     from kblog.build import BuildError, build_site
 
@@ -38,6 +60,7 @@ def _build(settings: Path, output: Path, **kwargs):
 
 
 @task
+@_interruptible
 def build(c, publish=False):
     """Build the site into output/, running every post whose captures are stale."""
     report = _build(PUBLISH_SETTINGS if publish else SETTINGS, OUTPUT)
@@ -82,6 +105,7 @@ def _kernel_labels(kernel: str) -> list[str] | None:
         "merge": "print the table and verdict of the shard files in this directory",
     }
 )
+@_interruptible
 def verify(
     c: Context,
     update: bool = False,
@@ -229,6 +253,7 @@ def _post_scenario(post: str):
 
 
 @task
+@_interruptible
 def run(c, post, kernel="", json=False, backend=""):
     """Run one post's snippets in a fresh guest and print what the terminals showed."""
     import json as json_module  # the --json flag shadows the module here
@@ -262,6 +287,7 @@ def run(c, post, kernel="", json=False, backend=""):
 
 
 @task
+@_interruptible
 def reproduce(c, post, kernel="", backend="auto"):
     """Run a post in the sandbox container, step by step, and compare with its captures."""
     from runner import freeze

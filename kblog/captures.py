@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner import backends, config, freeze
+from runner import backends, config, freeze, interrupt
 from runner.display import Display
 from runner.judge import verdict
 from runner.judge.verdict import Action, Outcome
@@ -231,8 +231,10 @@ def _run_all(
             except Exception as exc:
                 out[key] = exc
     except BaseException:
-        # Ctrl-C: start nothing more; the runs under way end with their VMs.
-        pool.shutdown(wait=False, cancel_futures=True)
+        # Ctrl-C: start nothing more, and stop the runs under way (their threads
+        # never see the KeyboardInterrupt): they tear down before it goes on.
+        with interrupt.stopping():
+            pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown()
     return out

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from runner import backends, config, events
+from runner import interrupt, backends, config, events
 from runner.events import Activity, Log, Progress
 from runner.judge import verdict
 from runner.scenario import Scenario, ScenarioError, ScenarioResult, Status, Step, StepResult
@@ -168,4 +168,5 @@ def _fail(args: argparse.Namespace, message: str) -> None:
 
 
 if __name__ == "__main__":
+    interrupt.catch_sigint()
     sys.exit(main())

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner import config, guests, sandbox, sources, terminal
+from runner import config, guests, interrupt, sandbox, sources, terminal
 from runner.events import Activity, ActivityThrottle, Log, Progress
 from runner.guest import image as guest_image
 from runner.guest import sessions as guest_session
@@ -510,6 +510,12 @@ def _not_run(index: int, step: Step, prompt: str, typed: str, why: str) -> StepR
     )
 
 
+def _kill_build_shells(run: Run) -> None:
+    for sess in list(run.sessions.values()):  # a copy: the run's thread changes it
+        if sess.handle is not None:
+            sess.handle.kill()
+
+
 def run_scenario(
     scenario: Scenario,
     kernel_name: str | None = None,
@@ -575,11 +581,15 @@ def run_scenario(
         deadline = started + SCENARIO_DEADLINE + long_steps
         run = Run(kernels, kernel, builddir, layout, deadline, log, build_env, activity)
         stack.callback(run.close)
+        # An interrupt in another thread ends the build shells too (vm.py kills the
+        # guests): a step waiting on one returns at once, and the loop stops.
+        stack.enter_context(interrupt.stops(lambda: _kill_build_shells(run)))
         if console_copy is not None:
             # Registered after run.close: it runs first, before a teardown removes the log.
             console_copy.write_bytes(b"")
             run.console_copy = console_copy
         for index, step in enumerate(scenario.steps):
+            interrupt.check()  # a step cut short by an interrupt is no result
             if progress:
                 progress(index, len(scenario.steps), step, None)
             if not error and step.where == "guest":
@@ -615,6 +625,7 @@ def run_scenario(
             results.append(result)
             if progress:
                 progress(index, len(scenario.steps), step, result)
+        interrupt.check()
         stock_release = run.releases.get("stock", kernel.release)
     provenance = Provenance(
         kernel=stock_release,

@@ -22,7 +22,7 @@ from typing import TextIO
 
 from rich.console import Console
 
-from runner import backends, config, freeze
+from runner import backends, config, freeze, interrupt
 from runner.display import Display
 from runner.judge import verdict
 from runner.kernels import abi as kernels
@@ -159,4 +159,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    interrupt.catch_sigint()
     sys.exit(main())

@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner import config, host, sources
+from runner import config, host, interrupt, sources
 from runner.backends import docker_image
 from runner.backends.docker_image import DockerBackendError, connect, ensure_image
 from runner.events import Activity, Log, Progress, Relay
@@ -60,6 +60,7 @@ SECCOMP = HERE / "container-seccomp.json"
 UNMASKED_PROC: dict[str, list[str]] = {"MaskedPaths": [], "ReadonlyPaths": []}
 CONSOLE_IN_CONTAINER = "/tmp/console.log"
 PASSED_ENV = ("KBLOG_ACCEL", "KBLOG_SNAPSHOTS")  # the runner's own switches, if set here
+INTERRUPT_GRACE = 10.0  # how long an interrupted runner in a container may take to tear down
 
 # --- a run ----------------------------------------------------------------------
 
@@ -220,6 +221,18 @@ def _remove(client: docker.DockerClient, container_id: str) -> None:
         client.api.remove_container(container_id, force=True, v=True)
 
 
+def _interrupt(client: docker.DockerClient, container_id: str, wait: float = 0.0) -> None:
+    """SIGINT to the runner in the container (its PID 1), as Ctrl-C at its terminal;
+    with `wait`, give it that long to stop."""
+    import docker.errors
+
+    # Gone already, or the engine did not answer in time: the removal still follows.
+    with contextlib.suppress(docker.errors.DockerException, OSError):
+        client.api.kill(container_id, signal="SIGINT")
+        if wait:
+            client.api.wait(container_id, timeout=wait)
+
+
 def run_in_container(
     scenario: Scenario,
     kernel_name: str | None = None,
@@ -269,11 +282,22 @@ def run_in_container(
         container = client.containers.get(created["Id"])
         container.put_archive(INPUT_IN_CONTAINER, archive)
         _start(container)
+        # An interrupt in another thread (a site build's parallel posts) stops the
+        # runner inside as Ctrl-C would; then its logs end and this run unwinds.
+        stack.enter_context(interrupt.stops(lambda: _interrupt(client, created["Id"])))
         log(f"container {container.short_id} started ({device_reason})")
-        _send_stdin(client, container, json.dumps(scenario.to_json()).encode())
-        for line in _lines(container.logs(stream=True, follow=True, stdout=False, stderr=True)):
-            relay.line(line)
-        status = container.wait().get("StatusCode", -1)
+        try:
+            _send_stdin(client, container, json.dumps(scenario.to_json()).encode())
+            logs = container.logs(stream=True, follow=True, stdout=False, stderr=True)
+            for line in _lines(logs):
+                relay.line(line)
+            status = container.wait().get("StatusCode", -1)
+        except KeyboardInterrupt:
+            # SIGINT reaches the runner inside, which tears its guest down, before
+            # the container is removed (on the stack).
+            _interrupt(client, created["Id"], wait=INTERRUPT_GRACE)
+            raise
+        interrupt.check()  # its runner was interrupted: no result to read
         killed = _killed(container, status)
         out = container.logs(stdout=True, stderr=False).decode("utf-8", errors="replace")
         if console_copy is not None:

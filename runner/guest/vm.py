@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from runner import config
+from runner import interrupt, config
 from runner.guest.agent_client import AgentClient, AgentLost
 from runner.guest.image import GuestArtifacts
 from runner.host import Accel, kvm_precheck, pid_alive
@@ -202,6 +202,8 @@ class VM:
         argv = qemu_argv(self.artifacts, self.accel, self.rundir, config.GUEST_MEMORY_MB, state)
         stderr = (self.rundir / "qemu.stderr").open("wb")
         self._stack.callback(stderr.close)
+        # An interrupt in another thread kills this QEMU; none starts once it came.
+        self._stack.enter_context(interrupt.stops(self._signal_kill))
         started = time.monotonic()
         self.proc = subprocess.Popen(
             [*DIE_WITH_PARENT_ARGV, *argv],
@@ -209,8 +211,13 @@ class VM:
             stdout=stderr,
             stderr=stderr,
             pass_fds=() if state is None else (state,),
+            # Its own session: the terminal's Ctrl-C goes to the runner alone, which
+            # tears QEMU down itself. QEMU would exit on that SIGINT at once, and the
+            # run would report a lost guest before it heard of the interrupt.
+            start_new_session=True,
         )
         self._stack.callback(self._kill)
+        interrupt.check()  # an interrupt that came while QEMU started missed it
         deadline = started + self.boot_timeout
         try:
             self.agent = AgentClient.connect(self.rundir / "agent.sock", deadline, self.alive)
@@ -244,6 +251,11 @@ class VM:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def _signal_kill(self) -> None:
+        """SIGKILL without waiting for it: called from another thread (an interrupt)."""
+        if self.proc is not None:
+            self.proc.kill()
 
     def _kill(self) -> None:
         if self.proc is None or self.proc.poll() is not None:

@@ -1,0 +1,77 @@
+"""Ctrl-C: an orderly stop of every run of this process.
+
+The terminal sends SIGINT to its foreground process group. The children a run owns
+(QEMU, the build sandbox's shell) are started outside that group, so that they do
+not die of it before the runner decides: QEMU dying first was reported as a lost
+guest. Python turns SIGINT into KeyboardInterrupt in the main thread, which unwinds
+a run there and tears it down. Runs in other threads (a site build's parallel posts)
+never see it: `stopping()` stops them (their guests and build shells killed, no new
+guest started) so that they unwind too, with Interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import signal
+import threading
+from collections.abc import Callable, Iterator
+
+Stop = Callable[[], None]
+
+
+class Interrupted(KeyboardInterrupt):
+    """This process is being interrupted: a run in another thread stops as well."""
+
+
+_lock = threading.Lock()
+_stops: dict[int, Stop] = {}
+_keys = itertools.count()
+_stopping = False
+
+
+def catch_sigint() -> None:
+    """Make SIGINT raise KeyboardInterrupt, even where it was inherited as ignored (a
+    script's background job): Python then installs no handler, while QEMU installs
+    its own, so a guest died of Ctrl-C and the runner went on. For the main thread
+    of a command-line entry point only."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def check() -> None:
+    """Raise Interrupted once this process is being interrupted."""
+    if _stopping:
+        raise Interrupted
+
+
+@contextlib.contextmanager
+def stops(stop: Stop) -> Iterator[None]:
+    """While the body runs, an interrupt calls `stop` (from another thread: it must only
+    signal, quickly); Interrupted at once if the interrupt came already."""
+    with _lock:
+        check()
+        key = next(_keys)
+        _stops[key] = stop
+    try:
+        yield
+    finally:
+        with _lock:
+            _stops.pop(key, None)
+
+
+@contextlib.contextmanager
+def stopping() -> Iterator[None]:
+    """Stop every run under way and let none start while the body waits for them to
+    unwind; afterwards runs may start again (a long-lived process builds again)."""
+    global _stopping
+    with _lock:
+        _stopping = True
+        pending = list(_stops.values())
+    try:
+        for stop in pending:
+            with contextlib.suppress(OSError):  # already gone
+                stop()
+        yield
+    finally:
+        with _lock:
+            _stopping = False
