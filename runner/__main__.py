@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from runner import interrupt, backends, config, events
+from runner import backends, config, events, interrupt
 from runner.events import Activity, Log, Progress
 from runner.judge import verdict
 from runner.scenario import Scenario, ScenarioError, ScenarioResult, Status, Step, StepResult

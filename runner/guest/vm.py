@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from runner import interrupt, config
+from runner import config, interrupt
 from runner.guest.agent_client import AgentClient, AgentLost
 from runner.guest.image import GuestArtifacts
 from runner.host import Accel, kvm_precheck, pid_alive

@@ -19,8 +19,8 @@ from runnercli import cli
 from vmhelp import ROOT, TEST_KMOD, Guest, Proc, build, children, is_dead, py, rundirs, scenario, sh
 
 from runner import config
-from runner.guest import vm
 from runner.__main__ import main
+from runner.guest import vm
 from runner.scenario import Step
 
 
