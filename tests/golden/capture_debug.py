@@ -70,11 +70,13 @@ BOOTS: dict[str, list[list[str]]] = {
             f"mountpoint -q {DEBUGFS} || sudo mount -t debugfs none {DEBUGFS}",
             "echo 1 | sudo tee /sys/module/kmemleak/parameters/verbose",
             "sudo insmod kmemleak_on_load/kmemleak_on_load.ko",
-            "sudo insmod kasan_on_load/kasan_on_load.ko report=uaf",
             # kmemleak reports objects at least 5 s old; a second scan catches what
-            # a stale reference hid from the first.
+            # a stale reference hid from the first. Before the next module: the
+            # leaks' backtraces point into kmemleak_on_load's freed init text, which
+            # a module loaded later would take over and be named after.
             f"sleep 6; echo scan | sudo tee {DEBUGFS}/kmemleak; echo scan | sudo tee "
             f"{DEBUGFS}/kmemleak; sudo head -n 4 {DEBUGFS}/kmemleak",
+            "sudo insmod kasan_on_load/kasan_on_load.ko report=uaf",
         ],
         ["sudo insmod kasan_on_load/kasan_on_load.ko report=oob"],
     ],
