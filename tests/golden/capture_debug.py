@@ -1,14 +1,15 @@
-"""Capture the debug kernel's golden logs again: tests/golden/kernel_log/*-6.1-debug.log.
+"""Capture the debug kernels' golden logs again: tests/golden/kernel_log/*-6.1-debug.log.
 
-    KBLOG_SNAPSHOTS=0 python tests/golden/capture_debug.py [LOG ...]
+    python tests/golden/capture_debug.py [LOG ...]
 
-builds (or brings up to date) the kernel of tests/golden/debug.config in its own kernel
-workspace (runner/kernels/build.py), then boots it once per entry of BOOTS[LOG],
-through the runner as a post's `boot=built` steps do (runner/execute.py): build
-steps make the test modules of tests/kmod against that kernel's objects (~/build),
-guest steps load them. Each guest boots cold (KBLOG_SNAPSHOTS=0, which the script
-sets), so each boot's console log starts at "Linux version"; the boots of a log
-are written one after the other into LOG.log. Then
+builds (or brings up to date) the kernel of tests/golden/debug.config (for KCSAN,
+which excludes KASAN, tests/golden/debug-kcsan.config) in its own kernel workspace
+(runner/kernels/build.py), then boots it once per entry of BOOTS[LOG], through the
+runner as a post's `boot=built` steps do (runner/execute.py): build steps make the
+test modules of tests/kmod against that kernel's objects (~/build), guest steps
+load them. Each guest boots cold (the script sets KBLOG_SNAPSHOTS=0), so each
+boot's console log starts at "Linux version"; the boots of a log are written one
+after the other into LOG.log. Then
 
     pytest tests/runner/test_kernel_log_golden.py --update-golden
 
@@ -33,7 +34,10 @@ from runner.execute import run_scenario  # noqa: E402
 from runner.kernels import build as kernel_build  # noqa: E402
 from runner.scenario import Scenario, Step  # noqa: E402
 
-FRAGMENT = Path(__file__).resolve().parent / "debug.config"
+HERE = Path(__file__).resolve().parent
+FRAGMENT = HERE / "debug.config"
+# KCSAN excludes KASAN: its log comes from a kernel of its own.
+KCSAN_FRAGMENT = HERE / "debug-kcsan.config"
 GOLDEN = REPO / "tests" / "golden" / "kernel_log"
 KMOD = REPO / "tests" / "kmod"
 TIMEOUT = 180.0  # seconds a guest step may take under TCG
@@ -80,6 +84,13 @@ BOOTS: dict[str, list[list[str]]] = {
         ],
         ["sudo insmod kasan_on_load/kasan_on_load.ko report=oob"],
     ],
+    "kcsan-6.1-debug": [
+        [
+            f"mountpoint -q {DEBUGFS} || sudo mount -t debugfs none {DEBUGFS}",
+            f"echo on | sudo tee {DEBUGFS}/kcsan",
+            "sudo insmod kcsan_race_on_load/kcsan_race_on_load.ko",
+        ],
+    ],
     "stall-6.1-debug": [
         [
             "sudo insmod might_sleep_on_load/might_sleep_on_load.ko",
@@ -92,6 +103,7 @@ BOOTS: dict[str, list[list[str]]] = {
         ],
     ],
 }
+FRAGMENTS = {"kcsan-6.1-debug": KCSAN_FRAGMENT}  # the others: FRAGMENT
 
 
 def modules(commands: list[str]) -> list[str]:
@@ -176,12 +188,14 @@ def main() -> None:
     if unknown:
         parser.error(f"no such log: {', '.join(unknown)}")
     os.environ["KBLOG_SNAPSHOTS"] = "0"
-    built = kernel_build.build(kernel_build.KernelSpec(FRAGMENT))
-    print(f"{built.release}: " + " ".join(f"{k} {v:.0f} s" for k, v in built.seconds.items()))
-    with tempfile.TemporaryDirectory() as tmp:
-        kernel_dir = Path(tmp)  # the fragment as a scenario's ~/kernel/guest.config
-        (kernel_dir / kernel_build.FRAGMENT_NAME).write_text(FRAGMENT.read_text())
-        for log_name in args.logs or BOOTS:
+    for log_name in args.logs or BOOTS:
+        fragment = FRAGMENTS.get(log_name, FRAGMENT)
+        built = kernel_build.build(kernel_build.KernelSpec(fragment))
+        seconds = " ".join(f"{k} {v:.0f} s" for k, v in built.seconds.items())
+        print(f"{built.release}: {seconds}")
+        with tempfile.TemporaryDirectory() as tmp:
+            kernel_dir = Path(tmp)  # the fragment as a scenario's ~/kernel/guest.config
+            (kernel_dir / kernel_build.FRAGMENT_NAME).write_text(fragment.read_text())
             capture(log_name, kernel_dir)
 
 
