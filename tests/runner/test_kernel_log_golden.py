@@ -220,6 +220,8 @@ KINDS = {
         "KASAN",
     ],
     "stall-6.1-debug": ["sleep-in-atomic", "bad-page", "workqueue-lockup", "rcu-stall"],
+    # On the KCSAN kernel (tests/golden/debug-kcsan.config): a task and a timer interrupt.
+    "kcsan-6.1-debug": ["KCSAN"],
     # The "is blocked on a mutex likely owned by" line after a report is no event.
     "hang-7.1-io-wait-reconstructed": ["hung-task"] * 2,
     "unwind-6.12-frame-pointer-reconstructed": ["bad-frame-pointer"] * 2,
