@@ -190,6 +190,38 @@ KINDS = {
         "invalid-opcode",
     ],
     "oops-5.4-gpf-non-canonical-reconstructed": ["general-protection"] * 2,
+    # Captured on the debug kernel (tests/golden/debug.config, tests/golden/capture_debug.py),
+    # one boot per lockdep report (lockdep reports once, but "suspicious RCU usage").
+    # A mutex under a spinlock: might_sleep() reports before lockdep does.
+    "lockdep-6.1-debug": [
+        "lockdep-rcu",
+        "lockdep-circular",
+        "lockdep-recursive",
+        "lockdep-inconsistent",
+        "lockdep-irq-inversion",
+        "lockdep-irq-order",
+        "sleep-in-atomic",
+        "lockdep-wait-context",
+        "lockdep-unlock-balance",
+        "lockdep-held-freed",
+        "lockdep-held-at-exit",
+        "lockdep-return-to-user",  # its "is leaving the kernel" line is no second event
+        "lockdep-nested",
+        "lockdep-non-static-key",
+    ],
+    # UBSAN twice, ODEBUG and its WARN, kmemleak's scan, KASAN (once per boot: two boots).
+    "sanitizers-6.1-debug": [
+        "UBSAN",
+        "UBSAN",
+        "ODEBUG",
+        "WARNING",
+        "kmemleak",
+        "KASAN",
+        "KASAN",
+    ],
+    "stall-6.1-debug": ["sleep-in-atomic", "bad-page", "workqueue-lockup", "rcu-stall"],
+    # On the KCSAN kernel (tests/golden/debug-kcsan.config): a task and a timer interrupt.
+    "kcsan-6.1-debug": ["KCSAN"],
     # The "is blocked on a mutex likely owned by" line after a report is no event.
     "hang-7.1-io-wait-reconstructed": ["hung-task"] * 2,
     "unwind-6.12-frame-pointer-reconstructed": ["bad-frame-pointer"] * 2,
