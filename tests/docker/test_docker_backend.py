@@ -305,3 +305,50 @@ def test_containers_of_killed_runners_are_swept(
         for cid in made.values():
             with contextlib.suppress(Exception):
                 docker_client.api.remove_container(cid, force=True, v=True)
+
+
+@pytest.mark.docker
+@pytest.mark.vm
+def test_ctrl_c_at_the_terminal_ends_a_docker_run_with_130(
+    docker_client: docker.DockerClient, runner_image: str, tmp_path
+) -> None:
+    """SIGINT to the process group of `python -m runner --backend docker`, as a terminal
+    sends it, while a step runs in the container: exit 130, "interrupted", never a
+    lost guest, and no container of the run left."""
+    import signal
+    import sys
+    import time
+
+    name = "ctrl-c-in-docker"
+    path = tmp_path / "scenario.json"
+    sc = Scenario(name, [Step("t", "console", "sleep 300", timeout=400, source="p.md:3")])
+    path.write_text(json.dumps(sc.to_json()))
+    env = dict(os.environ, PYTHONPATH=str(real_post.ROOT), PYTHONUNBUFFERED="1")
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "runner", str(path), "--backend", "docker"],
+        cwd=real_post.ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    output: list[str] = []
+    try:
+        assert runner.stdout is not None
+        for line in runner.stdout:
+            output.append(line)
+            if "container" in line and "started" in line:
+                break
+        time.sleep(3)  # the guest boots inside and the step starts
+        os.killpg(runner.pid, signal.SIGINT)
+        output.append(runner.stdout.read())
+        status = runner.wait(timeout=60)
+    finally:
+        if runner.poll() is None:
+            os.killpg(runner.pid, signal.SIGKILL)
+            runner.wait()
+    shown = "".join(output)
+    assert status == 130, shown
+    assert "interrupted" in shown and "lost" not in shown, shown
+    assert leftovers(docker_client, name) == [], shown
