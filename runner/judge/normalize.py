@@ -30,6 +30,14 @@ _RULES = [
 # before it. Comparisons leave them out of build steps.
 KBUILD_PROGRESS = re.compile(r"^  [A-Z][A-Z0-9_]{1,7}( \[M\])? +\S")
 
+# Lines a build prints differently into a kept ~/build and a fresh one for the same
+# work: a reader's first run starts from nothing, the published one may not have.
+# Comparisons of build steps read each as the one form on the right.
+KEPT_OR_FRESH = {
+    "# No change to .config": "# .config written (or already as wanted)",
+    "# configuration written to .config": "# .config written (or already as wanted)",
+}
+
 
 def normalize(line: str) -> str:
     for pattern, repl in _RULES:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 
 from runner import terminal
 from runner.judge import expect, kernel_log
-from runner.judge.normalize import KBUILD_PROGRESS, normalize_lines, rename
+from runner.judge.normalize import KBUILD_PROGRESS, KEPT_OR_FRESH, normalize_lines, rename
 from runner.scenario import (
     FAILED_STATUSES,
     KernelEvent,
@@ -138,12 +138,13 @@ def kernel_renames(published: ScenarioResult, now: ScenarioResult) -> dict[str, 
 
 
 def _view(result: StepResult, renames: Mapping[str, str]) -> list[str]:
-    """A step's output as comparisons see it. kbuild's progress lines are left out of
-    build steps: with kept objects they list what this run had to redo, which depends
-    on the runs before it."""
+    """A step's output as comparisons see it. In build steps, kbuild's progress lines
+    are left out (with kept objects they list what this run had to redo, which depends
+    on the runs before it) and what a kept and a fresh build word differently reads
+    as one (KEPT_OR_FRESH)."""
     lines = normalize_lines([rename(line, renames) for line in result.output.split("\n")])
     if result.where == "build":
-        lines = [line for line in lines if not KBUILD_PROGRESS.match(line)]
+        lines = [KEPT_OR_FRESH.get(line, line) for line in lines if not KBUILD_PROGRESS.match(line)]
     return lines
 
 

@@ -77,3 +77,14 @@ def test_what_make_redid_in_kept_objects_is_not_drift() -> None:
     assert "-  BUILD   arch/x86/boot/bzImage" in compare(
         [step(rebuilt, where="guest")], [step(nothing, where="guest")]
     )
+
+
+def test_a_fresh_build_dir_and_a_kept_one_are_no_drift() -> None:
+    """A reader reproducing a kernel post from nothing gets kconfig's "configuration
+    written" where the published run, on a kept ~/build, said "No change"."""
+    kept = ["#", "# No change to .config", "#", "make[1]: Leaving directory '/home/user/build'"]
+    fresh = ["#", "# configuration written to .config", "#", kept[-1]]
+    assert compare([step(kept, where="build")], [step(fresh, where="build")]) == ""
+    # In the guest, or anything else changed, it is still a difference.
+    assert compare([step(kept)], [step(fresh)]) != ""
+    assert compare([step(kept, where="build")], [step(fresh[:-1], where="build")]) != ""
