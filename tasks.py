@@ -257,33 +257,21 @@ def _post_scenario(post: str):
 def run(c, post, kernel="", json=False, backend=""):
     """Run one post's snippets in a fresh guest and print what the terminals showed."""
     import json as json_module  # the --json flag shadows the module here
+    import tempfile
 
-    from runner import backends, config
-    from runner.__main__ import transcript
-    from runner.display import Display
-    from runner.judge import verdict
+    from runner import __main__ as runner_cli
 
     _, scenario = _post_scenario(post)
-    shown = Display()  # on stderr: each step as it runs, a long one's latest line
-    try:
-        _, run_on = backends.select(backend or backends.default_name(), shown.print)
-    except backends.BackendUnavailable as exc:
-        raise Exit(str(exc), 2) from None
-    with shown.scenario(steps=True) as view:
-        result = run_on(
-            scenario,
-            kernel or None,
-            log=shown.print,
-            progress=view.progress,
-            activity=view.activity,
-        )
-    if json:
-        print(json_module.dumps(result.to_json(), indent=1))
-    else:
-        print(transcript(scenario, result))
-    failed = verdict.problems(scenario, result, config.kernel(kernel or None).name)
-    if failed:
-        raise Exit("\n\n".join(failed), 1)
+    # The runner's own command line does the rest (backend, display, run, judge):
+    # `invoke run` is `python -m runner` on the post's scenario.
+    with tempfile.TemporaryDirectory(prefix="kblog-run-") as tmp:
+        path = Path(tmp) / f"{scenario.name}.json"
+        path.write_text(json_module.dumps(scenario.to_json()))
+        argv = [str(path), *(["--kernel", kernel] if kernel else [])]
+        argv += [*(["--json"] if json else []), *(["--backend", backend] if backend else [])]
+        status = runner_cli.main(argv)
+    if status:
+        raise Exit(code=status)
 
 
 @task

@@ -157,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(transcript(scenario, result))
     failed = verdict.problems(scenario, result, config.kernel(args.kernel).name)
+    if failed:
+        print("\n\n".join(failed), file=sys.stderr)
     return 1 if failed else 0
 
 
