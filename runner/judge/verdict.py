@@ -255,7 +255,9 @@ def step_problem(step: Step, result: StepResult, kernel: str, error: str = "") -
     detail = f"\n{result.detail}" if result.detail else ""
     if result.status in FAILED_STATUSES:
         why = explain(result.status, step, result.output)
-        more = f"\n{error}" if error and result.status != Status.NOT_RUN else ""
+        # The run's error, unless it only says again why this step failed.
+        repeats = error.endswith(why) or result.status == Status.NOT_RUN
+        more = f"\n{error}" if error and not repeats else ""
         return f"{where(step, result, kernel)}: {why}{more}{detail}"
     if result.matched is False:
         return (

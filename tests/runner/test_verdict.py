@@ -101,3 +101,21 @@ def test_problems_in_post_order_then_events() -> None:
     assert "output differs" in found[0] and "within 2 s" in found[1] and "WARNING" in found[2]
     assert not verdict.passed(results[1]) and not verdict.passed(results[2])
     assert verdict.passed(results[0])  # its event is the verdict's business, not the status's
+
+
+def test_a_lost_guest_is_said_once() -> None:
+    """The run's error for a lost guest says what the step's own line says: once."""
+    step = Step("t", "console", "sleep 30", source="p.md:13", block=0)
+    lost = StepResult(0, Status.LOST, "$ ", "sleep 30", "", None, 2.0, "guest")
+    prov = Provenance("6.1.0", "6.1.1", "tcg", "test", "9", "2026", 1.0, 2.0)
+    error = f"p.md:13: {verdict.explain(Status.LOST, step, '')}"
+    (problem,) = verdict.problems(
+        Scenario("p", [step]), ScenarioResult("p", prov, [lost], error), "6.1"
+    )
+    assert problem.count("the guest was lost") == 1, problem
+    # An error that says more than the step's line is kept.
+    other = "p.md:13: the guest stopped answering: agent channel closed"
+    (problem,) = verdict.problems(
+        Scenario("p", [step]), ScenarioResult("p", prov, [lost], other), "6.1"
+    )
+    assert "agent channel closed" in problem
