@@ -20,6 +20,9 @@ DEFAULT_DATE_FORMAT = "%-d %B %Y"
 # Series an article may join with ``Series: <slug>``; the value is the display name.
 SERIES = {"kmod": "Writing Linux kernel modules"}
 
+# Hidden files and directories (an editor's lock or swap file) are no content.
+# Pelican matches these against base names: its own default, "**/.*", never matches one.
+IGNORE_FILES = [".*"]
 PLUGIN_PATHS = ["plugins"]
 PLUGINS = ["kblog_series", "kblog_snippets"]
 

@@ -282,7 +282,10 @@ def reproduce(c, post, kernel="", backend="auto"):
     from runner.reproduce import reproduce as run_post
 
     path, scenario = _post_scenario(post)
-    published = freeze.load(SNIPPETS / f"{path.stem}.json")
+    try:
+        published = freeze.load(SNIPPETS / f"{path.stem}.json")
+    except freeze.CapturesFileError as exc:
+        raise Exit(f"cannot reproduce {path.name}: {exc}", 2) from None
     try:
         done = run_post(scenario, published, ROOT / "kmod", kernel or None, backend)
     except (RuntimeError, OSError, KeyError) as exc:  # no engine, no QEMU, no kernel...

@@ -121,9 +121,9 @@ def build_site(
         with lock.checkout_lock(root, f"a site build into {output}"):
             staging = _staging(output)
             conf["OUTPUT_PATH"] = str(staging)
-            captured, _ = capture_site(conf, mode=mode)
+            captured, broken = capture_site(conf, mode=mode)
             report = BuildReport(output, [], captured.vm_runs, captured.outcomes)
-            plugin = SnippetsPlugin(captured)
+            plugin = SnippetsPlugin(captured, broken)
             # The plugin of this build holds its captures: Pelican takes plugin objects.
             conf["PLUGINS"] = [plugin if p == "kblog_snippets" else p for p in conf["PLUGINS"]]
             _reset_sitemap_plugin()
@@ -134,6 +134,10 @@ def build_site(
                 collector.messages.append(_os_error(exc, where))
             except Exception as exc:  # a plugin's check failed the whole run
                 collector.messages.append(str(exc))
+            # A post Pelican did not read (a draft's status, a path it ignores) fails
+            # the build too, with its own message, never by a refused commit.
+            unread = [*broken.values(), *captured.errors]
+            collector.messages += [m for m in unread if not any(m in c for c in collector.messages)]
             if collector.messages:
                 raise BuildError("\n\n".join(dict.fromkeys(collector.messages)), report)
             report.captures_written = captured.commit() if write_captures else []

@@ -261,8 +261,6 @@ def _results(
 
     for name, planned in plans.items():
         entry, decision = planned.entry, planned.decision
-        if found.error:
-            break  # a failed kernel stops its post, as a failed step stops its run
         if not request.covers(post.name, name):
             if entry is not None:  # another share runs it: the page shows the capture
                 found.results[name] = verdict.rejudge(scenario, entry.result, name)

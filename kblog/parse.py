@@ -292,8 +292,9 @@ def markdown_text(raw: str) -> str:
     offsets found in it are offsets in the text the Markdown extension is given."""
     text = raw.removeprefix("\ufeff")  # as Pelican reads a file
     text = text.replace(markdown.util.STX, "").replace(markdown.util.ETX, "")
-    text = text.replace("\r\n", "\n").replace("\r", "\n").expandtabs(4)
-    return re.sub(r"(?<=\n) +\n", "\n", text)
+    # Markdown ends the text with two newlines before it drops whitespace-only lines.
+    text = text.replace("\r\n", "\n").replace("\r", "\n") + "\n\n"
+    return re.sub(r"(?<=\n) +\n", "\n", text.expandtabs(4))
 
 
 def scenario_of(blocks: list[Block], name: str) -> Scenario:

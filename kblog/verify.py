@@ -27,8 +27,7 @@ from .build import capture_site
 FORMAT = 2  # 2: a cell's result is stored as "outcome"
 KIND = "kblog-verify-shard"
 Cell = tuple[str, str]  # (post source, e.g. "content/ep1-first-module.md", kernel label)
-# Outcome states a verification fails on; "drifted" only when the captures are not
-# being updated (with --update the new capture is the point).
+# How the table words the outcomes that pass (verdict.fails says which fail).
 SHOWN = {Outcome.FRESH: "passed", Outcome.CAPTURED: "passed (new)"}
 
 

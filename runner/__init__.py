@@ -17,6 +17,9 @@ CAPTURE_SOURCES = (
     "execute.py",
     "guests.py",
     "judge/expect.py",  # how output is matched: its captures are typed into later steps
+    # The family table: a run stops at an event that ends the guest, and proves a
+    # hang by one; the judge re-reads stored logs by it too, but the run needs it.
+    "judge/kernel_log.py",
     "kernels/build.py",
     "sandbox.py",
     "sandbox-uname",

@@ -82,7 +82,10 @@ def loads(text: str, path: Path) -> dict[str, Entry]:
         found = data.get("format") if isinstance(data, dict) else None
         raise CapturesFileError(f"{path}: format {found!r}, this runner reads format {FORMAT}")
     entries = {}
-    for label, raw in dict(data.get("kernels") or {}).items():
+    kernels = data.get("kernels") or {}
+    if not isinstance(kernels, dict):
+        raise CapturesFileError(f"{path}: its kernels are a {type(kernels).__name__}, not a table")
+    for label, raw in kernels.items():
         try:
             entries[label] = Entry(str(raw["key"]), dict(raw["inputs"]), _result(raw["result"]))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

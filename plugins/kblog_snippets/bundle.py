@@ -75,10 +75,8 @@ def _compressed(tar: bytes) -> bytes:
     bundle's cost, and a warm build makes the same tar again (tar and gzip are both
     deterministic here, so a cached file is exactly what compressing would give)."""
     cached = config.cache_dir() / "bundles" / f"{hashlib.sha256(tar).hexdigest()}.tar.gz"
-    try:
+    with contextlib.suppress(OSError):  # none yet, or unreadable: make it again
         return cached.read_bytes()
-    except FileNotFoundError:
-        pass
     data = gzip.compress(tar, mtime=0)
     with contextlib.suppress(OSError):  # a cache we cannot write only costs time
         freeze.write_atomic_bytes(cached, data)

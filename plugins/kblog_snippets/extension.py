@@ -10,6 +10,7 @@ template (`page` does both). Blocks without a session are left to fenced_code.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Protocol
 
 from markdown import Markdown
@@ -20,6 +21,9 @@ from kblog.parse import Post, SnippetError
 from runner.scenario import ScenarioResult
 
 from . import views
+
+# A fence that names a session: an executed block (kblog.parse says it in full).
+EXECUTED_FENCE = re.compile(r"^(?:`{3,}|~{3,})\s*\{[^}]*\bsession=")
 
 
 class Page(Protocol):
@@ -44,6 +48,8 @@ class SnippetsPreprocessor(Preprocessor):
             return lines
         found = page.page(source)
         if found is None:
+            if any(EXECUTED_FENCE.match(line) for line in lines):
+                raise SnippetError(f"{source}: executed blocks, but the build never read this post")
             return lines
         post, per_kernel = found
         text = "\n".join(lines)

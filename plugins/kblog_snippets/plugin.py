@@ -47,6 +47,7 @@ class Settings:
     kmod: Path
     mode: str
     kernels: tuple[str, ...]
+    ignored: tuple[str, ...]  # Pelican's IGNORE_FILES: no post of ours either
 
     @classmethod
     def read(cls, settings: dict[str, Any]) -> Settings:
@@ -59,6 +60,7 @@ class Settings:
             kmod=root / "kmod",
             mode=os.environ.get("KBLOG_EXECUTE") or settings.get("KBLOG_EXECUTE", "auto"),
             kernels=tuple(settings.get("KBLOG_KERNELS") or config.KERNELS),
+            ignored=tuple(settings.get("IGNORE_FILES", ())),
         )
 
     def shown(self, source_path: str | Path) -> str:
@@ -74,15 +76,27 @@ class Settings:
 
 
 def read_posts(settings: Settings) -> tuple[list[Post], dict[str, str]]:
-    """Every post with executed blocks, read once; and the posts that do not parse,
-    with their error (file:line: why), for when Pelican reads them."""
+    """Every post with executed blocks, read once; and the posts that do not parse or
+    cannot be read, with their error (file:line: why). Pelican's Markdown files only:
+    its extensions, and none it ignores (hidden ones, an editor's lock file)."""
     posts, broken = [], {}
-    for path in sorted(settings.content.rglob("*.md")):
+    found = {
+        p for ext in MarkdownReader.file_extensions for p in settings.content.rglob(f"*.{ext}")
+    }
+    for path in sorted(found):
+        relative = path.relative_to(settings.content)
+        if any(part.startswith(".") for part in relative.parts) or any(
+            relative.match(pattern) for pattern in settings.ignored
+        ):
+            continue
         source = settings.shown(path)
         try:
             post = read_post(path, source)
         except SnippetError as exc:
             broken[source] = str(exc)
+            continue
+        except (OSError, UnicodeDecodeError) as exc:
+            broken[source] = f"{source}: cannot be read: {exc}"
             continue
         if post.scenario.steps:
             posts.append(post)
@@ -92,8 +106,13 @@ def read_posts(settings: Settings) -> tuple[list[Post], dict[str, str]]:
 class SnippetsPlugin:
     """The plugin for one build; `captured` is None for a plain `pelican` run."""
 
-    def __init__(self, captured: capture_service.Captured | None = None) -> None:
+    def __init__(
+        self,
+        captured: capture_service.Captured | None = None,
+        broken: dict[str, str] | None = None,
+    ) -> None:
         self.given = captured
+        self.given_broken = broken or {}  # the posts the build could not read
         self.captured: capture_service.Captured | None = None
         self.broken: dict[str, str] = {}
         self.settings: dict[str, Any] | None = None
@@ -127,7 +146,7 @@ class SnippetsPlugin:
         self.config = Settings.read(pelican.settings)
         self.env = None
         if self.given is not None:
-            self.captured, self.broken = self.given, {}
+            self.captured, self.broken = self.given, dict(self.given_broken)
         else:
             posts, self.broken = read_posts(self.config)
             self.captured = capture_service.capture(posts, self.config.request())

@@ -8,8 +8,9 @@ CLI and a reader's reproduce. It decides
 - whether each step did what the post says (`problems`): its status, its output
   against the author's lines, the kernel events of its block against the declared
   ones. The events and the output match are derived again from the raw capture on
-  every call, so a stricter rule or a new kernel-log family reaches frozen captures
-  too, without a VM;
+  every call, so a stricter rule, or a capture edited by hand, reaches frozen
+  captures too, without a VM (the kernel-log table is part of a capture's key:
+  a run depends on it);
 - whether two captures are the same once volatile values are blanked (`compare`):
   one rule for drift from the published capture and for "differs across kernels";
 - what a post's build came to on one kernel (`Outcome`).
