@@ -15,7 +15,9 @@ import hashlib
 import importlib.metadata
 import io
 import json
+import os
 import tarfile
+import time
 from pathlib import Path
 
 from runner import config, freeze, sources
@@ -74,10 +76,27 @@ def _compressed(tar: bytes) -> bytes:
     """The gzip of `tar`, kept in the cache by the tar's hash: compressing is most of a
     bundle's cost, and a warm build makes the same tar again (tar and gzip are both
     deterministic here, so a cached file is exactly what compressing would give)."""
-    cached = config.cache_dir() / "bundles" / f"{hashlib.sha256(tar).hexdigest()}.tar.gz"
+    cache = config.cache_dir() / "bundles"
+    cached = cache / f"{hashlib.sha256(tar).hexdigest()}.tar.gz"
     with contextlib.suppress(OSError):  # none yet, or unreadable: make it again
-        return cached.read_bytes()
+        data = cached.read_bytes()
+        os.utime(cached)  # in use: pruned only when no build has wanted it for long
+        return data
     data = gzip.compress(tar, mtime=0)
     with contextlib.suppress(OSError):  # a cache we cannot write only costs time
         freeze.write_atomic_bytes(cached, data)
+        prune(cache)
     return data
+
+
+UNUSED_FOR = 14 * 86400  # seconds: every change to a post or the runner leaves one behind
+
+
+def prune(cache: Path, now: float | None = None) -> None:
+    """Remove the cached bundles no build has used for UNUSED_FOR (a new one is
+    made for each change of a post, its captures, kmod/ or the runner)."""
+    cutoff = (time.time() if now is None else now) - UNUSED_FOR
+    for path in cache.glob("*.tar.gz"):
+        with contextlib.suppress(OSError):  # another build's, gone already: fine
+            if path.stat().st_mtime < cutoff:
+                path.unlink()

@@ -66,3 +66,24 @@ def test_reproduce_hands_kmod_and_kernel_of_the_bundle_to_the_backend(tmp_path: 
         reproduce.reproduce(scenario, published, kmod, "6.1", out=io.StringIO(), run=run)
     assert given["kmod_dir"] == tmp_path / "kmod"
     assert given["kernel_dir"] == tmp_path / "kernel"
+
+
+def test_cached_bundles_unused_for_long_are_pruned(tmp_path, monkeypatch) -> None:
+    """A cached gzip is refreshed when a build uses it; one no build has wanted for
+    two weeks goes when a new one is made, so changes do not pile up in the cache."""
+    import os
+    import time
+
+    from kblog_snippets import bundle
+
+    monkeypatch.setenv("KBLOG_CACHE", str(tmp_path))
+    first = bundle._compressed(b"one")
+    (old,) = (tmp_path / "bundles").glob("*.tar.gz")
+    long_ago = time.time() - bundle.UNUSED_FOR - 60
+    os.utime(old, (long_ago, long_ago))
+    assert bundle._compressed(b"one") == first  # a hit: in use again
+    assert old.stat().st_mtime > long_ago
+    os.utime(old, (long_ago, long_ago))
+    bundle._compressed(b"two")  # a new one is made: the unused one goes
+    assert not old.exists()
+    assert len(list((tmp_path / "bundles").glob("*.tar.gz"))) == 1
