@@ -145,3 +145,49 @@ def watch_step_starts(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], thread
 
     monkeypatch.setattr(ScenarioView, "progress", progress)
     return event
+
+
+@dataclass
+class KilledBuild:
+    """A site build whose sandbox was killed while a step ran: what it said, how long
+    it took, and what the kill returned (a pid, a container name; None: never killed)."""
+
+    message: str
+    seconds: float
+    killed: object
+
+
+def build_killed_mid_step(
+    site: MiniSite,
+    monkeypatch: pytest.MonkeyPatch,
+    kill: Callable[[], object],
+    step: int = 1,
+    settle: float = 2.0,
+) -> KilledBuild:
+    """Build `site`, calling `kill` `settle` seconds after step `step` (from 0) begins,
+    on a thread of its own as the OOM killer or `docker kill` would come; the build
+    must fail (BuildError), and this returns how."""
+    import time
+
+    import pytest as pytest_module
+
+    from kblog.build import BuildError
+
+    step_started = watch_step_starts(monkeypatch)
+    killed: list[object] = []
+
+    def kill_while_it_runs() -> None:
+        if not step_started(step).wait(timeout=50):
+            return  # the build then fails the test by not failing as it should
+        time.sleep(settle)  # its command is typed by then
+        killed.append(kill())
+
+    killer = threading.Thread(target=kill_while_it_runs)
+    killer.start()
+    started = time.monotonic()
+    try:
+        with pytest_module.raises(BuildError) as info:
+            site.build()
+    finally:
+        killer.join(timeout=60)
+    return KilledBuild(str(info.value), time.monotonic() - started, killed[0] if killed else None)

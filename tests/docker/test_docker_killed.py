@@ -9,15 +9,12 @@ import os
 import re
 import shutil
 import socket
-import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from minisite import KILLED_LINE, KILLED_POST, ROOT, MiniSite, tree_bytes, watch_step_starts
+from minisite import KILLED_LINE, KILLED_POST, ROOT, MiniSite, build_killed_mid_step, tree_bytes
 
-from kblog.build import BuildError
 from runner.backends import docker as docker_backend
 
 if TYPE_CHECKING:
@@ -25,7 +22,6 @@ if TYPE_CHECKING:
 
 pytestmark = [pytest.mark.docker, pytest.mark.vm]
 
-SETTLE = 2.0  # seconds from the step's start to the kill: its command is typed by then
 POST = "killed-in-docker"  # the scenario's name: its container's label
 
 
@@ -53,28 +49,14 @@ def test_container_killed_mid_step_fails_the_build_and_leaves_nothing(
     site.build()
     before = tree_bytes(site.output), tree_bytes(site.snippets)
     site.add(f"{POST}.md", KILLED_POST)
-    step_started = watch_step_starts(monkeypatch)
-    killed: list[str] = []
 
-    def kill_while_it_sleeps() -> None:
-        if not step_started(1).wait(timeout=50):
-            return  # the build then fails the test by not failing as it should
-        time.sleep(SETTLE)
+    def kill_container() -> str:
         (name,) = our_containers(docker_client)
         docker_client.containers.get(name).kill()  # `docker kill NAME`: SIGKILL
-        killed.append(name)
+        return name
 
-    killer = threading.Thread(target=kill_while_it_sleeps)
-    killer.start()
-    started = time.monotonic()
-    try:
-        with pytest.raises(BuildError) as info:
-            site.build()
-    finally:
-        killer.join(timeout=60)
-    took = time.monotonic() - started
-    message = str(info.value)
-
+    done = build_killed_mid_step(site, monkeypatch, kill_container)
+    message, took, killed = done.message, done.seconds, done.killed
     assert killed, message
     assert took < 30, f"the build took {took:.0f} s: it waited the sleep out"
     assert re.search(
