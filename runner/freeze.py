@@ -122,11 +122,6 @@ def dumps(entries: dict[str, Entry], post: str) -> str:
     return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Replace `path` in one rename: readers see the old file or the new one."""
-    write_all_atomic({path: text.encode()})
-
-
 def write_atomic_bytes(path: Path, data: bytes) -> None:
     """Replace `path` with `data` in one rename, the data on disk before the rename."""
     write_all_atomic({path: data})
