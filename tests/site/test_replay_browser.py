@@ -85,8 +85,13 @@ def _watch(page: Any, session: str, text: str) -> tuple[str, float]:
 
 
 def _check_replay(page: Any) -> None:
-    # The player is there, on the first session, and shows the first step's terminal.
-    assert page.get_attribute("#kb-replay", "data-session") == "build"
+    # The player is there, on the session of the post's first step.
+    first = page.evaluate(
+        "(post) => { const r = window.kblogReplay[post];"
+        " return r[Object.keys(r)[0]].steps['1'][0]; }",
+        page.get_attribute("#kb-replay", "data-post"),
+    )
+    assert page.get_attribute("#kb-replay", "data-session") == first
     assert page.locator("#kb-replay .kb-replay-controls").is_visible()
     # The block that hangs: its link jumps to its step, in the Python session, and plays.
     step, start = _watch(page, "py", "f.read()")

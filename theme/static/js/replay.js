@@ -23,7 +23,9 @@
       rows: Number(section.getAttribute("data-rows")),
       idleTimeLimit: Number(section.getAttribute("data-idle"))
     };
-    var state = { kernel: kernels[0], session: "", player: null, playing: false, timer: 0 };
+    /* `from`: where the player was last put; until it gets there, the replay is there
+       (a player that starts at a step may report a moment just before it at first). */
+    var state = { kernel: kernels[0], session: "", player: null, playing: false, from: -1 };
     var blocks = Array.prototype.slice.call(document.querySelectorAll(".kb-step[data-step]"));
 
     function run() { return all[state.kernel]; }
@@ -65,6 +67,10 @@
     function tick() {
       if (!state.player) return;
       var t = state.player.getCurrentTime() || 0;
+      if (state.from >= 0) {
+        if (t + 0.01 >= state.from) state.from = -1;
+        else t = state.from;
+      }
       section.setAttribute("data-time", t.toFixed(2));
       var n = stepAt(t);
       markBlock(n);
@@ -79,6 +85,7 @@
       box.textContent = "";
       state.session = session;
       state.playing = false;
+      state.from = at;
       var player = window.AsciinemaPlayer.create({ data: run().casts[session] }, box, {
         cols: opts.cols,
         rows: opts.rows,
@@ -143,7 +150,7 @@
 
     section.querySelector(".kb-replay-controls").hidden = false;
     show(firstSession(), 0, false);
-    state.timer = window.setInterval(tick, POLL_MS);
+    window.setInterval(tick, POLL_MS);
   }
 
   if (document.readyState === "loading") {
