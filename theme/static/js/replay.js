@@ -126,8 +126,12 @@
       button.addEventListener("click", function () {
         var t = now();
         state.kernel = button.getAttribute("data-kernel");
+        /* The same moment on the other kernel: in the terminal the post is at then,
+           when following it, else in the same terminal if that kernel's run has it. */
         var n = stepAt(t);
-        show(n !== "" && follow && follow.checked ? run().steps[n][0] : state.session in run().casts ? state.session : firstSession(), t, state.playing);
+        var session = state.session in run().casts ? state.session : firstSession();
+        if (n !== "" && follow && follow.checked) session = run().steps[n][0];
+        show(session, t, state.playing);
       });
     });
 
