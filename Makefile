@@ -16,10 +16,10 @@ PIP_TARGET_test := .[test]
 
 .PHONY: html test clean
 
-html: $(VENV)/.installed-html
+html: $(VENV)/.installed-html build/.node-modules-html
 	$(VENV)/bin/invoke build
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test build/.node-modules-test
 	$(VENV)/bin/invoke test
 
 clean:
@@ -27,6 +27,13 @@ clean:
 
 build/.host-packages-html build/.host-packages-test: build/.host-packages-%: $(HOST_INPUTS)
 	sh runner/install-host-packages.sh $*
+	@mkdir -p $(dir $@) && touch $@
+
+# The browser side (package.json: the replay player the build copies into the site),
+# exactly as package-lock.json says; no install scripts run. The stamp is kept in
+# build/: npm ci empties node_modules/ first.
+build/.node-modules-html build/.node-modules-test: build/.node-modules-%: package.json package-lock.json build/.host-packages-%
+	npm ci --ignore-scripts --no-audit --no-fund
 	@mkdir -p $(dir $@) && touch $@
 
 $(VENV)/.installed-html $(VENV)/.installed-test: $(VENV)/.installed-%: pyproject.toml build/.host-packages-%

@@ -41,7 +41,9 @@ MARKDOWN = {
 RELATIVE_URLS = False
 
 # Pages: articles, archives, tags, categories and a 404; no per-author pages (one author).
-DIRECT_TEMPLATES = ["index", "archives", "tags", "categories", "404"]
+# "report": what ran where, when and how long (kblog/report.py), linked from the footer.
+DIRECT_TEMPLATES = ["index", "archives", "tags", "categories", "404", "report"]
+REPORT_URL = REPORT_SAVE_AS = "report.html"
 ARCHIVES_URL = ARCHIVES_SAVE_AS = "archives.html"
 TAGS_URL = TAGS_SAVE_AS = "tags.html"
 CATEGORIES_URL = CATEGORIES_SAVE_AS = "categories.html"

@@ -103,6 +103,7 @@ def _kernel_labels(kernel: str) -> list[str] | None:
         "shard": "only share I of N of the post x kernel cells (e.g. 1/2); writes --out",
         "out": "write the outcomes here (default with --shard: build/verify/shard-I-of-N.json)",
         "merge": "print the table and verdict of the shard files in this directory",
+        "report": "write the execution report here (HTML; JSON if it ends in .json)",
     }
 )
 @_interruptible
@@ -114,6 +115,7 @@ def verify(
     shard: str = "",
     out: str = "",
     merge: str = "",
+    report: str = "",
 ) -> None:
     """Re-run every post in the sandbox, ignoring captures; --update keeps the new ones.
 
@@ -123,11 +125,15 @@ def verify(
 
     if merge:
         if update or newest or kernel or shard or out:
-            raise Exit("verify --merge takes no other option: the shard files say the rest", 2)
+            raise Exit(
+                "verify --merge takes no other option but --report: the shard files say the rest",
+                2,
+            )
         try:
             merged = verification.merge(Path(merge))
         except verification.VerifyInputError as exc:
             raise Exit(f"verify: {exc}", 2) from None
+        _write_report(report, merged)
         _verdict(merged, update=False)
         return
     from runner import config
@@ -165,6 +171,7 @@ def verify(
         run = verification.run_id(plan.cells, count, part.releases, plan.inputs)
         verification.write_shard(path, verification.shard_document(run, index, count, part))
         print(f"shard {index}/{count}: {len(cells)} of {len(plan.cells)} cells, in {path}")
+    _write_report(report, part)
     _verdict(part, update)
     for path in written:
         print(f"updated {path.relative_to(ROOT)}")
@@ -190,6 +197,19 @@ def _newest_kernels(labels: list[str] | None) -> Iterator[None]:
             stack.enter_context(config.environment_variable("KBLOG_BACKEND", "local"))
         stack.enter_context(config.releases_override(releases))
         yield
+
+
+def _write_report(path: str, done: Verification) -> None:
+    """The execution report of a verification, before its verdict (a failed one too)."""
+    if not path:
+        return
+    from kblog import report
+
+    try:
+        report.write(Path(path), done.report(), ROOT / "theme" / "templates")
+    except OSError as exc:
+        raise Exit(f"verify: --report {path}: {exc.strerror}", 1) from None
+    print(f"report: {path}", file=sys.stderr)  # stdout is the table
 
 
 def _verdict(done: Verification, update: bool) -> None:

@@ -18,13 +18,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kblog import report
 from kblog.captures import CellOutcome
 from runner.judge import verdict
 from runner.judge.verdict import Outcome
 
 from .build import capture_site
 
-FORMAT = 2  # 2: a cell's result is stored as "outcome"
+FORMAT = 3  # 2: a cell's result is stored as "outcome"; 3: and its report row
 KIND = "kblog-verify-shard"
 Cell = tuple[str, str]  # (post source, e.g. "content/ep1-first-module.md", kernel label)
 # How the table words the outcomes that pass (verdict.fails says which fail).
@@ -44,6 +45,7 @@ class Verification:
     releases: dict[str, str]
     newest: bool = False
     errors: list[str] = field(default_factory=list)
+    rows: list[report.Row] = field(default_factory=list)  # the execution report's
 
     def table(self) -> str:
         return table(self.cells, self.outcomes, self.errors)
@@ -52,6 +54,10 @@ class Verification:
         """Whether the run fails (verdict.fails); with `update`, drift is the point."""
         outcomes = [o.outcome for o in by_cell(self.cells, self.outcomes).values()]
         return bool(self.errors) or any(verdict.fails(o, drift_fails=not update) for o in outcomes)
+
+    def report(self) -> list[report.Row]:
+        """The execution report of these cells, in their order ("not run" where none ran)."""
+        return report.complete(self.cells, self.rows)
 
 
 def _outcome(data: Mapping[str, Any]) -> CellOutcome:
@@ -126,6 +132,7 @@ def shard_document(run: str, index: int, count: int, part: Verification) -> dict
         "cells": [list(cell) for cell in part.cells],
         "outcomes": [asdict(o) for o in part.outcomes],
         "errors": part.errors,
+        "report": report.to_json(part.rows),
     }
 
 
@@ -183,6 +190,7 @@ def merge(directory: Path) -> Verification:
         newest=first["newest"],
         # Every shard builds the whole site: a site-wide error comes once from each.
         errors=list(dict.fromkeys(e for _, d in docs for e in d["errors"])),
+        rows=[r for _, d in docs for r in report.from_json(d["report"])],
     )
 
 
@@ -242,5 +250,6 @@ def run(
     captured, broken = capture_site(conf, mode="always", cells=names)
     part.errors += list(broken.values())
     part.outcomes = list(captured.outcomes)
+    part.rows = report.rows(captured)
     written = captured.commit() if update and not part.failed(update=True) else []
     return part, written

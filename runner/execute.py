@@ -21,7 +21,15 @@ from runner.guest.vm import VM, Console, VMError, choose_accel, qemu_version, ru
 from runner.host import Accel
 from runner.judge import expect, kernel_log, verdict
 from runner.kernels import build as kernel_build
-from runner.scenario import Provenance, Scenario, ScenarioResult, Status, Step, StepResult
+from runner.scenario import (
+    Provenance,
+    Scenario,
+    ScenarioResult,
+    SessionRecording,
+    Status,
+    Step,
+    StepResult,
+)
 
 PROMPT_TIMEOUT = 30.0  # a fresh shell or Python shows its first prompt within this
 SCENARIO_DEADLINE = 900.0
@@ -103,6 +111,10 @@ class Run:
         self.throttle: ActivityThrottle | None = None
         # A step printed without end and went on after Ctrl-C: why the run ends there.
         self.unstoppable = ""
+        # Each session's output in time, for the replay; one clock for them all. A
+        # session on a replaced guest goes on in the same recording.
+        self.origin = time.monotonic()
+        self.recordings: dict[str, tuple[str, str, terminal.Recording]] = {}
 
     @property
     def vm(self) -> VM:
@@ -241,11 +253,17 @@ class Run:
             if step.session not in self.sessions:
                 self._spawn_guest(step)
 
+    def _recording(self, name: str, kind: str, where: str) -> terminal.Recording:
+        if name not in self.recordings:
+            self.recordings[name] = (where, kind, terminal.Recording(self.origin))
+        return self.recordings[name][2]
+
     def _guest_session(self, name: str, kind: str) -> Session:
         def write(data: bytes) -> None:
             self.agent.input(name, data)
 
-        return Session(terminal.Terminal(name, write), kind, "guest")
+        recording = self._recording(name, kind, "guest")
+        return Session(terminal.Terminal(name, write, recording=recording), kind, "guest")
 
     def _spawn_guest(self, step: Step) -> Session:
         sess = self._guest_session(step.session, step.kind)
@@ -255,7 +273,8 @@ class Run:
 
     def _spawn_build(self, step: Step) -> Session:
         assert self.layout is not None
-        term = terminal.Terminal(step.session, lambda data: None)
+        recording = self._recording(step.session, "shell", "build")
+        term = terminal.Terminal(step.session, lambda data: None, recording=recording)
         # "$ " whoever runs it: the reader builds modules as an ordinary user.
         base = {**terminal.shell_env(sandbox.PATH, prompt="$"), **self.build_env}
         env = sandbox.env(self.layout, base)
@@ -280,6 +299,8 @@ class Run:
             return _not_run(index, step, prompt, typed, f"session still running {sess.busy_since}")
         console = self._vm.console if self._vm is not None else None
         console_start = console.offset() if console is not None else 0
+        if sess.term.recording is not None:
+            sess.term.recording.mark(str(index + 1))
         started = time.monotonic()
         received = sess.term.received
         deadline = min(started + step.timeout, self.deadline)
@@ -637,4 +658,8 @@ def run_scenario(
         boot_seconds=round(sum(run.boot_seconds), 2),
         total_seconds=round(time.monotonic() - started, 2),
     )
-    return ScenarioResult(scenario.name, provenance, results, error)
+    recordings = {
+        name: SessionRecording(where, kind, recording.events)
+        for name, (where, kind, recording) in run.recordings.items()
+    }
+    return ScenarioResult(scenario.name, provenance, results, error, recordings)

@@ -10,6 +10,8 @@ matches is reused without a VM.
 
 from __future__ import annotations
 
+import base64
+import gzip
 import hashlib
 import json
 import os
@@ -22,7 +24,12 @@ from runner import config, runner_digest, sources
 from runner.kernels import source as kernel_source
 from runner.scenario import Scenario, ScenarioResult
 
-FORMAT = 1
+# 2: each session's recording (its output in time, for the replay) is kept, as
+# base64 of gzipped JSON: it is large, repetitive and no one reads it in a diff.
+# A file of format 1 has none: it still reads, and its captures are stale (the
+# format is one of a capture's key inputs), so they are made again.
+FORMAT = 2
+READABLE = (1, FORMAT)
 TEXT_FIELDS = ("output",)  # stored as lists of lines, so diffs read line by line
 
 
@@ -39,7 +46,12 @@ def tree_inputs(kmod: Path) -> dict[str, str]:
 def key_inputs(scenario: Scenario, kernel: config.Kernel, shared: dict[str, str]) -> dict[str, str]:
     """What one post's capture on one kernel depends on; `shared` from tree_inputs().
     Only a post that builds the kernel depends on kernel/ and the source's version."""
-    inputs = {"scenario": scenario.digest(), "kernel": kernel.release, **shared}
+    inputs = {
+        "scenario": scenario.digest(),
+        "kernel": kernel.release,
+        "format": str(FORMAT),
+        **shared,
+    }
     if scenario.builds_kernel:
         inputs["kernel_source"] = kernel_source.candidate_version()
     else:
@@ -78,9 +90,11 @@ def loads(text: str, path: Path) -> dict[str, Entry]:
         data = json.loads(text)
     except ValueError as exc:
         raise CapturesFileError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
+    if not isinstance(data, dict) or data.get("format") not in READABLE:
         found = data.get("format") if isinstance(data, dict) else None
-        raise CapturesFileError(f"{path}: format {found!r}, this runner reads format {FORMAT}")
+        raise CapturesFileError(
+            f"{path}: format {found!r}, this runner reads formats {', '.join(map(str, READABLE))}"
+        )
     entries = {}
     kernels = data.get("kernels") or {}
     if not isinstance(kernels, dict):
@@ -101,7 +115,29 @@ def _result(stored: dict[str, Any]) -> ScenarioResult:
         for name in TEXT_FIELDS:
             if isinstance(step[name], list):
                 step[name] = "\n".join(step[name])
+    data["recordings"] = {
+        name: {**rec, "events": unpack_recording(rec["events"])}
+        for name, rec in data.get("recordings", {}).items()
+    }
     return ScenarioResult.from_json(data)
+
+
+def unpack_recording(packed: str) -> list[list[float | str]]:
+    """The events pack_recording stored; ValueError if they are not that."""
+    try:
+        events = json.loads(gzip.decompress(base64.b64decode(packed, validate=True)))
+    except (OSError, EOFError) as exc:  # not gzip, or cut short
+        raise ValueError(f"a recording is not gzipped JSON: {exc}") from None
+    if not isinstance(events, list):
+        raise ValueError("a recording is not a list of events")
+    return events
+
+
+def pack_recording(events: list[list[float | str]]) -> str:
+    """A recording's events as stored: gzipped JSON in base64, the same bytes for the
+    same events (no time in the gzip header), so an unchanged capture diffs as none."""
+    raw = json.dumps(events, ensure_ascii=False, separators=(",", ":")).encode()
+    return base64.b64encode(gzip.compress(raw, compresslevel=9, mtime=0)).decode()
 
 
 def make_entry(inputs: dict[str, str], result: ScenarioResult) -> Entry:
@@ -113,6 +149,10 @@ def _stored(entry: Entry) -> dict[str, Any]:
     for step in data["steps"]:
         for name in TEXT_FIELDS:
             step[name] = step[name].split("\n")
+    data["recordings"] = {
+        name: {**rec, "events": pack_recording(rec["events"])}
+        for name, rec in sorted(data["recordings"].items())
+    }
     return {"key": entry.key, "inputs": entry.inputs, "result": data}
 
 

@@ -7,6 +7,9 @@ image takes SETS["image"] and the reproduce bundle's README names the bundle's.
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 LIST = Path(__file__).resolve().parent / "host-packages.txt"
@@ -26,22 +29,41 @@ class PackageListError(ValueError):
     """The package list is malformed; names the file and line."""
 
 
-def read(path: Path = LIST) -> dict[str, str]:
-    """{package: role}, in the file's order."""
-    found: dict[str, str] = {}
+UNLESS = "unless="
+
+
+@dataclass(frozen=True)
+class Listed:
+    role: str
+    # A program whose presence makes the package unneeded: the machine has its own
+    # (npm from another vendor's nodejs, which Debian's npm would conflict with).
+    unless: str = ""
+
+
+def entries(path: Path = LIST) -> dict[str, Listed]:
+    """{package: its role and condition}, in the file's order."""
+    found: dict[str, Listed] = {}
     for number, raw in enumerate(path.read_text().splitlines(), 1):
         line = raw.split("#", 1)[0].split()
         if not line:
             continue
-        if len(line) != 2 or line[1] not in ROLES:
+        unless = line[2].removeprefix(UNLESS) if len(line) == 3 else ""
+        well_formed = len(line) == 2 or (len(line) == 3 and line[2].startswith(UNLESS) and unless)
+        if not well_formed or line[1] not in ROLES:
             raise PackageListError(
-                f"{path.name}:{number}: expected 'PACKAGE ROLE' with ROLE one of {ROLES}: {raw!r}"
+                f"{path.name}:{number}: expected 'PACKAGE ROLE [unless=PROGRAM]' with ROLE "
+                f"one of {ROLES}: {raw!r}"
             )
-        package, role = line
+        package, role = line[:2]
         if package in found:
             raise PackageListError(f"{path.name}:{number}: {package} is listed twice")
-        found[package] = role
+        found[package] = Listed(role, unless)
     return found
+
+
+def read(path: Path = LIST) -> dict[str, str]:
+    """{package: role}, in the file's order."""
+    return {package: listed.role for package, listed in entries(path).items()}
 
 
 def roles_of(*names: str) -> tuple[str, ...]:
@@ -57,10 +79,24 @@ def roles_of(*names: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(roles))
 
 
-def packages(*names: str, path: Path = LIST) -> list[str]:
-    """The packages of the roles or sets `names`, in the file's order."""
+def packages(
+    *names: str,
+    path: Path = LIST,
+    present: Callable[[str], str | None] = shutil.which,
+) -> list[str]:
+    """The packages of the roles or sets `names`, in the file's order, less those
+    marked unless=PROGRAM where `present` finds that program (on PATH by default)."""
     roles = roles_of(*names)
-    return [pkg for pkg, role in read(path).items() if role in roles]
+    return [
+        pkg
+        for pkg, listed in entries(path).items()
+        if listed.role in roles and not (listed.unless and present(listed.unless))
+    ]
+
+
+def listed(*names: str, path: Path = LIST) -> list[str]:
+    """Every package of the roles or sets `names`, conditions aside."""
+    return packages(*names, path=path, present=lambda program: None)
 
 
 if __name__ == "__main__":

@@ -175,11 +175,23 @@ class Provenance:
 
 
 @dataclass
+class SessionRecording:
+    """One session's output in time (runner/terminal.py's Recording): for a replay of
+    the run, never judged or compared. Events: [seconds from the run's start, "o",
+    text] and [seconds, "m", step number from 1] where a step starts."""
+
+    where: str  # "guest" or "build"
+    kind: str  # "shell" or "python"
+    events: list[list[float | str]] = field(default_factory=list)
+
+
+@dataclass
 class ScenarioResult:
     scenario: str
     provenance: Provenance
     steps: list[StepResult]
     error: str = ""  # why the run stopped early, if it did
+    recordings: dict[str, SessionRecording] = field(default_factory=dict)  # by session
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -191,4 +203,7 @@ class ScenarioResult:
             provenance=Provenance(**data["provenance"]),
             steps=[StepResult.from_json(s) for s in data["steps"]],
             error=data.get("error", ""),
+            recordings={
+                name: SessionRecording(**rec) for name, rec in data.get("recordings", {}).items()
+            },
         )

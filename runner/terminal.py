@@ -10,6 +10,7 @@ shell's `$?`, empty for Python.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import os
 import pty
@@ -38,6 +39,16 @@ OUTPUT_LIMIT = 2 << 20
 SPILL_WINDOW = 64 << 10
 # A marker is shorter: an unfinished one at the end of the buffer starts within this.
 MARKER_SPAN = 64
+
+# A session's recording (what a replay shows) keeps output in frames: what arrives
+# within FRAME_SECONDS of a frame's start joins it. A reader's eye sees no finer
+# steps, and a build's thousands of small writes stay a few hundred events.
+FRAME_SECONDS = 0.05
+# The most of one step's output a recording keeps: a replay shows a kernel build
+# scrolling by, not its whole log (the step's output keeps that); the rest is cut
+# with a line that says so.
+RECORD_STEP_LIMIT = 128 << 10
+RECORD_CUT = "\r\n[kblog: the replay leaves out the rest of this step's output]\r\n"
 
 SHELL_PROMPTS = {"P": "$ ", "C": "> "}
 PYTHON_PROMPTS = {"P": ">>> ", "C": "... "}
@@ -86,13 +97,67 @@ class Exchange:
     overflow: bool = False
 
 
+class Recording:
+    """A session's output as it arrived, in time: what a replay of the run shows.
+
+    Times are seconds on the monotonic clock from `origin`, which every session of a
+    run shares, so that their recordings line up. Events are [time, "o", text] for
+    output and [time, "m", label] for the start of a step; text is decoded as it
+    comes (a character split between two reads stays whole), prompt markers and all,
+    as a terminal would have been sent them."""
+
+    def __init__(self, origin: float, step_limit: int = RECORD_STEP_LIMIT) -> None:
+        self.origin = origin
+        self.step_limit = step_limit
+        self.events: list[list[float | str]] = []
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._frame_start = -1.0  # when the last output frame began; -1: none open
+        self._step_bytes = 0  # output of the current step so far, kept or not
+        self._lock = threading.Lock()
+
+    def _now(self) -> float:
+        return round(time.monotonic() - self.origin, 3)
+
+    def output(self, data: bytes) -> None:
+        with self._lock:
+            room = self.step_limit - self._step_bytes
+            self._step_bytes += len(data)
+            if room <= 0:
+                return
+            text = self._decoder.decode(data[:room])
+            if len(data) > room:  # cut here, once per step
+                text += self._decoder.decode(b"", final=True) + RECORD_CUT
+                self._decoder.reset()
+            if not text:
+                return
+            now = self._now()
+            last = self.events[-1] if self.events else None
+            if last is not None and last[1] == "o" and now - self._frame_start < FRAME_SECONDS:
+                last[2] = str(last[2]) + text
+                return
+            self._frame_start = now
+            self.events.append([now, "o", text])
+
+    def mark(self, label: str) -> None:
+        """A step starts: its marker, and its output counted afresh against the limit."""
+        with self._lock:
+            self._step_bytes = 0
+            self._frame_start = -1.0
+            self.events.append([self._now(), "m", label])
+
+
 class Terminal:
     """The host's view of one terminal; bytes arrive by `feed`, input leaves by `write`."""
 
     def __init__(
-        self, name: str, write: Callable[[bytes], None], limit: int = OUTPUT_LIMIT
+        self,
+        name: str,
+        write: Callable[[bytes], None],
+        limit: int = OUTPUT_LIMIT,
+        recording: Recording | None = None,
     ) -> None:
         self.name = name
+        self.recording = recording  # where output also goes, with its time
         self.write = write  # where typed bytes go; a LocalPty points it at its pty
         self.limit = limit
         self._buf = bytearray()  # what came since the last prompt taken, up to `limit`
@@ -112,6 +177,8 @@ class Terminal:
             return self._spilled > 0
 
     def feed(self, data: bytes) -> None:
+        if self.recording is not None:
+            self.recording.output(data)
         with self._cond:
             self.received += len(data)
             room = 0 if self._spilled else max(0, self.limit - len(self._buf))

@@ -60,6 +60,7 @@ BUILD_TOOLS = {
     "bison": "kbuild of a guest kernel from source (runner/kernels/build.py)",
     "flex": "kbuild of a guest kernel from source (runner/kernels/build.py)",
     "xz": "tar -xJ of linux-source's tarball (runner/kernels/source.py)",
+    "npm": "the Makefile's `npm ci` of package.json (the replay player the build copies)",
 }
 
 
@@ -142,7 +143,7 @@ def _allowed_packages(
     for pkg, (_, _, provides) in table.items():
         for virtual in provides:
             providers.setdefault(virtual, set()).add(pkg)
-    listed = host_packages.packages(set_name)
+    listed = host_packages.listed(set_name)  # a package left out where its program is
     todo = [*listed, *(p for p, (ess, _, _) in table.items() if ess)]
     seen: set[str] = set()
     while todo:
@@ -221,7 +222,7 @@ def test_program_comes_from_a_listed_package(program: str) -> None:
 
 def test_every_listed_package_is_installed() -> None:
     table = _installed()
-    missing = [pkg for pkg in host_packages.read() if pkg not in table]
+    missing = [pkg for pkg in host_packages.packages() if pkg not in table]
     assert missing == [], f"listed but not installed (run make): {missing}"
 
 
@@ -245,6 +246,27 @@ def test_malformed_list_names_file_and_line(tmp_path: Path) -> None:
         host_packages.read(bad)
 
 
+def test_a_package_is_left_out_where_its_program_is(tmp_path: Path) -> None:
+    """npm: Debian's where the machine has none, the machine's own where it has one."""
+    listed = tmp_path / "host-packages.txt"
+    listed.write_text("python3 runner\nnodejs build unless=npm\nnpm build unless=npm\n")
+
+    def has(programs: set[str]):
+        return lambda program: f"/usr/bin/{program}" if program in programs else None
+
+    assert host_packages.packages("html", path=listed, present=has(set())) == [
+        "python3",
+        "nodejs",
+        "npm",
+    ]
+    assert host_packages.packages("html", path=listed, present=has({"npm"})) == ["python3"]
+    assert host_packages.listed("html", path=listed) == ["python3", "nodejs", "npm"]
+    for bad in ("npm build unless=", "npm build if=npm"):
+        listed.write_text(bad + "\n")
+        with pytest.raises(host_packages.PackageListError, match=r"host-packages.txt:1:"):
+            host_packages.read(listed)
+
+
 def test_each_make_command_installs_its_set() -> None:
     """`make -n -B` prints what each target would run, without running it."""
     for target in ("html", "test"):
@@ -256,6 +278,10 @@ def test_each_make_command_installs_its_set() -> None:
         assert installs == [target], f"make {target} installs {installs}"
         extras = re.findall(r"pip install --quiet -e '(.*)'$", proc.stdout, re.M)
         assert extras == [".[test]" if target == "test" else "."], extras
+        # The page's player: from package-lock.json, exactly, for the site and its tests.
+        assert re.findall(r"^npm (ci\b.*)$", proc.stdout, re.M) == [
+            "ci --ignore-scripts --no-audit --no-fund"
+        ], proc.stdout
 
 
 def test_sets_nest_and_name_known_roles() -> None:

@@ -65,7 +65,7 @@ class SnippetsPreprocessor(Preprocessor):
         for block in post.blocks:
             n = len(block.steps)
             block_results = {k: r.steps[index : index + n] for k, r in per_kernel.items()}
-            html = page.render_block(views.block(block.steps, block_results))
+            html = page.render_block(views.block(block.steps, block_results, index + 1))
             index += n
             pieces += [text[pos : block.start], f"\n{self.md.htmlStash.store(html)}\n"]
             pos = block.end

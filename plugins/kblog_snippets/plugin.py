@@ -10,13 +10,15 @@ build (its settings), so several builds in one process never mix.
 - `generator_init`: the theme's Jinja environment, which renders every block.
 - `readers_init`: the Markdown reader tells the extension which post it converts.
 - `content_object_init`: the page's provenance, differences and reproduce box.
-- `finalized`: the reproduce bundles.
+- `article_generator_finalized`: the execution report's data (kblog/report.py).
+- `finalized`: the reproduce bundles, the replays and the player they need.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,16 +27,22 @@ from pelican import signals
 from pelican.readers import MarkdownReader
 
 from kblog import captures as capture_service
+from kblog import report
 from kblog.parse import Post, SnippetError, read_post
 from runner import config
 from runner.scenario import ScenarioResult
 
-from . import bundle, views
+from . import bundle, replay, views
 from .extension import SnippetsExtension
 
 log = logging.getLogger(__name__)
 
 BLOCK_TEMPLATE = "kblog/block.html"
+# The replay's player, as `npm ci` installs it from package.json (never kept in git);
+# the build copies these into the site's theme files.
+PLAYER = Path(__file__).resolve().parents[2] / "node_modules" / "asciinema-player"
+PLAYER_FILES = ("dist/bundle/asciinema-player.min.js", "dist/bundle/asciinema-player.css")
+PLAYER_STATIC = "asciinema-player"  # under the theme's static directory of the output
 
 
 @dataclass(frozen=True)
@@ -124,6 +132,7 @@ class SnippetsPlugin:
         signals.generator_init.connect(self.generator_init)
         signals.readers_init.connect(self.readers_init)
         signals.content_object_init.connect(self.content_object_init)
+        signals.article_generator_finalized.connect(self.article_generator_finalized)
         signals.finalized.connect(self.finalized)
 
     def disconnect(self) -> None:
@@ -132,6 +141,7 @@ class SnippetsPlugin:
             (signals.generator_init, self.generator_init),
             (signals.readers_init, self.readers_init),
             (signals.content_object_init, self.content_object_init),
+            (signals.article_generator_finalized, self.article_generator_finalized),
             (signals.finalized, self.finalized),
         ):
             signal.disconnect(receiver)
@@ -196,6 +206,14 @@ class SnippetsPlugin:
         content.kblog_provenance = views.provenance(provenances, self.captured.kmod_digest)
         content.kblog_differences = views.differences(found.post.scenario.steps, steps)
         content.kblog_reproduce = {"commands": bundle.commands(name, url), "bundle_url": url}
+        content.kblog_replay = replay.page(name, per_kernel, content.settings.get("SITEURL", ""))
+
+    def article_generator_finalized(self, generator: Any) -> None:
+        """The report page's data, for the direct template "report" (pelicanconf.py)."""
+        if not self._mine(generator.settings):
+            return
+        assert self.captured is not None
+        generator.context["kblog_report"] = report.view(report.rows(self.captured))
 
     def finalized(self, pelican: Any) -> None:
         """Write the bundles; for a plain `pelican` run, also the new captures if no
@@ -203,7 +221,9 @@ class SnippetsPlugin:
         if not self._mine(pelican.settings):
             return
         assert self.captured is not None and self.config is not None
-        write_bundles(self.captured, self.config, Path(pelican.settings["OUTPUT_PATH"]))
+        output = Path(pelican.settings["OUTPUT_PATH"])
+        write_bundles(self.captured, self.config, output)
+        write_replays(self.captured, output, output / pelican.settings["THEME_STATIC_DIR"])
         if self.given is None and not self.captured.errors:
             for path in self.captured.commit():
                 log.info("wrote %s", path)
@@ -235,6 +255,32 @@ def write_bundles(captured: capture_service.Captured, settings: Settings, output
             scenario.name, scenario, found.text, settings.kmod, kernel_dir, runner_dir
         )
         (dest / f"{scenario.name}.tar.gz").write_bytes(data)
+
+
+def write_replays(captured: capture_service.Captured, output: Path, static: Path) -> None:
+    """Each executed post's replay files (replay.py), and the player they play in."""
+    recorded = False
+    for found in sorted(captured.posts.values(), key=lambda p: p.post.name):
+        if found.error or not found.results:
+            continue
+        post = found.post
+        replay.write(output, post.name, post.name, found.results)
+        recorded = recorded or any(r.recordings for r in found.results.values())
+    if recorded:
+        copy_player(static / PLAYER_STATIC)
+
+
+def copy_player(dest: Path) -> None:
+    """The player's script and style from node_modules/; missing, the build fails."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in PLAYER_FILES:
+        source = PLAYER / name
+        if not source.is_file():
+            raise SnippetError(
+                f"{source}: missing; the pages' replay player comes from npm: run `make html` "
+                "(or `npm ci` at the top of the checkout)"
+            )
+        shutil.copyfile(source, dest / source.name)
 
 
 # The plugin of a plain `pelican` run (PLUGINS = ["kblog_snippets"]).

@@ -100,11 +100,15 @@ def panel(steps: list[Step], results: list[StepResult]) -> dict[str, Any]:
     }
 
 
-def block(steps: list[Step], per_kernel: dict[str, list[StepResult]]) -> dict[str, Any]:
-    """A block's capture: one panel per kernel, the first kernel's shown first."""
+def block(
+    steps: list[Step], per_kernel: dict[str, list[StepResult]], first: int = 1
+) -> dict[str, Any]:
+    """A block's capture: one panel per kernel, the first kernel's shown first. `first`
+    numbers its first step in the post (from 1): its moment in the replay."""
     kernels = list(per_kernel)
     return {
         "id": block_id(steps[0]),
+        "step": first,
         "session": steps[0].session,
         "where": per_kernel[kernels[0]][0].where,
         "differs": len(kernels) > 1 and verdict.differs(per_kernel),

@@ -242,3 +242,38 @@ def test_unended_escape_sequences_are_cleaned_in_linear_time() -> None:
     started = time.monotonic()
     assert terminal.last_line(b"\x1b]" * 300_000 + b"\r\nend") == "end"
     assert time.monotonic() - started < 2
+
+
+class TestRecording:
+    def test_output_in_time_with_a_marker_per_step(self) -> None:
+        rec = terminal.Recording(time.monotonic())
+        term = terminal.Terminal("t", lambda data: None, recording=rec)
+        rec.mark("1")
+        term.feed(b"one ")
+        term.feed(b"frame")
+        time.sleep(terminal.FRAME_SECONDS * 2)
+        term.feed(b"\r\nlater")
+        assert [e[1:] for e in rec.events] == [["m", "1"], ["o", "one frame"], ["o", "\r\nlater"]]
+        times = [float(e[0]) for e in rec.events]
+        assert times == sorted(times)
+        assert times[2] - times[1] >= terminal.FRAME_SECONDS
+        # The terminal itself still sees everything.
+        assert term.received == len(b"one frame\r\nlater")
+
+    def test_a_character_split_between_reads_stays_whole(self) -> None:
+        rec = terminal.Recording(time.monotonic())
+        snowman = "☃".encode()
+        rec.output(snowman[:1])
+        rec.output(snowman[1:])
+        assert "".join(str(e[2]) for e in rec.events) == "☃"
+
+    def test_a_step_s_output_is_cut_at_the_limit_once(self) -> None:
+        rec = terminal.Recording(time.monotonic(), step_limit=10)
+        rec.mark("1")
+        rec.output(b"0123456789abc")
+        rec.output(b"more")
+        text = "".join(str(e[2]) for e in rec.events if e[1] == "o")
+        assert text == "0123456789" + terminal.RECORD_CUT
+        rec.mark("2")  # the next step is recorded again
+        rec.output(b"next")
+        assert rec.events[-1][1:] == ["o", "next"]

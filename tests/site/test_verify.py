@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kblog import verify
+from kblog import report, verify
 from kblog.captures import CellOutcome
 from kblog.verify import Verification, VerifyInputError
 from runner.judge.verdict import Outcome
@@ -52,10 +52,24 @@ def _write_shards(tmp: Path, states: dict[tuple[str, str], str], count: int) -> 
     for i in range(1, count + 1):
         mine = verify.share(cells, i, count)
         outcomes = [_outcome(c, states.get(c, "fresh"), states.get(c, "")) for c in mine]
-        part = Verification(mine, outcomes, RELEASES)
+        part = Verification(mine, outcomes, RELEASES, rows=[_row(c) for c in mine])
         verify.write_shard(tmp / f"s{i}.json", verify.shard_document(run, i, count, part))
     outcomes = [_outcome(c, states.get(c, "fresh"), states.get(c, "")) for c in cells]
     return Verification(cells, outcomes, RELEASES)
+
+
+def _row(cell: tuple[str, str]) -> report.Row:
+    step = report.StepTime(1, "term1", "guest", "ls", 0.25, "ok")
+    return report.Row(cell[0], cell[1], "fresh", qemu="7.2", accel="TCG", steps=[step])
+
+
+def test_merge_joins_the_shards_report_in_cell_order(tmp_path: Path) -> None:
+    whole = _write_shards(tmp_path, {}, 3)
+    merged = verify.merge(tmp_path)
+    assert merged.report() == [_row(c) for c in whole.cells]
+    # A cell no shard reached is in the report, as not run.
+    part = Verification(whole.cells, [], RELEASES, rows=[_row(whole.cells[0])])
+    assert [r.state for r in part.report()] == ["fresh"] + ["not run"] * (len(whole.cells) - 1)
 
 
 def test_merge_gives_the_unsharded_table_and_verdict(tmp_path: Path) -> None:
@@ -165,7 +179,9 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], messa
 def test_two_shards_merged_give_the_unsharded_table(tmp_path: Path) -> None:
     """The real series on kernel 6.1: once whole, once as shards 1/2 and 2/2."""
     started = time.monotonic()
-    whole = _invoke("verify", "--kernel", "6.1", timeout=900)
+    whole = _invoke(
+        "verify", "--kernel", "6.1", "--report", str(tmp_path / "whole.json"), timeout=900
+    )
     shards = tmp_path / "shards"
     for i in (1, 2):
         out = shards / f"shard-{i}.json"
@@ -175,9 +191,21 @@ def test_two_shards_merged_give_the_unsharded_table(tmp_path: Path) -> None:
         assert done.returncode == whole.returncode, done.stdout + done.stderr
         # Three posts in two shards: two cells, then one.
         assert len(json.loads(out.read_text())["cells"]) == (2 if i == 1 else 1)
-    merged = _invoke("verify", "--merge", str(shards))
+    merged_report = tmp_path / "merged.html"
+    merged = _invoke("verify", "--merge", str(shards), "--report", str(merged_report))
     assert merged.returncode == whole.returncode, merged.stderr
     assert merged.stdout == whole.stdout
+    # The execution report: every cell, with its steps' times, merged as the table is.
+    found = report.from_json(json.loads((tmp_path / "whole.json").read_text()))
+    assert [(r.post, r.kernel) for r in found] == [
+        (f"content/{name}.md", "6.1")
+        for name in ("ep1-first-module", "ep2-kernel-segfaults", "ep3-system-call")
+    ]
+    assert all(r.steps and r.accel and r.qemu and r.captured_at for r in found), found
+    page = merged_report.read_text()
+    for r in found:
+        assert f"<h2>{r.post}</h2>" in page
+    assert "The slowest steps of the series" in page
     rows = merged.stdout.splitlines()
     assert rows[0].split() == ["post", "kernel", "result"]
     assert [r.split()[:2] for r in rows[1:] if not r.startswith(" ")] == [

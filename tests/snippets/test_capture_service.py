@@ -19,17 +19,30 @@ from kblog.parse import Post
 from runner import config, freeze
 from runner.judge import verdict
 from runner.judge.verdict import Action, Outcome
-from runner.scenario import Provenance, Scenario, ScenarioResult, Status, Step, StepResult
+from runner.scenario import (
+    Provenance,
+    Scenario,
+    ScenarioResult,
+    SessionRecording,
+    Status,
+    Step,
+    StepResult,
+)
 
 INPUTS = {"scenario": "s1", "kernel": "6.1.0-56-amd64", "kmod": "k1", "runner": "r1"}
 
 
 def _result(
-    output: str, status: Status = Status.OK, klog: list[str] | None = None
+    output: str, status: Status = Status.OK, klog: list[str] | None = None, took: float = 0.1
 ) -> ScenarioResult:
     prov = Provenance("6.1.0-56-amd64", "6.1.1", "tcg", "test", "9.0", "2026-11-29", 0.2, 1.0)
     step = StepResult(0, status, "$ ", "echo hi", output, 0, 0.1, "guest", kernel_log=klog or [])
-    return ScenarioResult("post", prov, [step])
+    # What the terminal showed, in time: a slower run is no other capture.
+    events: list[list[float | str]] = [[0.0, "o", "$ "], [0.1, "m", "1"]]
+    events += [[0.1, "o", "echo hi\r\n"], [0.1 + took, "o", f"{output}\r\n$ "]]
+    return ScenarioResult(
+        "post", prov, [step], recordings={"t": SessionRecording("guest", "shell", events)}
+    )
 
 
 @pytest.mark.parametrize(
@@ -67,6 +80,43 @@ def test_drift_only_for_a_fresh_capture_run_again() -> None:
     assert outcome is Outcome.DRIFTED and "-hi" in detail and "+bye" in detail
     stale = verdict.decide("auto", None, INPUTS, {})
     assert verdict.after_run(stale, None, {}, _result("bye"), INPUTS) == (Outcome.CAPTURED, "")
+
+
+def test_drift_ignores_the_recordings() -> None:
+    fresh = verdict.decide("always", freeze.key_of(INPUTS), INPUTS, INPUTS)
+    slower = _result("hi", took=3.0)
+    assert slower.recordings != _result("hi").recordings
+    assert verdict.after_run(fresh, _result("hi"), INPUTS, slower, INPUTS) == (Outcome.FRESH, "")
+
+
+def test_recordings_are_stored_packed_and_read_back(tmp_path: Path) -> None:
+    entry = freeze.make_entry(INPUTS, _result("hi"))
+    text = freeze.dumps({config.DEFAULT_KERNEL: entry}, "content/post.md")
+    assert text == freeze.dumps({config.DEFAULT_KERNEL: entry}, "content/post.md")  # no gzip time
+    stored = json.loads(text)["kernels"][config.DEFAULT_KERNEL]["result"]["recordings"]["t"]
+    assert (stored["where"], stored["kind"]) == ("guest", "shell")
+    assert isinstance(stored["events"], str) and "echo hi" not in stored["events"]
+    again = freeze.loads(text, tmp_path / "post.json")[config.DEFAULT_KERNEL]
+    assert again.result == entry.result
+
+
+def test_a_file_of_the_format_before_recordings_is_stale_not_damaged(tmp_path: Path) -> None:
+    """Format 1 kept no recordings: its captures read, are stale, and are made again."""
+    _capture(tmp_path, CountingRunner("hi")).commit()
+    path = tmp_path / "snippets" / "post.json"
+    doc = json.loads(path.read_text())
+    doc["format"] = 1
+    for stored in doc["kernels"].values():
+        del stored["result"]["recordings"], stored["inputs"]["format"]
+        stored["key"] = freeze.key_of(stored["inputs"])  # as that runner made it
+    path.write_text(json.dumps(doc))
+    runner = CountingRunner("hi")
+    never = _capture(tmp_path, runner, mode="never")
+    assert "is stale (changed: format)" in never.errors[0]
+    rerun = _capture(tmp_path, runner)
+    assert (runner.runs, _outcomes(rerun)) == (1, [Outcome.CAPTURED])
+    rerun.commit()
+    assert freeze.load(path)[config.DEFAULT_KERNEL].result.recordings["t"].events
 
 
 def test_one_comparator_for_drift_and_for_kernels_that_differ() -> None:
@@ -196,7 +246,8 @@ def test_a_frozen_kernel_log_is_read_by_todays_table(tmp_path: Path) -> None:
     [
         (lambda text: text[: len(text) // 2], "not valid JSON"),
         (lambda text: text.replace('"key"', '"kee"', 1), "is malformed (KeyError"),
-        (lambda text: text.replace('"format": 1', '"format": 7'), "format 7"),
+        (lambda text: text.replace('"events": "H4sI', '"events": "AAAA', 1), "not gzipped"),
+        (lambda text: text.replace(f'"format": {freeze.FORMAT}', '"format": 7'), "format 7"),
     ],
 )
 def test_a_damaged_captures_file_is_named_and_never_overwritten_silently(

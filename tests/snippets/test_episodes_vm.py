@@ -10,7 +10,9 @@ import pytest
 from htmltree import Element, parse
 
 from kblog.build import build_site
+from runner import freeze
 from runner.judge.normalize import normalize_lines
+from runner.scenario import Status
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -98,3 +100,29 @@ def test_only_blocks_that_really_differ_are_marked(fresh_site) -> None:
         assert listed == marked
     # On these kernels the build output does differ (6.12 links a .module-common.o).
     assert "data-differs" in blocks(root / "output" / "kernel-segfaults.html")["step-2"].attrs
+
+
+def test_episode_2_is_recorded_in_time(fresh_site) -> None:
+    """Every session's output is kept in time, with a marker where each of its steps
+    starts: the build pty's and the guest terminals' alike. The Python session's read
+    never returns (no prompt after its marker) while the shell goes on after it."""
+    root, _ = fresh_site
+    for kernel, entry in freeze.load(root / "snippets" / "ep2-kernel-segfaults.json").items():
+        recs = entry.result.recordings
+        assert {name: r.where for name, r in recs.items()} == {
+            "build": "build",
+            "term1": "guest",
+            "py": "guest",
+        }, kernel
+        (hang,) = [s for s in entry.result.steps if s.status == Status.HANG]
+        after = _events_from(recs["py"].events, str(hang.index + 1))
+        assert after and not any(">>> " in str(e[2]) for e in after if e[1] == "o"), kernel
+        later = [e for e in recs["term1"].events if e[1] == "m" and e[0] > after[0][0]]
+        assert later, kernel  # the shell's steps after the hang
+        steps_marked = sum(1 for r in recs.values() for e in r.events if e[1] == "m")
+        assert steps_marked == len(entry.result.steps), kernel
+
+
+def _events_from(events: list[list[float | str]], marker: str) -> list[list[float | str]]:
+    at = next(n for n, e in enumerate(events) if e[1] == "m" and e[2] == marker)
+    return events[at:]
