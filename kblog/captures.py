@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner import backends, config, freeze, interrupt
+from runner import backends, config, freeze, interrupt, memo
 from runner.display import Display
 from runner.judge import verdict
 from runner.judge.verdict import Action, Outcome
@@ -141,6 +141,55 @@ class _Planned:
     decision: verdict.Decision
 
 
+# How a stored capture is judged, kept between builds (runner/memo.py): a warm build
+# shows the same captures again. The key holds the captures file as read, the post's
+# scenario (its file:line places too) and the kernel; a hand-edited capture, an edited
+# post or a change to the judge's code is judged afresh.
+JUDGED = memo.Memo(
+    "judged",
+    "runner.judge.verdict",
+    (
+        "runner",
+        "runner.config",
+        "runner.freeze",
+        "runner.judge",
+        "runner.judge.expect",
+        "runner.judge.kernel_log",
+        "runner.judge.normalize",
+        "runner.judge.verdict",
+        "runner.kernels",
+        "runner.kernels.debian",
+        "runner.kernels.source",
+        "runner.memo",
+        "runner.scenario",
+        "runner.sources",
+        "runner.terminal",
+    ),
+)
+
+
+def judged(
+    post: Post, result: ScenarioResult, kernel: str, stored: str = ""
+) -> tuple[list[str], ScenarioResult]:
+    """What keeps a capture from being what its post says (verdict.problems), and the
+    capture as the judge reads it today (verdict.rejudge). `stored` is the text of the
+    captures file `result` was read from ("" for a fresh run): such a capture is judged
+    once per change of that text, of the post or of the judge."""
+    scenario = post.scenario
+    at = JUDGED.key([stored, post.model, kernel]) if stored else ""
+    found = JUDGED.get(at) if at else None
+    if isinstance(found, dict):
+        try:
+            return [str(p) for p in found["problems"]], ScenarioResult.from_json(found["result"])
+        except (KeyError, TypeError, ValueError):
+            pass  # an entry of another shape: judged again below
+    problems = verdict.problems(scenario, result, kernel)
+    read = verdict.rejudge(scenario, result, kernel)
+    if at:
+        JUDGED.put(at, {"problems": problems, "result": read.to_json()})
+    return problems, read
+
+
 def capture(posts: Sequence[Post], request: Request, runner: Runner | None = None) -> Captured:
     """Each post's results on each of the request's kernels: reused, or run (stale ones
     in parallel), and judged. Never raises for a post: its error is in its entry."""
@@ -251,7 +300,7 @@ def _results(
     text: str,
 ) -> PostCaptures:
     """One post's judged results, its outcomes, and its captures file if it changed."""
-    scenario, source = post.scenario, post.source
+    source = post.source
     found = PostCaptures(post)
     table = dict(stored)
 
@@ -263,7 +312,7 @@ def _results(
         entry, decision = planned.entry, planned.decision
         if not request.covers(post.name, name):
             if entry is not None:  # another share runs it: the page shows the capture
-                found.results[name] = verdict.rejudge(scenario, entry.result, name)
+                found.results[name] = judged(post, entry.result, name, text)[1]
             continue
         if decision.action is Action.REFUSE:
             why = unreadable or decision.why
@@ -274,9 +323,10 @@ def _results(
                 "and no VM may run (KBLOG_EXECUTE=never)",
             )
             continue
+        read_from = ""  # the captures file's text, for a capture reused from it
         if decision.action is Action.REUSE:
             assert entry is not None
-            result = entry.result
+            result, read_from = entry.result, text
         else:
             got = ran[(source, name)]
             if isinstance(got, Exception):
@@ -284,7 +334,7 @@ def _results(
                 fail(name, Outcome.FAILED, why)
                 continue
             result = got
-        problems = verdict.problems(scenario, result, name)
+        problems, read = judged(post, result, name, read_from)
         if problems:
             reused = decision.action is Action.REUSE
             frozen = " (a frozen capture, judged by today's rules)" if reused else ""
@@ -300,7 +350,7 @@ def _results(
             )
             answer.outcomes.append(CellOutcome(source, name, outcome, detail))
             table[name] = freeze.make_entry(planned.inputs, result)
-        found.results[name] = verdict.rejudge(scenario, result, name)
+        found.results[name] = read
     if table == stored and not unreadable:
         found.text = text  # nothing new: the file as it is
     else:

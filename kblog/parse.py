@@ -17,6 +17,8 @@ the output the author expects from the input above it.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -320,6 +322,11 @@ class Post:
     @property
     def name(self) -> str:
         return self.scenario.name
+
+    @functools.cached_property
+    def model(self) -> str:
+        """Its scenario as JSON, places included: what memos of its judging hold."""
+        return json.dumps(self.scenario.to_json(), sort_keys=True)
 
 
 def read_post(path: Path, source: str) -> Post:
