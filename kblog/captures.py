@@ -104,6 +104,8 @@ class PostCaptures:
     results: dict[str, ScenarioResult] = field(default_factory=dict)
     text: str = ""
     error: str = ""
+    # The blocks (Step.block) whose captures differ across the kernels shown.
+    differs: frozenset[int] = frozenset()
 
 
 @dataclass
@@ -141,31 +143,32 @@ class _Planned:
     decision: verdict.Decision
 
 
+# The judge's code: runner/judge/verdict.py and what it imports (a test checks it).
+JUDGE_CODE = (
+    "runner",
+    "runner.config",
+    "runner.freeze",
+    "runner.judge",
+    "runner.judge.expect",
+    "runner.judge.kernel_log",
+    "runner.judge.normalize",
+    "runner.judge.verdict",
+    "runner.kernels",
+    "runner.kernels.debian",
+    "runner.kernels.source",
+    "runner.memo",
+    "runner.scenario",
+    "runner.sources",
+    "runner.terminal",
+)
 # How a stored capture is judged, kept between builds (runner/memo.py): a warm build
 # shows the same captures again. The key holds the captures file as read, the post's
 # scenario (its file:line places too) and the kernel; a hand-edited capture, an edited
 # post or a change to the judge's code is judged afresh.
-JUDGED = memo.Memo(
-    "judged",
-    "runner.judge.verdict",
-    (
-        "runner",
-        "runner.config",
-        "runner.freeze",
-        "runner.judge",
-        "runner.judge.expect",
-        "runner.judge.kernel_log",
-        "runner.judge.normalize",
-        "runner.judge.verdict",
-        "runner.kernels",
-        "runner.kernels.debian",
-        "runner.kernels.source",
-        "runner.memo",
-        "runner.scenario",
-        "runner.sources",
-        "runner.terminal",
-    ),
-)
+JUDGED = memo.Memo("judged", "runner.judge.verdict", JUDGE_CODE)
+# Which blocks of a post differ across kernels, under the captures file as published,
+# the post's scenario and the kernels in their order.
+DIFFERS = memo.Memo("differs", "runner.judge.verdict", JUDGE_CODE)
 
 
 def judged(
@@ -188,6 +191,27 @@ def judged(
     if at:
         JUDGED.put(at, {"problems": problems, "result": read.to_json()})
     return problems, read
+
+
+def differing_blocks(post: Post, results: dict[str, ScenarioResult], text: str) -> frozenset[int]:
+    """The blocks whose captures differ across kernels (verdict.differs, the drift
+    rule), for captures published as `text`."""
+    if len(results) < 2:
+        return frozenset()
+    at = DIFFERS.key([text, post.model, *results])
+    found = DIFFERS.get(at)
+    if isinstance(found, list) and all(isinstance(n, int) for n in found):
+        return frozenset(found)
+    blocks: dict[int, list[int]] = {}
+    for index, step in enumerate(post.scenario.steps):
+        blocks.setdefault(step.block, []).append(index)
+    differs = frozenset(
+        block
+        for block, indices in blocks.items()
+        if verdict.differs({k: [r.steps[i] for i in indices] for k, r in results.items()})
+    )
+    DIFFERS.put(at, sorted(differs))
+    return differs
 
 
 def capture(posts: Sequence[Post], request: Request, runner: Runner | None = None) -> Captured:
@@ -356,4 +380,6 @@ def _results(
     else:
         found.text = freeze.dumps(table, source)
         answer.pending[request.snippets / f"{post.name}.json"] = found.text
+    if not found.error:
+        found.differs = differing_blocks(post, found.results, found.text)
     return found

@@ -29,7 +29,9 @@ EXECUTED_FENCE = re.compile(r"^(?:`{3,}|~{3,})\s*\{[^}]*\bsession=")
 class Page(Protocol):
     """Where the extension finds a post's blocks, results and the block template."""
 
-    def page(self, source: str) -> tuple[Post, dict[str, ScenarioResult]] | None: ...
+    def page(
+        self, source: str
+    ) -> tuple[Post, dict[str, ScenarioResult], frozenset[int]] | None: ...
 
     def render_block(self, block: dict[str, Any]) -> str: ...
 
@@ -51,7 +53,7 @@ class SnippetsPreprocessor(Preprocessor):
             if any(EXECUTED_FENCE.match(line) for line in lines):
                 raise SnippetError(f"{source}: executed blocks, but the build never read this post")
             return lines
-        post, per_kernel = found
+        post, per_kernel, differing = found
         text = "\n".join(lines)
         if text.rstrip("\n") != post.text.rstrip("\n"):
             # Pelican converts metadata (a Summary) with the same Markdown: that text
@@ -65,7 +67,8 @@ class SnippetsPreprocessor(Preprocessor):
         for block in post.blocks:
             n = len(block.steps)
             block_results = {k: r.steps[index : index + n] for k, r in per_kernel.items()}
-            html = page.render_block(views.block(block.steps, block_results))
+            differs = block.steps[0].block in differing
+            html = page.render_block(views.block(block.steps, block_results, differs))
             index += n
             pieces += [text[pos : block.start], f"\n{self.md.htmlStash.store(html)}\n"]
             pos = block.end

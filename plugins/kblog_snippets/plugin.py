@@ -162,9 +162,10 @@ class SnippetsPlugin:
             for ext in SourceNamingMarkdownReader.file_extensions:
                 readers.reader_classes[ext] = SourceNamingMarkdownReader
 
-    def page(self, source: str) -> tuple[Post, dict[str, ScenarioResult]] | None:
-        """The post at `source` and its results per kernel (None: no executed blocks);
-        raises its SnippetError if it failed."""
+    def page(self, source: str) -> tuple[Post, dict[str, ScenarioResult], frozenset[int]] | None:
+        """The post at `source`, its results per kernel and the blocks whose captures
+        differ across kernels (None: no executed blocks); raises its SnippetError if it
+        failed."""
         if source in self.broken:
             raise SnippetError(self.broken[source])
         assert self.captured is not None
@@ -173,7 +174,7 @@ class SnippetsPlugin:
             return None
         if found.error:
             raise SnippetError(found.error)
-        return found.post, found.results
+        return found.post, found.results, found.differs
 
     def render_block(self, block: dict[str, Any]) -> str:
         if self.env is None:
@@ -189,12 +190,11 @@ class SnippetsPlugin:
         if found is None or found.error or not found.results:
             return  # not executed, failed (its reader said so), or outside a share
         per_kernel = found.results
-        steps = {k: r.steps for k, r in per_kernel.items()}
         provenances = [vars(r.provenance) for r in per_kernel.values()]
         name = found.post.name
         url = f"{content.settings.get('SITEURL', '')}/{bundle.BUNDLES}/{name}.tar.gz"
         content.kblog_provenance = views.provenance(provenances, self.captured.kmod_digest)
-        content.kblog_differences = views.differences(found.post.scenario.steps, steps)
+        content.kblog_differences = views.differences(found.post.scenario.steps, found.differs)
         content.kblog_reproduce = {"commands": bundle.commands(name, url), "bundle_url": url}
 
     def finalized(self, pelican: Any) -> None:

@@ -8,13 +8,13 @@ the capture; the author's expected output is only used to check it (verdict.py).
 from __future__ import annotations
 
 import functools
+from collections.abc import Collection
 from typing import Any
 
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import BashLexer, KernelLogLexer, PythonLexer
 
-from runner.judge import verdict
 from runner.judge.kernel_log import SEVERE
 from runner.scenario import Step, StepResult
 from runner.terminal import prompts_for
@@ -100,14 +100,17 @@ def panel(steps: list[Step], results: list[StepResult]) -> dict[str, Any]:
     }
 
 
-def block(steps: list[Step], per_kernel: dict[str, list[StepResult]]) -> dict[str, Any]:
-    """A block's capture: one panel per kernel, the first kernel's shown first."""
+def block(
+    steps: list[Step], per_kernel: dict[str, list[StepResult]], differs: bool
+) -> dict[str, Any]:
+    """A block's capture: one panel per kernel, the first kernel's shown first.
+    `differs`: whether the kernels' captures differ (the capture service says)."""
     kernels = list(per_kernel)
     return {
         "id": block_id(steps[0]),
         "session": steps[0].session,
         "where": per_kernel[kernels[0]][0].where,
-        "differs": len(kernels) > 1 and verdict.differs(per_kernel),
+        "differs": len(kernels) > 1 and differs,
         "panels": [
             {"kernel": kernel, "n": n, **panel(steps, per_kernel[kernel])}
             for n, kernel in enumerate(kernels, 1)
@@ -120,17 +123,16 @@ def block_id(first_step: Step) -> str:
     return f"step-{first_step.block + 1}"
 
 
-def differences(steps: list[Step], per_kernel: dict[str, list[StepResult]]) -> list[dict[str, str]]:
-    """The blocks whose captures differ across kernels: id and a label for each."""
-    if len(per_kernel) < 2:
-        return []
+def differences(steps: list[Step], differing: Collection[int]) -> list[dict[str, str]]:
+    """The blocks whose captures differ across kernels (`differing`, their numbers, as
+    the capture service found them): id and a label for each."""
     found = []
     blocks: dict[int, list[int]] = {}
     for index, step in enumerate(steps):
         blocks.setdefault(step.block, []).append(index)
     for indices in blocks.values():
         block_steps = [steps[i] for i in indices]
-        if verdict.differs({k: [r[i] for i in indices] for k, r in per_kernel.items()}):
+        if block_steps[0].block in differing:
             typed = "; ".join(step.input.split("\n")[0] for step in block_steps)
             label = typed if len(typed) <= 60 else typed[:59] + "…"
             session = block_steps[0].session
