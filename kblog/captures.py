@@ -18,17 +18,19 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from runner import backends, config, freeze, interrupt, memo
-from runner.display import Display
+from runner import config, freeze, interrupt, memo
 from runner.judge import verdict
 from runner.judge.verdict import Action, Outcome
 from runner.scenario import Scenario, ScenarioResult
 
 from .parse import Post
+
+if TYPE_CHECKING:
+    from runner.display import Display
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,11 @@ def sandbox_runner(display: Display | None = None) -> Runner:
     """The default runner: the backend $KBLOG_BACKEND names (auto if unset), chosen
     once for the whole build; every run it makes is shown on `display` (one on
     stderr by default), parallel runs a row each."""
+    # Imported here: a build whose captures are all fresh runs nothing, and these
+    # (the backends, rich's live display) are a good part of its start-up.
+    from runner import backends
+    from runner.display import Display
+
     _, run = backends.select(backends.default_name(), lambda msg: log.info("%s", msg))
     shown = display if display is not None else Display()
 
@@ -292,6 +299,8 @@ def _run_all(
         except Exception as exc:
             out[(post.source, kernel)] = exc
         return out
+    from concurrent.futures import ThreadPoolExecutor  # only when posts run
+
     pool = ThreadPoolExecutor(max_workers=min(request.workers, len(jobs)))
     try:
         futures = {
