@@ -23,11 +23,11 @@ from typing import Any
 
 from pelican import signals
 from pelican.readers import MarkdownReader
+from pygments import __version__ as pygments_version
 
 from kblog import captures as capture_service
 from kblog.parse import Post, SnippetError, read_post
-from runner import config
-from runner.scenario import ScenarioResult
+from runner import config, memo
 
 from . import bundle, views
 from .extension import SnippetsExtension
@@ -35,6 +35,15 @@ from .extension import SnippetsExtension
 log = logging.getLogger(__name__)
 
 BLOCK_TEMPLATE = "kblog/block.html"
+
+# What views.py makes of a post's blocks, kept between builds (runner/memo.py): with
+# Pygments' lexers it is most of what a page costs. The key holds the captures file
+# as published, the post's scenario, the kernels in order, the blocks that differ,
+# Pygments' version (it writes the highlighted HTML), and views' code and the judge's
+# (the judge derives the events and matches views shows).
+VIEWS = memo.Memo(
+    "views", "kblog_snippets.views", (*capture_service.JUDGE_CODE, "kblog_snippets.views")
+)
 
 
 @dataclass(frozen=True)
@@ -162,10 +171,10 @@ class SnippetsPlugin:
             for ext in SourceNamingMarkdownReader.file_extensions:
                 readers.reader_classes[ext] = SourceNamingMarkdownReader
 
-    def page(self, source: str) -> tuple[Post, dict[str, ScenarioResult], frozenset[int]] | None:
-        """The post at `source`, its results per kernel and the blocks whose captures
-        differ across kernels (None: no executed blocks); raises its SnippetError if it
-        failed."""
+    def page(self, source: str) -> tuple[Post, list[dict[str, Any]]] | None:
+        """The post at `source` and what the template shows of each of its blocks ([]
+        when it has no results; None: no executed blocks); raises its SnippetError if
+        it failed."""
         if source in self.broken:
             raise SnippetError(self.broken[source])
         assert self.captured is not None
@@ -174,7 +183,7 @@ class SnippetsPlugin:
             return None
         if found.error:
             raise SnippetError(found.error)
-        return found.post, found.results, found.differs
+        return found.post, shown_blocks(found)
 
     def render_block(self, block: dict[str, Any]) -> str:
         if self.env is None:
@@ -210,6 +219,21 @@ class SnippetsPlugin:
         self.settings = None
 
 
+def shown_blocks(found: capture_service.PostCaptures) -> list[dict[str, Any]]:
+    """views.blocks of a post's captures, kept between builds (VIEWS)."""
+    if not found.results:
+        return []
+    post, differing = found.post, sorted(found.differs)
+    at = VIEWS.key([found.text, post.model, *found.results, *map(str, differing), pygments_version])
+    shown = VIEWS.get(at)
+    if isinstance(shown, list):
+        return shown
+    per_kernel = {kernel: result.steps for kernel, result in found.results.items()}
+    shown = views.blocks(post.scenario.steps, per_kernel, found.differs)
+    VIEWS.put(at, shown)
+    return shown
+
+
 class SourceNamingMarkdownReader(MarkdownReader):
     """Pelican's Markdown reader, telling our extension which post it converts."""
 
@@ -227,12 +251,13 @@ def write_bundles(captured: capture_service.Captured, settings: Settings, output
     dest.mkdir(parents=True, exist_ok=True)
     runner_dir = Path(config.__file__).resolve().parent
     kernel_dir = config.kernel_dir_for(settings.kmod)
+    trees: dict[Path, str] = {}  # each tree read once for every bundle
     for found in sorted(captured.posts.values(), key=lambda p: p.post.name):
         if found.error or not found.results:
             continue
         scenario = found.post.scenario
         data = bundle.make(
-            scenario.name, scenario, found.text, settings.kmod, kernel_dir, runner_dir
+            scenario.name, scenario, found.text, settings.kmod, kernel_dir, runner_dir, trees
         )
         (dest / f"{scenario.name}.tar.gz").write_bytes(data)
 

@@ -13,14 +13,16 @@ from typing import Any
 
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
-from pygments.lexers import BashLexer, KernelLogLexer, PythonLexer
+from pygments.lexer import Lexer
 
 from runner.judge.kernel_log import SEVERE
 from runner.scenario import Step, StepResult
 from runner.terminal import prompts_for
 
 _FORMATTER = HtmlFormatter(nowrap=True)
-_INPUT_LEXERS = {"console": BashLexer(), "pycon": PythonLexer()}
+# Pygments' lexer for each language views highlights: an input line's, and "kmsg"
+# for a kernel log.
+LEXER_NAMES = {"console": "bash", "pycon": "python", "kmsg": "kmsg"}
 WHERE_LABELS = {"guest": "guest VM", "build": "build environment"}
 STATUS_TEXT = {
     "hang": "Still running after {timeout:g} s, as the post expects: it never returns.",
@@ -30,10 +32,19 @@ STATUS_TEXT = {
 PROVEN_HANG_TEXT = "Stuck for good, as the post expects: {proof}."
 
 
+@functools.cache
+def lexer(language: str) -> Lexer:
+    """The lexer of `language`, made when first needed: making one compiles its rules
+    (tens of ms), and a build whose pages are kept (plugin.VIEWS) highlights nothing."""
+    from pygments.lexers import get_lexer_by_name
+
+    return get_lexer_by_name(LEXER_NAMES[language])
+
+
 @functools.lru_cache(maxsize=2048)
 def highlighted(text: str, language: str) -> str:
     """An input line highlighted (each kernel's panel types the same lines)."""
-    return highlight(text, _INPUT_LEXERS[language], _FORMATTER).rstrip("\n")
+    return highlight(text, lexer(language), _FORMATTER).rstrip("\n")
 
 
 def badges(results: list[StepResult]) -> list[dict[str, str]]:
@@ -84,7 +95,7 @@ def panel(steps: list[Step], results: list[StepResult]) -> dict[str, Any]:
         summary = f"Kernel log: {len(klog)} line{'s' if len(klog) != 1 else ''}"
         if shown_badges:
             summary += f" ({', '.join(b['label'] for b in shown_badges)})"
-        html = highlight("\n".join(klog) + "\n", KernelLogLexer(), _FORMATTER)
+        html = highlight("\n".join(klog) + "\n", lexer("kmsg"), _FORMATTER)
         kernel_log = {"summary": summary, "html": html}
     statuses = [_status(s, r) for s, r in zip(steps, results, strict=True)]
     return {
@@ -116,6 +127,24 @@ def block(
             for n, kernel in enumerate(kernels, 1)
         ],
     }
+
+
+def blocks(
+    steps: list[Step], per_kernel: dict[str, list[StepResult]], differing: Collection[int]
+) -> list[dict[str, Any]]:
+    """Every block of a post (its steps share Step.block), in order, as `block` shows it;
+    `differing`: the blocks whose captures differ across kernels."""
+    indices: dict[int, list[int]] = {}
+    for index, step in enumerate(steps):
+        indices.setdefault(step.block, []).append(index)
+    return [
+        block(
+            [steps[i] for i in members],
+            {kernel: [results[i] for i in members] for kernel, results in per_kernel.items()},
+            number in differing,
+        )
+        for number, members in indices.items()
+    ]
 
 
 def block_id(first_step: Step) -> str:
