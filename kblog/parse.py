@@ -214,9 +214,13 @@ def _attrs(attrs_text: str, where: str) -> tuple[dict[str, str], list[str]]:
 def _check_unclosed(text: str, covered: list[tuple[int, int]], source: str) -> None:
     """A fence line outside every matched block opens a block that never closes; an
     indented one (in a list) would be left to Markdown as text, never run."""
-    offset = 0
+    offset, spans = 0, iter(sorted(covered))
+    span = next(spans, None)
     for number, line in enumerate(text.split("\n"), 1):
-        inside = any(start <= offset < end for start, end in covered)
+        # Blocks do not overlap and lines come in order: one pass over both.
+        while span is not None and span[1] <= offset:
+            span = next(spans, None)
+        inside = span is not None and span[0] <= offset
         if not inside and FENCE_LINE.match(line):
             raise SnippetError(f"{source}:{number}: this code fence is never closed")
         if not inside and INDENTED_SESSION_FENCE.match(line):
