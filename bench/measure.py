@@ -81,7 +81,7 @@ def episode_seconds(scenario: Scenario, kernel_name: str) -> float:
 
 def site_build(plugin: bool) -> float:
     """One build of the real site with fresh captures; without the plugin, plain Pelican."""
-    from kblog_snippets import views
+    from kblog_snippets import bundle, views
     from pelican import Pelican
     from pelican.settings import read_settings
 
@@ -89,7 +89,7 @@ def site_build(plugin: bool) -> float:
     from runner.judge import verdict
 
     # A `make html` is a new process: what one build memoizes must not help the next.
-    for memo in (views.highlighted, verdict.events_of, verdict.kinds_of):
+    for memo in (views.highlighted, verdict.events_of, verdict.kinds_of, bundle.pins):
         memo.cache_clear()
     with tempfile.TemporaryDirectory() as tmp:
         started = time.monotonic()

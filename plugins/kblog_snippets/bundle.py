@@ -10,6 +10,7 @@ the runner (which also builds the Docker image). Tar members are sorted and date
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import hashlib
 import importlib.metadata
@@ -30,8 +31,7 @@ BUNDLES = "bundles"
 
 def commands(name: str, url: str) -> list[str]:
     """The shell commands that reproduce a post from its bundle, for the page."""
-    sdk = importlib.metadata.version("docker")
-    rich = importlib.metadata.version("rich")  # the progress display (runner/display.py)
+    sdk, rich = pins()
     # Without a SITEURL the link is site-relative: the page's download link serves then.
     fetch = [f"curl -LO {url}"] if url.startswith(("http://", "https://")) else []
     return [
@@ -40,6 +40,13 @@ def commands(name: str, url: str) -> list[str]:
         f"python3 -m venv .venv && .venv/bin/pip install docker=={sdk} rich=={rich}",
         ".venv/bin/python -m runner.reproduce",
     ]
+
+
+@functools.cache
+def pins() -> tuple[str, str]:
+    """The versions of the Docker SDK and of rich (the progress display, runner/display.py)
+    installed here, which a reader's venv installs too: looked up once per process."""
+    return importlib.metadata.version("docker"), importlib.metadata.version("rich")
 
 
 def _add_tree(tar: tarfile.TarFile, root: Path, arcname: str) -> None:
