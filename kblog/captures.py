@@ -280,7 +280,7 @@ def _plan(
     shared: dict[str, str],
     request: Request,
 ) -> _Planned:
-    inputs = freeze.key_inputs(post.scenario, kernel, shared)
+    inputs = freeze.key_inputs(post.scenario, kernel, shared, post.digest)
     entry = stored.get(kernel.name)
     key, old = (entry.key, entry.inputs) if entry is not None else (None, {})
     return _Planned(entry, inputs, verdict.decide(request.mode, key, inputs, old))

@@ -329,8 +329,17 @@ class Post:
 
     @functools.cached_property
     def model(self) -> str:
-        """Its scenario as JSON, places included: what memos of its judging hold."""
-        return json.dumps(self.scenario.to_json(), sort_keys=True)
+        """Its scenario as JSON, places included: what memos of its judging hold.
+        (Scenario.to_json's content, without the deep copy asdict makes.)"""
+        steps = [
+            {f.name: getattr(s, f.name) for f in dataclasses.fields(s)} for s in self.scenario.steps
+        ]
+        return json.dumps({"name": self.scenario.name, "steps": steps}, sort_keys=True)
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """Scenario.digest, made once (every kernel's capture key holds it)."""
+        return self.scenario.digest()
 
 
 def read_post(path: Path, source: str) -> Post:

@@ -5,7 +5,9 @@ No VM here: these check the Markdown side alone, with Python-Markdown's TestCase
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 from typing import ClassVar
 
 import markdown
@@ -14,7 +16,10 @@ from kblog_snippets.extension import SnippetsExtension
 from markdown.test_tools import TestCase
 
 from kblog.parse import SnippetError, find_blocks, markdown_text, read_post
+from runner.config import ROOT
 from runner.judge import expect
+
+CONTENT = ROOT / "content"
 
 
 def steps_of(text: str):
@@ -209,3 +214,12 @@ def test_the_docs_list_every_attribute_the_parser_reads() -> None:
     assert documented == ATTRIBUTES.keys() - {"session"}
     timeout = ATTRIBUTES["timeout"].default
     assert f"(default {timeout:g})" in table
+
+
+@pytest.mark.parametrize("post", sorted(CONTENT.glob("*.md")), ids=lambda p: p.name)
+def test_a_post_s_model_is_its_scenario_s_json(post: Path) -> None:
+    """Post.model (what memos of a post's judging are keyed by) holds all of
+    Scenario.to_json, places included, and Post.digest is Scenario.digest."""
+    read = read_post(post, f"content/{post.name}")
+    assert read.model == json.dumps(read.scenario.to_json(), sort_keys=True)
+    assert read.digest == read.scenario.digest()
