@@ -29,7 +29,7 @@ from kblog import captures as capture_service
 from kblog.parse import Post, SnippetError, read_post
 from runner import config, memo
 
-from . import bundle, views
+from . import bundle, compiled, views
 from .extension import SnippetsExtension
 
 log = logging.getLogger(__name__)
@@ -165,6 +165,7 @@ class SnippetsPlugin:
     def generator_init(self, generator: Any) -> None:
         if self._mine(generator.settings) and self.env is None:
             self.env = generator.env
+            compiled.keep(self.env)  # block.html compiled once, not every build
 
     def readers_init(self, readers: Any) -> None:
         if self._mine(readers.settings):
