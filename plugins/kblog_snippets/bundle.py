@@ -98,23 +98,32 @@ def make(
     kernel_dir: Path,
     runner: Path,
     trees: dict[Path, str] | None = None,
+    model: str = "",
 ) -> bytes:
     """The bundle's bytes; the same inputs always give the same bytes. `kernel_dir` is
     left out where it does not exist (a site whose posts build no kernel). `trees`
-    keeps the trees' keys (tree_key) for the next bundle of the same build."""
+    keeps the trees' keys (tree_key) for the next bundle of the same build; `model`
+    is the scenario's whole content as the post has it already (kblog.parse's
+    Post.model), for the key."""
     trees = {} if trees is None else trees
     for root in (kmod, kernel_dir, runner):
         if root not in trees:
             trees[root] = tree_key(root)
-    scenario_json = json.dumps(scenario.to_json(), indent=1) + "\n"
     readme = README.read_bytes()
-    at = MADE.key(
-        [name, readme, scenario_json, captures, *(trees[r] for r in (kmod, kernel_dir, runner))]
-    )
+    model = model or json.dumps(scenario.to_json(), sort_keys=True)
+    shape: list[bytes | str] = [
+        name,
+        readme,
+        model,
+        captures,
+        *(trees[r] for r in (kmod, kernel_dir, runner)),
+    ]
+    at = MADE.key(shape)
     made = MADE.get(at)
     if isinstance(made, str):
         with contextlib.suppress(OSError):  # pruned since: made again below
             return _cached(made)
+    scenario_json = json.dumps(scenario.to_json(), indent=1) + "\n"
     tar = _tar(name, readme, scenario_json, captures, kmod, kernel_dir, runner)
     data = _compressed(tar)
     MADE.put(at, hashlib.sha256(tar).hexdigest())

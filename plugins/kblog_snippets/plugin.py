@@ -258,7 +258,14 @@ def write_bundles(captured: capture_service.Captured, settings: Settings, output
             continue
         scenario = found.post.scenario
         data = bundle.make(
-            scenario.name, scenario, found.text, settings.kmod, kernel_dir, runner_dir, trees
+            scenario.name,
+            scenario,
+            found.text,
+            settings.kmod,
+            kernel_dir,
+            runner_dir,
+            trees,
+            found.post.model,
         )
         (dest / f"{scenario.name}.tar.gz").write_bytes(data)
 
