@@ -11,6 +11,8 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -81,7 +83,7 @@ def episode_seconds(scenario: Scenario, kernel_name: str) -> float:
 
 def site_build(plugin: bool) -> float:
     """One build of the real site with fresh captures; without the plugin, plain Pelican."""
-    from kblog_snippets import views
+    from kblog_snippets import bundle, views
     from pelican import Pelican
     from pelican.settings import read_settings
 
@@ -89,7 +91,7 @@ def site_build(plugin: bool) -> float:
     from runner.judge import verdict
 
     # A `make html` is a new process: what one build memoizes must not help the next.
-    for memo in (views.highlighted, verdict.events_of, verdict.kinds_of):
+    for memo in (views.highlighted, verdict.events_of, verdict.kinds_of, bundle.pins):
         memo.cache_clear()
     with tempfile.TemporaryDirectory() as tmp:
         started = time.monotonic()
@@ -101,6 +103,31 @@ def site_build(plugin: bool) -> float:
                 override={"OUTPUT_PATH": tmp, "PLUGINS": ["kblog_series"]},
             )
             Pelican(conf).run()
+        return time.monotonic() - started
+
+
+# A warm build in a process of its own: what `make html` runs, less invoke's start-up.
+WARM_PROCESS = (
+    "import sys; from pathlib import Path; from kblog.build import build_site; "
+    "build_site(Path(sys.argv[1]), Path(sys.argv[2]), mode='never')"
+)
+
+
+def site_build_process(plugin: bool) -> float:
+    """site_build in a new process, imports and start-up included; without the plugin,
+    the `pelican` command on the same posts."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")])}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out"
+        conf = ROOT / "pelicanconf.py"
+        if plugin:
+            argv = [sys.executable, "-c", WARM_PROCESS, str(conf), str(out)]
+        else:
+            plain = ["-e", 'PLUGINS=["kblog_series"]']
+            argv = [sys.executable, "-m", "pelican", str(ROOT / "content"), "-s", str(conf)]
+            argv += ["-o", str(out), *plain]
+        started = time.monotonic()
+        subprocess.run(argv, cwd=ROOT, env=env, check=True, capture_output=True)
         return time.monotonic() - started
 
 
@@ -209,6 +236,15 @@ def run(runs: int = 3, quick: bool = False, kernel_build: bool = False) -> dict[
     results["plain_pelican_build"] = {"median_s": round(statistics.median(plain), 3)}
     results["warm_build"] = {"median_s": round(statistics.median(warm), 3)}
     results["warm_over_plain"] = round(statistics.median(warm) / statistics.median(plain), 2)
+    # The same pair as new processes: Python's start-up and every import counted too.
+    plain, warm = [], []
+    for _ in range(max(runs, 5)):
+        plain.append(site_build_process(plugin=False))
+        warm.append(site_build_process(plugin=True))
+    results["plain_pelican_process"] = {"median_s": round(statistics.median(plain), 3)}
+    results["warm_build_process"] = {"median_s": round(statistics.median(warm), 3)}
+    ratio = statistics.median(warm) / statistics.median(plain)
+    results["warm_over_plain_process"] = round(ratio, 2)
     return results
 
 
@@ -223,6 +259,8 @@ def table(results: dict[str, Any]) -> str:
         ("invoke verify, whole series", "verify_series"),
         ("plain Pelican build", "plain_pelican_build"),
         ("warm make html (captures fresh)", "warm_build"),
+        ("plain Pelican, a new process", "plain_pelican_process"),
+        ("warm build, a new process", "warm_build_process"),
     ]
     lines = [
         f"kernel {results['kernel']}, {results['accel']} ({results['accel_reason']}), "
@@ -236,6 +274,9 @@ def table(results: dict[str, Any]) -> str:
         f"{'episode 2 / cold boot (target <= 1)':38} {results['episode2_over_cold_boot']:>7.2f}x"
     )
     lines.append(f"{'warm build / plain Pelican':38} {results['warm_over_plain']:>7.2f}x")
+    if "warm_over_plain_process" in results:
+        ratio = results["warm_over_plain_process"]
+        lines.append(f"{'the same, new processes':38} {ratio:>7.2f}x")
     if "episode3_scenario" in results:
         ep3 = results["episode3_scenario"]["median_s"]
         lines.append(f"{'episode 3, kernel cached (target <= 15)':38} {ep3:>7.2f}s")

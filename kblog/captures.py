@@ -18,17 +18,19 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from runner import backends, config, freeze, interrupt
-from runner.display import Display
+from runner import config, freeze, interrupt, memo
 from runner.judge import verdict
 from runner.judge.verdict import Action, Outcome
 from runner.scenario import Scenario, ScenarioResult
 
 from .parse import Post
+
+if TYPE_CHECKING:
+    from runner.display import Display
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,11 @@ def sandbox_runner(display: Display | None = None) -> Runner:
     """The default runner: the backend $KBLOG_BACKEND names (auto if unset), chosen
     once for the whole build; every run it makes is shown on `display` (one on
     stderr by default), parallel runs a row each."""
+    # Imported here: a build whose captures are all fresh runs nothing, and these
+    # (the backends, rich's live display) are a good part of its start-up.
+    from runner import backends
+    from runner.display import Display
+
     _, run = backends.select(backends.default_name(), lambda msg: log.info("%s", msg))
     shown = display if display is not None else Display()
 
@@ -104,6 +111,8 @@ class PostCaptures:
     results: dict[str, ScenarioResult] = field(default_factory=dict)
     text: str = ""
     error: str = ""
+    # The blocks (Step.block) whose captures differ across the kernels shown.
+    differs: frozenset[int] = frozenset()
 
 
 @dataclass
@@ -139,6 +148,77 @@ class _Planned:
     entry: freeze.Entry | None
     inputs: dict[str, str]
     decision: verdict.Decision
+
+
+# The judge's code: runner/judge/verdict.py and what it imports (a test checks it).
+JUDGE_CODE = (
+    "runner",
+    "runner.config",
+    "runner.freeze",
+    "runner.judge",
+    "runner.judge.expect",
+    "runner.judge.kernel_log",
+    "runner.judge.normalize",
+    "runner.judge.verdict",
+    "runner.kernels",
+    "runner.kernels.debian",
+    "runner.kernels.source",
+    "runner.memo",
+    "runner.scenario",
+    "runner.sources",
+    "runner.terminal",
+)
+# How a stored capture is judged, kept between builds (runner/memo.py): a warm build
+# shows the same captures again. The key holds the captures file as read, the post's
+# scenario (its file:line places too) and the kernel; a hand-edited capture, an edited
+# post or a change to the judge's code is judged afresh.
+JUDGED = memo.Memo("judged", "runner.judge.verdict", JUDGE_CODE)
+# Which blocks of a post differ across kernels, under the captures file as published,
+# the post's scenario and the kernels in their order.
+DIFFERS = memo.Memo("differs", "runner.judge.verdict", JUDGE_CODE)
+
+
+def judged(
+    post: Post, result: ScenarioResult, kernel: str, stored: str = ""
+) -> tuple[list[str], ScenarioResult]:
+    """What keeps a capture from being what its post says (verdict.problems), and the
+    capture as the judge reads it today (verdict.rejudge). `stored` is the text of the
+    captures file `result` was read from ("" for a fresh run): such a capture is judged
+    once per change of that text, of the post or of the judge."""
+    scenario = post.scenario
+    at = JUDGED.key([stored, post.model, kernel]) if stored else ""
+    found = JUDGED.get(at) if at else None
+    if isinstance(found, dict):
+        try:
+            return [str(p) for p in found["problems"]], ScenarioResult.from_json(found["result"])
+        except (KeyError, TypeError, ValueError):
+            pass  # an entry of another shape: judged again below
+    problems = verdict.problems(scenario, result, kernel)
+    read = verdict.rejudge(scenario, result, kernel)
+    if at:
+        JUDGED.put(at, {"problems": problems, "result": read.to_json()})
+    return problems, read
+
+
+def differing_blocks(post: Post, results: dict[str, ScenarioResult], text: str) -> frozenset[int]:
+    """The blocks whose captures differ across kernels (verdict.differs, the drift
+    rule), for captures published as `text`."""
+    if len(results) < 2:
+        return frozenset()
+    at = DIFFERS.key([text, post.model, *results])
+    found = DIFFERS.get(at)
+    if isinstance(found, list) and all(isinstance(n, int) for n in found):
+        return frozenset(found)
+    blocks: dict[int, list[int]] = {}
+    for index, step in enumerate(post.scenario.steps):
+        blocks.setdefault(step.block, []).append(index)
+    differs = frozenset(
+        block
+        for block, indices in blocks.items()
+        if verdict.differs({k: [r.steps[i] for i in indices] for k, r in results.items()})
+    )
+    DIFFERS.put(at, sorted(differs))
+    return differs
 
 
 def capture(posts: Sequence[Post], request: Request, runner: Runner | None = None) -> Captured:
@@ -200,7 +280,7 @@ def _plan(
     shared: dict[str, str],
     request: Request,
 ) -> _Planned:
-    inputs = freeze.key_inputs(post.scenario, kernel, shared)
+    inputs = freeze.key_inputs(post.scenario, kernel, shared, post.digest)
     entry = stored.get(kernel.name)
     key, old = (entry.key, entry.inputs) if entry is not None else (None, {})
     return _Planned(entry, inputs, verdict.decide(request.mode, key, inputs, old))
@@ -219,6 +299,8 @@ def _run_all(
         except Exception as exc:
             out[(post.source, kernel)] = exc
         return out
+    from concurrent.futures import ThreadPoolExecutor  # only when posts run
+
     pool = ThreadPoolExecutor(max_workers=min(request.workers, len(jobs)))
     try:
         futures = {
@@ -251,7 +333,7 @@ def _results(
     text: str,
 ) -> PostCaptures:
     """One post's judged results, its outcomes, and its captures file if it changed."""
-    scenario, source = post.scenario, post.source
+    source = post.source
     found = PostCaptures(post)
     table = dict(stored)
 
@@ -263,7 +345,7 @@ def _results(
         entry, decision = planned.entry, planned.decision
         if not request.covers(post.name, name):
             if entry is not None:  # another share runs it: the page shows the capture
-                found.results[name] = verdict.rejudge(scenario, entry.result, name)
+                found.results[name] = judged(post, entry.result, name, text)[1]
             continue
         if decision.action is Action.REFUSE:
             why = unreadable or decision.why
@@ -274,9 +356,10 @@ def _results(
                 "and no VM may run (KBLOG_EXECUTE=never)",
             )
             continue
+        read_from = ""  # the captures file's text, for a capture reused from it
         if decision.action is Action.REUSE:
             assert entry is not None
-            result = entry.result
+            result, read_from = entry.result, text
         else:
             got = ran[(source, name)]
             if isinstance(got, Exception):
@@ -284,7 +367,7 @@ def _results(
                 fail(name, Outcome.FAILED, why)
                 continue
             result = got
-        problems = verdict.problems(scenario, result, name)
+        problems, read = judged(post, result, name, read_from)
         if problems:
             reused = decision.action is Action.REUSE
             frozen = " (a frozen capture, judged by today's rules)" if reused else ""
@@ -300,10 +383,12 @@ def _results(
             )
             answer.outcomes.append(CellOutcome(source, name, outcome, detail))
             table[name] = freeze.make_entry(planned.inputs, result)
-        found.results[name] = verdict.rejudge(scenario, result, name)
+        found.results[name] = read
     if table == stored and not unreadable:
         found.text = text  # nothing new: the file as it is
     else:
         found.text = freeze.dumps(table, source)
         answer.pending[request.snippets / f"{post.name}.json"] = found.text
+    if not found.error:
+        found.differs = differing_blocks(post, found.results, found.text)
     return found

@@ -16,17 +16,23 @@ the output the author expects from the input above it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
+import io
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import markdown
 import markdown.util
 from markdown.extensions.attr_list import get_attrs_and_remainder
 from markdown.extensions.fenced_code import FencedBlockPreprocessor
 
-from runner import config
+from runner import config, memo
 from runner.judge import kernel_log
 from runner.judge.expect import KERNEL_PREFIX
 from runner.scenario import BOOTS, LANGUAGES, WHERES, Scenario, ScenarioError, Step
@@ -212,9 +218,13 @@ def _attrs(attrs_text: str, where: str) -> tuple[dict[str, str], list[str]]:
 def _check_unclosed(text: str, covered: list[tuple[int, int]], source: str) -> None:
     """A fence line outside every matched block opens a block that never closes; an
     indented one (in a list) would be left to Markdown as text, never run."""
-    offset = 0
+    offset, spans = 0, iter(sorted(covered))
+    span = next(spans, None)
     for number, line in enumerate(text.split("\n"), 1):
-        inside = any(start <= offset < end for start, end in covered)
+        # Blocks do not overlap and lines come in order: one pass over both.
+        while span is not None and span[1] <= offset:
+            span = next(spans, None)
+        inside = span is not None and span[0] <= offset
         if not inside and FENCE_LINE.match(line):
             raise SnippetError(f"{source}:{number}: this code fence is never closed")
         if not inside and INDENTED_SESSION_FENCE.match(line):
@@ -321,12 +331,72 @@ class Post:
     def name(self) -> str:
         return self.scenario.name
 
+    @functools.cached_property
+    def model(self) -> str:
+        """Its scenario as JSON, places included: what memos of its judging hold.
+        (Scenario.to_json's content, without the deep copy asdict makes.)"""
+        steps = [
+            {f.name: getattr(s, f.name) for f in dataclasses.fields(s)} for s in self.scenario.steps
+        ]
+        return json.dumps({"name": self.scenario.name, "steps": steps}, sort_keys=True)
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """Scenario.digest, made once (every kernel's capture key holds it)."""
+        return self.scenario.digest()
+
+
+# A post as read, kept between builds (runner/memo.py) under its file's bytes, the
+# path messages show, Python-Markdown's version (its fence and attribute parsers
+# read the blocks) and this module's code with what it imports. Only posts that
+# parse are kept: an error is found again, with its file:line, on every build.
+PARSED = memo.Memo(
+    "posts",
+    "kblog.parse",
+    (
+        "kblog.parse",
+        "runner",
+        "runner.config",
+        "runner.judge",
+        "runner.judge.expect",
+        "runner.judge.kernel_log",
+        "runner.memo",
+        "runner.scenario",
+        "runner.sources",
+    ),
+)
+
 
 def read_post(path: Path, source: str) -> Post:
     """The post at `path`; a SnippetError (file:line: why) if a block cannot run."""
-    text = markdown_text(path.read_text(encoding="utf-8"))
+    raw = path.read_bytes()
+    at = PARSED.key([raw, source, path.stem, markdown.__version__])
+    kept = PARSED.get(at)
+    if isinstance(kept, dict):
+        with contextlib.suppress(KeyError, TypeError, ValueError):  # another shape: read
+            return _post_from(source, path.stem, kept)
+    # Decoded as read_text() does (universal newlines), from the bytes the key holds.
+    text = markdown_text(io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8").read())
     blocks = find_blocks(text, source)
-    return Post(source, text, blocks, scenario_of(blocks, path.stem))
+    post = Post(source, text, blocks, scenario_of(blocks, path.stem))
+    places = [[b.start, b.end, b.line, b.session, len(b.steps)] for b in blocks]
+    steps = [dataclasses.asdict(step) for step in post.scenario.steps]
+    PARSED.put(at, {"text": text, "blocks": places, "steps": steps, "digest": post.digest})
+    return post
+
+
+def _post_from(source: str, name: str, kept: dict[str, Any]) -> Post:
+    """A post as PARSED kept it."""
+    steps = [Step(**fields) for fields in kept["steps"]]
+    blocks, first = [], 0
+    for start, end, line, session, count in kept["blocks"]:
+        blocks.append(Block(start, end, line, session, steps[first : first + count]))
+        first += count
+    if first != len(steps):
+        raise ValueError("the kept blocks do not hold every step")
+    post = Post(source, str(kept["text"]), blocks, Scenario(name, steps))
+    post.__dict__["digest"] = str(kept["digest"])  # Post.digest, made when it was read
+    return post
 
 
 class _Misplaced(Exception):

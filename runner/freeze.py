@@ -43,11 +43,14 @@ def tree_inputs(kmod: Path) -> dict[str, str]:
     }
 
 
-def key_inputs(scenario: Scenario, kernel: config.Kernel, shared: dict[str, str]) -> dict[str, str]:
-    """What one post's capture on one kernel depends on; `shared` from tree_inputs().
+def key_inputs(
+    scenario: Scenario, kernel: config.Kernel, shared: dict[str, str], digest: str = ""
+) -> dict[str, str]:
+    """What one post's capture on one kernel depends on; `shared` from tree_inputs(),
+    `digest` the scenario's (made here if not given: a post asks once per kernel).
     Only a post that builds the kernel depends on kernel/ and the source's version."""
     inputs = {
-        "scenario": scenario.digest(),
+        "scenario": digest or scenario.digest(),
         "kernel": kernel.release,
         "format": str(FORMAT),
         **shared,

@@ -8,6 +8,7 @@ from kblog_snippets import views
 from pelican.settings import DEFAULT_CONFIG
 
 from runner.config import ROOT
+from runner.judge import verdict
 from runner.scenario import Step, StepResult
 
 ENV = Environment(
@@ -17,4 +18,6 @@ ENV = Environment(
 
 
 def render_block(steps: list[Step], per_kernel: dict[str, list[StepResult]]) -> str:
-    return ENV.get_template("kblog/block.html").render(block=views.block(steps, per_kernel))
+    return ENV.get_template("kblog/block.html").render(
+        block=views.block(steps, per_kernel, verdict.differs(per_kernel))
+    )

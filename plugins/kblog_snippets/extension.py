@@ -18,18 +18,16 @@ from markdown.extensions import Extension
 from markdown.preprocessors import Preprocessor
 
 from kblog.parse import Post, SnippetError
-from runner.scenario import ScenarioResult
-
-from . import views
 
 # A fence that names a session: an executed block (kblog.parse says it in full).
 EXECUTED_FENCE = re.compile(r"^(?:`{3,}|~{3,})\s*\{[^}]*\bsession=")
 
 
 class Page(Protocol):
-    """Where the extension finds a post's blocks, results and the block template."""
+    """Where the extension finds a post's blocks, what the template shows of each
+    (views.blocks) and the block template."""
 
-    def page(self, source: str) -> tuple[Post, dict[str, ScenarioResult]] | None: ...
+    def page(self, source: str) -> tuple[Post, list[dict[str, Any]]] | None: ...
 
     def render_block(self, block: dict[str, Any]) -> str: ...
 
@@ -51,7 +49,7 @@ class SnippetsPreprocessor(Preprocessor):
             if any(EXECUTED_FENCE.match(line) for line in lines):
                 raise SnippetError(f"{source}: executed blocks, but the build never read this post")
             return lines
-        post, per_kernel = found
+        post, shown = found
         text = "\n".join(lines)
         if text.rstrip("\n") != post.text.rstrip("\n"):
             # Pelican converts metadata (a Summary) with the same Markdown: that text
@@ -59,14 +57,11 @@ class SnippetsPreprocessor(Preprocessor):
             if "session=" not in text:
                 return lines
             raise SnippetError(f"{source}: the post changed while the site was being built")
-        if not per_kernel:  # a share of a verification that runs none of it, never captured
+        if not shown:  # a share of a verification that runs none of it, never captured
             return lines
-        pieces, pos, index = [], 0, 0
-        for block in post.blocks:
-            n = len(block.steps)
-            block_results = {k: r.steps[index : index + n] for k, r in per_kernel.items()}
-            html = page.render_block(views.block(block.steps, block_results, index + 1))
-            index += n
+        pieces, pos = [], 0
+        for block, view in zip(post.blocks, shown, strict=True):
+            html = page.render_block(view)
             pieces += [text[pos : block.start], f"\n{self.md.htmlStash.store(html)}\n"]
             pos = block.end
         pieces.append(text[pos:])

@@ -25,14 +25,14 @@ from typing import Any
 
 from pelican import signals
 from pelican.readers import MarkdownReader
+from pygments import __version__ as pygments_version
 
 from kblog import captures as capture_service
 from kblog import report
 from kblog.parse import Post, SnippetError, read_post
-from runner import config
-from runner.scenario import ScenarioResult
+from runner import config, memo
 
-from . import bundle, replay, views
+from . import bundle, compiled, replay, views
 from .extension import SnippetsExtension
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,15 @@ BLOCK_TEMPLATE = "kblog/block.html"
 PLAYER = Path(__file__).resolve().parents[2] / "node_modules" / "asciinema-player"
 PLAYER_FILES = ("dist/bundle/asciinema-player.min.js", "dist/bundle/asciinema-player.css")
 PLAYER_STATIC = "asciinema-player"  # under the theme's static directory of the output
+
+# What views.py makes of a post's blocks, kept between builds (runner/memo.py): with
+# Pygments' lexers it is most of what a page costs. The key holds the captures file
+# as published, the post's scenario, the kernels in order, the blocks that differ,
+# Pygments' version (it writes the highlighted HTML), and views' code and the judge's
+# (the judge derives the events and matches views shows).
+VIEWS = memo.Memo(
+    "views", "kblog_snippets.views", (*capture_service.JUDGE_CODE, "kblog_snippets.views")
+)
 
 
 @dataclass(frozen=True)
@@ -166,15 +175,17 @@ class SnippetsPlugin:
     def generator_init(self, generator: Any) -> None:
         if self._mine(generator.settings) and self.env is None:
             self.env = generator.env
+            compiled.keep(self.env)  # block.html compiled once, not every build
 
     def readers_init(self, readers: Any) -> None:
         if self._mine(readers.settings):
             for ext in SourceNamingMarkdownReader.file_extensions:
                 readers.reader_classes[ext] = SourceNamingMarkdownReader
 
-    def page(self, source: str) -> tuple[Post, dict[str, ScenarioResult]] | None:
-        """The post at `source` and its results per kernel (None: no executed blocks);
-        raises its SnippetError if it failed."""
+    def page(self, source: str) -> tuple[Post, list[dict[str, Any]]] | None:
+        """The post at `source` and what the template shows of each of its blocks ([]
+        when it has no results; None: no executed blocks); raises its SnippetError if
+        it failed."""
         if source in self.broken:
             raise SnippetError(self.broken[source])
         assert self.captured is not None
@@ -183,7 +194,7 @@ class SnippetsPlugin:
             return None
         if found.error:
             raise SnippetError(found.error)
-        return found.post, found.results
+        return found.post, shown_blocks(found)
 
     def render_block(self, block: dict[str, Any]) -> str:
         if self.env is None:
@@ -199,12 +210,11 @@ class SnippetsPlugin:
         if found is None or found.error or not found.results:
             return  # not executed, failed (its reader said so), or outside a share
         per_kernel = found.results
-        steps = {k: r.steps for k, r in per_kernel.items()}
         provenances = [vars(r.provenance) for r in per_kernel.values()]
         name = found.post.name
         url = f"{content.settings.get('SITEURL', '')}/{bundle.BUNDLES}/{name}.tar.gz"
         content.kblog_provenance = views.provenance(provenances, self.captured.kmod_digest)
-        content.kblog_differences = views.differences(found.post.scenario.steps, steps)
+        content.kblog_differences = views.differences(found.post.scenario.steps, found.differs)
         content.kblog_reproduce = {"commands": bundle.commands(name, url), "bundle_url": url}
         content.kblog_replay = replay.page(name, per_kernel, content.settings.get("SITEURL", ""))
 
@@ -230,6 +240,21 @@ class SnippetsPlugin:
         self.settings = None
 
 
+def shown_blocks(found: capture_service.PostCaptures) -> list[dict[str, Any]]:
+    """views.blocks of a post's captures, kept between builds (VIEWS)."""
+    if not found.results:
+        return []
+    post, differing = found.post, sorted(found.differs)
+    at = VIEWS.key([found.text, post.model, *found.results, *map(str, differing), pygments_version])
+    shown = VIEWS.get(at)
+    if isinstance(shown, list):
+        return shown
+    per_kernel = {kernel: result.steps for kernel, result in found.results.items()}
+    shown = views.blocks(post.scenario.steps, per_kernel, found.differs)
+    VIEWS.put(at, shown)
+    return shown
+
+
 class SourceNamingMarkdownReader(MarkdownReader):
     """Pelican's Markdown reader, telling our extension which post it converts."""
 
@@ -247,12 +272,20 @@ def write_bundles(captured: capture_service.Captured, settings: Settings, output
     dest.mkdir(parents=True, exist_ok=True)
     runner_dir = Path(config.__file__).resolve().parent
     kernel_dir = config.kernel_dir_for(settings.kmod)
+    trees: dict[Path, str] = {}  # each tree read once for every bundle
     for found in sorted(captured.posts.values(), key=lambda p: p.post.name):
         if found.error or not found.results:
             continue
         scenario = found.post.scenario
         data = bundle.make(
-            scenario.name, scenario, found.text, settings.kmod, kernel_dir, runner_dir
+            scenario.name,
+            scenario,
+            found.text,
+            settings.kmod,
+            kernel_dir,
+            runner_dir,
+            trees,
+            found.post.model,
         )
         (dest / f"{scenario.name}.tar.gz").write_bytes(data)
 

@@ -8,19 +8,21 @@ the capture; the author's expected output is only used to check it (verdict.py).
 from __future__ import annotations
 
 import functools
+from collections.abc import Collection
 from typing import Any
 
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
-from pygments.lexers import BashLexer, KernelLogLexer, PythonLexer
+from pygments.lexer import Lexer
 
-from runner.judge import verdict
 from runner.judge.kernel_log import SEVERE
 from runner.scenario import Step, StepResult
 from runner.terminal import prompts_for
 
 _FORMATTER = HtmlFormatter(nowrap=True)
-_INPUT_LEXERS = {"console": BashLexer(), "pycon": PythonLexer()}
+# Pygments' lexer for each language views highlights: an input line's, and "kmsg"
+# for a kernel log.
+LEXER_NAMES = {"console": "bash", "pycon": "python", "kmsg": "kmsg"}
 WHERE_LABELS = {"guest": "guest VM", "build": "build environment"}
 STATUS_TEXT = {
     "hang": "Still running after {timeout:g} s, as the post expects: it never returns.",
@@ -30,10 +32,19 @@ STATUS_TEXT = {
 PROVEN_HANG_TEXT = "Stuck for good, as the post expects: {proof}."
 
 
+@functools.cache
+def lexer(language: str) -> Lexer:
+    """The lexer of `language`, made when first needed: making one compiles its rules
+    (tens of ms), and a build whose pages are kept (plugin.VIEWS) highlights nothing."""
+    from pygments.lexers import get_lexer_by_name
+
+    return get_lexer_by_name(LEXER_NAMES[language])
+
+
 @functools.lru_cache(maxsize=2048)
 def highlighted(text: str, language: str) -> str:
     """An input line highlighted (each kernel's panel types the same lines)."""
-    return highlight(text, _INPUT_LEXERS[language], _FORMATTER).rstrip("\n")
+    return highlight(text, lexer(language), _FORMATTER).rstrip("\n")
 
 
 def badges(results: list[StepResult]) -> list[dict[str, str]]:
@@ -84,7 +95,7 @@ def panel(steps: list[Step], results: list[StepResult]) -> dict[str, Any]:
         summary = f"Kernel log: {len(klog)} line{'s' if len(klog) != 1 else ''}"
         if shown_badges:
             summary += f" ({', '.join(b['label'] for b in shown_badges)})"
-        html = highlight("\n".join(klog) + "\n", KernelLogLexer(), _FORMATTER)
+        html = highlight("\n".join(klog) + "\n", lexer("kmsg"), _FORMATTER)
         kernel_log = {"summary": summary, "html": html}
     statuses = [_status(s, r) for s, r in zip(steps, results, strict=True)]
     return {
@@ -101,9 +112,10 @@ def panel(steps: list[Step], results: list[StepResult]) -> dict[str, Any]:
 
 
 def block(
-    steps: list[Step], per_kernel: dict[str, list[StepResult]], first: int = 1
+    steps: list[Step], per_kernel: dict[str, list[StepResult]], differs: bool, first: int = 1
 ) -> dict[str, Any]:
-    """A block's capture: one panel per kernel, the first kernel's shown first. `first`
+    """A block's capture: one panel per kernel, the first kernel's shown first.
+    `differs`: whether the kernels' captures differ (the capture service says); `first`
     numbers its first step in the post (from 1): its moment in the replay."""
     kernels = list(per_kernel)
     return {
@@ -111,7 +123,7 @@ def block(
         "step": first,
         "session": steps[0].session,
         "where": per_kernel[kernels[0]][0].where,
-        "differs": len(kernels) > 1 and verdict.differs(per_kernel),
+        "differs": len(kernels) > 1 and differs,
         "panels": [
             {"kernel": kernel, "n": n, **panel(steps, per_kernel[kernel])}
             for n, kernel in enumerate(kernels, 1)
@@ -119,22 +131,40 @@ def block(
     }
 
 
+def blocks(
+    steps: list[Step], per_kernel: dict[str, list[StepResult]], differing: Collection[int]
+) -> list[dict[str, Any]]:
+    """Every block of a post (its steps share Step.block), in order, as `block` shows it;
+    `differing`: the blocks whose captures differ across kernels."""
+    indices: dict[int, list[int]] = {}
+    for index, step in enumerate(steps):
+        indices.setdefault(step.block, []).append(index)
+    return [
+        block(
+            [steps[i] for i in members],
+            {kernel: [results[i] for i in members] for kernel, results in per_kernel.items()},
+            number in differing,
+            members[0] + 1,
+        )
+        for number, members in indices.items()
+    ]
+
+
 def block_id(first_step: Step) -> str:
     """The HTML id of a block: the differences summary links to it."""
     return f"step-{first_step.block + 1}"
 
 
-def differences(steps: list[Step], per_kernel: dict[str, list[StepResult]]) -> list[dict[str, str]]:
-    """The blocks whose captures differ across kernels: id and a label for each."""
-    if len(per_kernel) < 2:
-        return []
+def differences(steps: list[Step], differing: Collection[int]) -> list[dict[str, str]]:
+    """The blocks whose captures differ across kernels (`differing`, their numbers, as
+    the capture service found them): id and a label for each."""
     found = []
     blocks: dict[int, list[int]] = {}
     for index, step in enumerate(steps):
         blocks.setdefault(step.block, []).append(index)
     for indices in blocks.values():
         block_steps = [steps[i] for i in indices]
-        if verdict.differs({k: [r[i] for i in indices] for k, r in per_kernel.items()}):
+        if block_steps[0].block in differing:
             typed = "; ".join(step.input.split("\n")[0] for step in block_steps)
             label = typed if len(typed) <= 60 else typed[:59] + "…"
             session = block_steps[0].session

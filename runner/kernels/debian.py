@@ -59,6 +59,19 @@ def _show(package: str) -> str:
 
 
 LISTS = Path("/var/lib/apt/lists")
+# What apt's answers here are made from: its lists and configuration (sources, pins),
+# what dpkg has installed, and apt itself.
+APT_INPUTS = (LISTS, Path("/etc/apt"), Path("/var/lib/dpkg/status"), Path("/usr/bin/apt-cache"))
+
+
+def apt_inputs() -> list[Path]:
+    """The files under APT_INPUTS, for a key that changes whenever apt's answer may."""
+    found: list[Path] = []
+    for top in APT_INPUTS:
+        found += sorted(p for p in top.rglob("*") if p.is_file()) if top.is_dir() else [top]
+    return found
+
+
 LISTS_MAX_AGE = 24 * 3600  # seconds; Debian publishes a kernel ABI every few weeks
 
 

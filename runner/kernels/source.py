@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner import config
+from runner import config, memo
 from runner.kernels import debian
 
 # Not runner.events.Log: the Docker image stages the package with the files it needs alone.
@@ -71,7 +71,28 @@ def candidate_version() -> str:
     deb = kept_deb()
     if deb is not None:
         return debian.deb_version(deb)
-    return debian.show(PACKAGE)["Version"]
+    return offered_version()
+
+
+# apt's answer, asked through runner/kernels/debian.py.
+OFFERED = memo.Memo("apt-offered", "runner.kernels.debian", ("runner.kernels.debian",))
+
+
+def _offered_key() -> str:
+    return OFFERED.key([PACKAGE, *memo.stamps(debian.apt_inputs())])
+
+
+def offered_version() -> str:
+    """The version of the package apt offers, kept between builds until apt's lists,
+    configuration or installed packages change: apt-cache takes about half a second,
+    and every build keys the posts that build the kernel by this version."""
+    found = OFFERED.get(_offered_key())
+    if isinstance(found, str) and found:
+        return found
+    version = debian.show(PACKAGE)["Version"]
+    # Keyed after the question: show() refreshes missing lists, which changes them.
+    OFFERED.put(_offered_key(), version)
+    return version
 
 
 def stage(dest: Path, version: str = "", log: Log = print) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from kblog_snippets import bundle
 
-from runner import config, reproduce
+from runner import config, memo, reproduce
 from runner.scenario import Scenario, ScenarioResult, Step
 
 
@@ -87,3 +87,29 @@ def test_cached_bundles_unused_for_long_are_pruned(tmp_path, monkeypatch) -> Non
     bundle._compressed(b"two")  # a new one is made: the unused one goes
     assert not old.exists()
     assert len(list((tmp_path / "bundles").glob("*.tar.gz"))) == 1
+
+
+def test_a_kept_bundle_follows_every_file_it_holds(tmp_path, monkeypatch) -> None:
+    """Bundles are kept between builds (bundle.MADE) under their inputs: an edited
+    file, or one made executable, gives a new bundle; the same inputs the kept one."""
+    monkeypatch.setenv("KBLOG_CACHE", str(tmp_path / "cache"))
+    kmod = _tree(tmp_path / "kmod", {"hello/hello.c": "int x;\n"})
+    runner = _tree(tmp_path / "runner", {"__init__.py": ""})
+    kernel = tmp_path / "kernel"
+
+    def made() -> dict[str, tuple[int, bytes]]:
+        data = bundle.make("post", _scenario(), "{}", kmod, kernel, runner)
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            return {
+                m.name: (m.mode, tar.extractfile(m).read())  # type: ignore[union-attr]
+                for m in tar.getmembers()
+            }
+
+    first = made()
+    assert made() == first
+    (kmod / "hello" / "hello.c").write_text("int y;\n")
+    edited = made()
+    assert edited["post/kmod/hello/hello.c"] == (0o644, b"int y;\n")
+    (kmod / "hello" / "hello.c").chmod(0o755)
+    assert made()["post/kmod/hello/hello.c"] == (0o755, b"int y;\n")
+    assert len(list(memo.folder(bundle.MADE.kind).glob("*.json"))) == 3

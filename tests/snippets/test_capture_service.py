@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from kblog.captures import Captured, Request, capture
+from kblog.captures import JUDGED, Captured, Request, capture
 from kblog.parse import Post
-from runner import config, freeze
+from runner import config, freeze, memo
 from runner.judge import verdict
 from runner.judge.verdict import Action, Outcome
 from runner.scenario import (
@@ -267,3 +267,24 @@ def test_a_damaged_captures_file_is_named_and_never_overwritten_silently(
     assert _outcomes(rerun) == [Outcome.CAPTURED]
     assert rerun.commit() == [path]
     assert freeze.load(path)[config.DEFAULT_KERNEL].result.steps[0].output == "hi"
+
+
+def test_an_edited_capture_is_judged_again_despite_the_memo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verdicts of stored captures are kept between builds (kblog.captures.JUDGED), but
+    under a key that holds the captures file: a hand edit is a new key, judged afresh."""
+    monkeypatch.setenv("KBLOG_CACHE", str(tmp_path / "cache"))
+    _capture(tmp_path, CountingRunner("hi")).commit()
+    kept = memo.folder(JUDGED.kind)
+    for _ in range(2):  # the first build judges and keeps it, the second reads it
+        warm = _capture(tmp_path, CountingRunner("hi"), mode="never")
+        assert (warm.errors, len(list(kept.glob("*.json")))) == ([], 1)
+    _edit_stored(tmp_path, lambda step: step.update(output=["bye"]))
+    edited = _capture(tmp_path, CountingRunner("hi"), mode="never")
+    assert edited.errors[0].startswith("p.md:3: step 1")
+    assert "the output differs from the post" in edited.errors[0]
+    assert len(list(kept.glob("*.json"))) == 2
+    # The memo keeps the failure too: the same file fails the same way again.
+    again = _capture(tmp_path, CountingRunner("hi"), mode="never")
+    assert again.errors == edited.errors

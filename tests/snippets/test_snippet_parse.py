@@ -5,7 +5,9 @@ No VM here: these check the Markdown side alone, with Python-Markdown's TestCase
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 from typing import ClassVar
 
 import markdown
@@ -13,8 +15,12 @@ import pytest
 from kblog_snippets.extension import SnippetsExtension
 from markdown.test_tools import TestCase
 
-from kblog.parse import SnippetError, find_blocks, markdown_text, read_post
+from kblog.parse import PARSED, SnippetError, find_blocks, markdown_text, read_post
+from runner import memo
+from runner.config import ROOT
 from runner.judge import expect
+
+CONTENT = ROOT / "content"
 
 
 def steps_of(text: str):
@@ -209,3 +215,35 @@ def test_the_docs_list_every_attribute_the_parser_reads() -> None:
     assert documented == ATTRIBUTES.keys() - {"session"}
     timeout = ATTRIBUTES["timeout"].default
     assert f"(default {timeout:g})" in table
+
+
+@pytest.mark.parametrize("post", sorted(CONTENT.glob("*.md")), ids=lambda p: p.name)
+def test_a_post_s_model_is_its_scenario_s_json(post: Path) -> None:
+    """Post.model (what memos of a post's judging are keyed by) holds all of
+    Scenario.to_json, places included, and Post.digest is Scenario.digest."""
+    read = read_post(post, f"content/{post.name}")
+    assert read.model == json.dumps(read.scenario.to_json(), sort_keys=True)
+    assert read.digest == read.scenario.digest()
+
+
+@pytest.mark.parametrize("post", sorted(CONTENT.glob("*.md")), ids=lambda p: p.name)
+def test_a_kept_post_is_the_post_read_again(
+    post: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Posts are kept between builds (kblog.parse.PARSED): the kept one is equal in
+    every part to the one read, and an edit that breaks it is found with its line."""
+    monkeypatch.setenv("KBLOG_CACHE", str(tmp_path / "cache"))
+    source = f"content/{post.name}"
+    read = read_post(post, source)
+    kept = read_post(post, source)
+    assert kept == read and (kept.model, kept.digest) == (read.model, read.digest)
+    assert [b.steps for b in kept.blocks] == [b.steps for b in read.blocks]
+    assert len(list(memo.folder(PARSED.kind).glob("*.json"))) == 1
+    copy = tmp_path / post.name
+    copy.write_text(post.read_text().replace("```{", "```{unknown=1 ", 1))
+    line = post.read_text()[: post.read_text().index("```{")].count("\n") + 1
+    with pytest.raises(SnippetError, match=rf"^{source}:{line}: unknown attribute unknown="):
+        read_post(copy, source)
+    # Windows line ends read as read_text() reads them.
+    copy.write_bytes(post.read_bytes().replace(b"\n", b"\r\n"))
+    assert read_post(copy, source) == read
