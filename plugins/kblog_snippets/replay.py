@@ -23,7 +23,9 @@ from typing import Any
 from runner.scenario import ScenarioResult, SessionRecording
 
 REPLAY = "replay"  # the directory under the output
-# Silences longer than this (seconds, on the run's shared clock) are shortened to it.
+# Silences longer than this (seconds, on the run's shared clock) are shortened to it,
+# here and not by the player: its idleTimeLimit would shorten each session's own
+# silences, and a terminal waiting while another works would skip ahead of it.
 IDLE_LIMIT = 1.0
 # The player's terminal: wide enough for a kernel log line, a screenful of output.
 COLS, ROWS = 100, 24
@@ -56,7 +58,8 @@ def make(result: ScenarioResult, title: str) -> Replay | None:
     recordings = {name: rec for name, rec in result.recordings.items() if rec.events}
     if not recordings:
         return None
-    at = compressed([float(e[0]) for rec in recordings.values() for e in rec.events])
+    # From the run's start (0): a guest's boot before the first output is idle too.
+    at = compressed([0.0] + [float(e[0]) for rec in recordings.values() for e in rec.events])
     inputs = {step.index + 1: step.input.split("\n")[0] for step in result.steps}
     casts: dict[str, list[str]] = {}
     steps: dict[int, tuple[str, float]] = {}
@@ -85,7 +88,8 @@ def _header(name: str, rec: SessionRecording, title: str) -> dict[str, Any]:
         "version": 2,
         "width": COLS,
         "height": ROWS,
-        "idle_time_limit": IDLE_LIMIT,
+        # No idle_time_limit: a player would cut each session's silences on its own,
+        # and the sessions' moments would no longer match (see IDLE_LIMIT).
         "title": f"{title}: {name}, {WHERE.get(rec.where, rec.where)}",
     }
 

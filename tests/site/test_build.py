@@ -156,7 +156,14 @@ def test_no_external_scripts_styles_or_fonts(built_site: Path) -> None:
         assert "@import" not in text, css.name
         assert not re.search(r"url\(\s*['\"]?(?:[a-z]+:|//)", text), css.name
     for js in built_site.rglob("*.js"):
-        assert not re.search(r"https?://", js.read_text()), js.name
+        text = js.read_text()
+        if js.name == "asciinema-player.min.js":
+            # Names, not requests: SVG's XML namespace, and the base its URL parsing
+            # falls back on outside a page (the browser tests watch its requests).
+            for name in ("http://www.w3.org/2000/svg", 'location?.href??"http://localhost/"'):
+                assert name in text, f"the player changed: is {name!r} still no request?"
+                text = text.replace(name, "")
+        assert not re.search(r"https?://", text), js.name
 
 
 def _internal_target(site: Path, page: Path, url: str) -> tuple[Path, str] | None:

@@ -27,7 +27,10 @@ def echo_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
 DAMAGE: dict[str, tuple[Callable[[str], str], str]] = {
     "cut short": (lambda text: text[: len(text) // 2], "not valid JSON"),
     "a missing field": (lambda text: text.replace('"inputs"', '"inputz"', 1), "is malformed"),
-    "another format": (lambda text: text.replace('"format": 1', '"format": 9', 1), "format 9"),
+    "another format": (
+        lambda text: text.replace(f'"format": {freeze.FORMAT}', '"format": 9', 1),
+        "format 9",
+    ),
 }
 
 

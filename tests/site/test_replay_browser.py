@@ -94,19 +94,19 @@ def _check_replay(page: Any) -> None:
     assert page.get_attribute("#kb-replay", "data-session") == first
     assert page.locator("#kb-replay .kb-replay-controls").is_visible()
     # The block that hangs: its link jumps to its step, in the Python session, and plays.
-    step, start = _watch(page, "py", "f.read()")
+    step, start = _watch(page, "py", "Stuck for good")
     assert page.get_attribute("#kb-replay", "data-session") == "py"
     page.wait_for_function(
         f"Number(document.querySelector('#kb-replay').dataset.time) > {start + 0.3}",
         timeout=15_000,
     )
     assert start - 0.05 <= _replay_time(page) < start + 5
-    assert "f.read()" in page.locator("#kb-replay .ap-term").inner_text()
     # Following the post, the replay moves on to the shell that removes the module
     # while the read hangs, and marks that step's block on the page.
     page.wait_for_function(
         "document.querySelector('#kb-replay').dataset.session === 'term1'", timeout=20_000
     )
+    assert "$ sudo " in page.locator("#kb-replay .ap-term").inner_text()
     playing = page.locator(".kb-step.kb-playing")
     assert playing.count() == 1
     assert int(playing.get_attribute("data-step") or 0) > int(step)

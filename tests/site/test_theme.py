@@ -42,7 +42,7 @@ def stand_in(**extra: Any) -> SimpleNamespace:
         title="A post", url="a-post.html", date=date, locale_date="2 January 2026",
         modified=None, summary="<p>Short.</p>", content="<p>Body.</p>", tags=[],
         category=None, series=None, kblog_provenance=None, kblog_reproduce=None,
-        kblog_differences=None,
+        kblog_differences=None, kblog_replay=None,
     )  # fmt: skip
     fields.update(extra)
     return SimpleNamespace(**fields)

@@ -42,7 +42,7 @@ def test_each_session_is_an_asciicast_v2_with_a_marker_per_step() -> None:
     header, events = _events(done.casts["term1"])
     assert header["version"] == 2
     assert (header["width"], header["height"]) == (replay.COLS, replay.ROWS)
-    assert header["idle_time_limit"] == replay.IDLE_LIMIT
+    assert "idle_time_limit" not in header  # cut already, on the run's clock
     markers = [e[2] for e in events if e[1] == "m"]
     assert markers == ["step 1: sudo insmod m.ko", "step 3: sudo rmmod m"]
     assert [e[2] for e in _events(done.casts["py"])[1] if e[1] == "m"] == ["step 2: f.read()"]

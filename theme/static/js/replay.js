@@ -20,12 +20,13 @@
     var follow = section.querySelector(".kb-replay-follow input");
     var opts = {
       cols: Number(section.getAttribute("data-cols")),
-      rows: Number(section.getAttribute("data-rows")),
-      idleTimeLimit: Number(section.getAttribute("data-idle"))
+      rows: Number(section.getAttribute("data-rows"))
     };
     /* `from`: where the player was last put; until it gets there, the replay is there
        (a player that starts at a step may report a moment just before it at first). */
-    var state = { kernel: kernels[0], session: "", player: null, playing: false, from: -1 };
+    var state = {
+      kernel: kernels[0], session: "", player: null, playing: false, from: -1, time: 0
+    };
     var blocks = Array.prototype.slice.call(document.querySelectorAll(".kb-step[data-step]"));
 
     function run() { return all[state.kernel]; }
@@ -64,13 +65,21 @@
       });
     }
 
+    /* The player answers the time by a promise: `state.time` is its latest answer. */
     function tick() {
-      if (!state.player) return;
-      var t = state.player.getCurrentTime() || 0;
+      var player = state.player;
+      if (!player) return;
+      Promise.resolve(player.getCurrentTime()).then(function (time) {
+        if (player === state.player) moved(Number(time) || 0);
+      });
+    }
+
+    function moved(t) {
       if (state.from >= 0) {
         if (t + 0.01 >= state.from) state.from = -1;
         else t = state.from;
       }
+      state.time = t;
       section.setAttribute("data-time", t.toFixed(2));
       var n = stepAt(t);
       markBlock(n);
@@ -86,10 +95,12 @@
       state.session = session;
       state.playing = false;
       state.from = at;
+      state.time = at;
       var player = window.AsciinemaPlayer.create({ data: run().casts[session] }, box, {
         cols: opts.cols,
         rows: opts.rows,
-        idleTimeLimit: opts.idleTimeLimit,
+        /* No idleTimeLimit: replay.py cut the silences already, on the run's one
+           clock; the player would cut each terminal's own and lose the moment. */
         fit: "width",
         preload: true,
         startAt: at,
@@ -113,7 +124,7 @@
     }
 
     function now() {
-      return state.player ? state.player.getCurrentTime() || 0 : 0;
+      return state.time;
     }
 
     section.querySelectorAll(".kb-replay-session").forEach(function (button) {
