@@ -17,6 +17,7 @@ import importlib.metadata
 import io
 import json
 import os
+import sys
 import tarfile
 import time
 from pathlib import Path
@@ -117,6 +118,7 @@ def make(
         model,
         captures,
         *(trees[r] for r in (kmod, kernel_dir, runner)),
+        sys.version,  # tarfile and gzip write the bytes: another Python may write others
     ]
     at = MADE.key(shape)
     made = MADE.get(at)
