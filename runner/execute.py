@@ -562,7 +562,9 @@ def run_scenario(
             fragment = kernel_dir / kernel_build.FRAGMENT_NAME
             if not fragment.is_file():
                 raise RunError(f"{fragment}: missing; a scenario with boot=built needs it")
-            workspace = guests.KernelWorkspace.claim(stack, fragment.read_text(), log)
+            workspace = guests.KernelWorkspace.claim(
+                stack, kernel, scenario.name, fragment.read_text(), log
+            )
             shutil.copytree(
                 kernel_dir,
                 builddir / kernel_build.INSIDE_KERNEL_DIR,

@@ -41,7 +41,7 @@ def key_inputs(scenario: Scenario, kernel: config.Kernel, shared: dict[str, str]
     Only a post that builds the kernel depends on kernel/ and the source's version."""
     inputs = {"scenario": scenario.digest(), "kernel": kernel.release, **shared}
     if scenario.builds_kernel:
-        inputs["kernel_source"] = kernel_source.candidate_version()
+        inputs["kernel_source"] = f"{kernel.source_package} {kernel_source.version(kernel)}"
     else:
         inputs.pop("kernel_config", None)
     return inputs

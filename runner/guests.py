@@ -8,6 +8,7 @@ import contextlib
 import os
 from dataclasses import dataclass
 
+from runner import config
 from runner.events import Log
 from runner.guest import image as guest_image
 from runner.guest import snapshot
@@ -57,14 +58,25 @@ class KernelWorkspace:
     workspace: kernel_build.Workspace
     fragment: str
 
+    series: str  # the label of the kernel whose source it builds
+
     @classmethod
-    def claim(cls, stack: contextlib.ExitStack, fragment: str, log: Log) -> KernelWorkspace:
-        source = kernel_source.fetch(log)
-        ws = stack.enter_context(
-            kernel_build.claimed(kernel_build.workspace(source.version, fragment), log)
-        )
+    def claim(
+        cls,
+        stack: contextlib.ExitStack,
+        kernel: config.Kernel,
+        post: str,
+        fragment: str,
+        log: Log,
+    ) -> KernelWorkspace:
+        """The workspace of `post` for `kernel`'s source, claimed for the run: its own,
+        so that another post's objects are never rebuilt or refused by this one."""
+        source = kernel_source.fetch(kernel, log)
+        chosen = kernel_build.workspace(kernel.name, source.version, fragment, post)
+        ws = stack.enter_context(kernel_build.claimed(chosen, log))
+        kernel_build.seed(ws, source.tree, log)
         kernel_build.checkout(source.tree, ws, as_root=os.geteuid() == 0)
-        return cls(source, ws, fragment)
+        return cls(source, ws, fragment, kernel.name)
 
     def rejects(self) -> str:
         """The hunks `patch` could not apply, from the .rej files it left in the tree."""
@@ -77,7 +89,7 @@ class KernelWorkspace:
 
     def artifacts(self, log: Log) -> guest_image.GuestArtifacts:
         built = kernel_build.accept(
-            self.workspace, self.source.tree, self.source.version, self.fragment
+            self.workspace, self.source.tree, self.series, self.source.version, self.fragment
         )
         return kernel_build.guest_artifacts(built, log)
 

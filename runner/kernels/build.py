@@ -7,13 +7,19 @@ Episode 3's posts patch the kernel, build it and boot it, in the build sandbox
     make O=~/build KCONFIG_ALLCONFIG=~/kernel/guest.config allnoconfig
     make O=~/build -j<cores> bzImage
 
-A workspace per (source package version, fragment) is kept in the cache: the tree
-at ~/linux, hard links into the pristine unpacked source (whose files are made
-read-only, so nothing writes through a link), and the objects at ~/build. Before a
-run the tree is checked out again: every file a post changed becomes the pristine
-link once more. `patch -Z` dates the patched files as the patch says, so the same
-patch applied again leaves make nothing to do, and a changed patch rebuilds only
-what its files reach.
+A workspace per post, kernel series, source package version and fragment is kept
+in the cache: the tree at ~/linux, hard links into the pristine unpacked source
+(whose files are made read-only, so nothing writes through a link), and the objects
+at ~/build. Each post keeps its own objects, so two posts that patch different files
+never undo each other's work. Before a run the tree is checked out again: every file
+a post changed becomes the pristine link once more. `patch -Z` dates the patched
+files as the patch says, so the same patch applied again leaves make nothing to do,
+and a changed patch rebuilds only what its files reach.
+
+A new workspace does not start cold when another post built the same source and
+fragment: it is seeded with a copy of that workspace's objects (`seed()`), less
+those built from the files that post changed, and dated as old as the source, so
+that whatever the new post's patch changes is newer than them.
 
 make decides by dates, so `accept()` checks after a build that the objects can be
 trusted: a file that differs from what the last accepted build had, yet is dated
@@ -70,14 +76,18 @@ class KernelBuildError(RuntimeError):
 
 @dataclass(frozen=True)
 class KernelSpec:
-    """What to build: a config fragment, and patches applied in order (`patch -p1 -Z`)."""
+    """What to build: a kernel series' source, a config fragment, and patches applied
+    in order (`patch -p1 -Z`), in the workspace of `post`."""
 
     fragment: Path = FRAGMENT
     patches: tuple[Path, ...] = ()
+    series: str = config.DEFAULT_KERNEL
+    post: str = "build"
 
 
 @dataclass(frozen=True)
 class BuiltKernel:
+    series: str  # the kernel label whose source it is, e.g. "6.12"
     source_version: str  # the linux-source package version
     release: str  # the built kernel's `uname -r`
     image: Path  # its bzImage, a copy that later builds leave alone
@@ -121,9 +131,16 @@ def unmet_options(fragment: str, dotconfig: str) -> list[str]:
     return unmet
 
 
-def build_key(source_version: str, fragment: str) -> str:
-    """The workspace's key; patches are left out, so they rebuild incrementally."""
-    return sources.digest([RECIPE, source_version, fragment])
+def family_key(series: str, source_version: str, fragment: str) -> str:
+    """What a workspace's objects can be shared by: the same source and fragment."""
+    return sources.digest([RECIPE, series, source_version, fragment])
+
+
+def build_key(series: str, source_version: str, fragment: str, post: str) -> str:
+    """The workspace's key, a directory name: the family's key and the post's name.
+    Patches are left out, so that a changed one rebuilds incrementally."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", post).strip(".-")[:60] or "post"
+    return f"{family_key(series, source_version, fragment)[:16]}-{series}-{slug}"
 
 
 def recipe(home: str, patches: Sequence[str], jobs: int) -> list[list[str]]:
@@ -173,9 +190,66 @@ class Workspace:
         return ((self.tree, f"{home}/{INSIDE_SOURCE}"), (self.objects, f"{home}/{INSIDE_BUILD}"))
 
 
-def workspace(source_version: str, fragment: str) -> Workspace:
-    key = build_key(source_version, fragment)
+def workspace(series: str, source_version: str, fragment: str, post: str) -> Workspace:
+    key = build_key(series, source_version, fragment, post)
     return Workspace(config.kernel_cache_dir() / "kernel-build" / key)
+
+
+def seed(ws: Workspace, pristine: Path, log: Log = lambda _m: None) -> Path | None:
+    """Give a new workspace (no objects yet) a copy of the objects of the one of its
+    family (same source, fragment) that differs least from the pristine source; the
+    workspace it came from, or None (none yet: the build starts cold).
+
+    The copy must hold only what this post's tree will really build from, so the
+    targets built from the files the other post changed are removed (make builds
+    them again from the pristine files), and the rest are dated as old as the newest
+    pristine file: still up to date for make, but older than anything a patch dates
+    later, as `patch -Z` does. Objects are copied, never linked: kbuild rewrites some
+    files in place (shell redirections), which would write into the other workspace.
+    """
+    if ws.objects.exists():
+        return None
+    family = ws.top.name.split("-", 1)[0] + "-"
+    candidates = []
+    for other in ws.top.parent.glob(f"{family}*"):
+        record = other / "objects" / RECORD
+        if other == ws.top or not record.is_file():
+            continue
+        try:
+            files = json.loads(record.read_text())["files"]
+        except (OSError, ValueError, KeyError):
+            continue
+        candidates.append((len(files), other.name, other))
+    for _count, _name, other in sorted(candidates):
+        with open(other / ".lock", "a") as lock:
+            try:  # never copy objects a build is writing; skip a busy one
+                fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                continue
+            record = json.loads((other / "objects" / RECORD).read_text())
+            log(f"seeding the kernel workspace of {ws.top.name} from {other.name}")
+            tmp = ws.top / ".tmp-objects"
+            shutil.rmtree(tmp, ignore_errors=True)
+            ws.top.mkdir(parents=True, exist_ok=True)
+            _run(["cp", "-a", "--reflink=auto", str(other / "objects"), str(tmp)], "seeding")
+        inside = f"/home/{config.GUEST_USER}/{INSIDE_SOURCE}/"
+        invalidate(tmp, [inside + rel for rel in record["files"]])
+        oldest = _newest_date(pristine)
+        for path in (tmp, *tmp.rglob("*")):
+            if not path.is_symlink():
+                os.utime(path, (oldest, oldest))
+        (tmp / RECORD).write_text(json.dumps({"accepted_at": oldest, "files": {}}))
+        os.rename(tmp, ws.objects)
+        return other
+    return None
+
+
+def _newest_date(tree: Path) -> float:
+    newest = 0.0
+    for top, _dirs, files in os.walk(tree):
+        for name in files:
+            newest = max(newest, os.lstat(os.path.join(top, name)).st_mtime)
+    return newest
 
 
 @contextlib.contextmanager
@@ -347,7 +421,9 @@ def invalidate(objects: Path, sources_inside: Sequence[str]) -> int:
     return removed
 
 
-def accept(ws: Workspace, pristine: Path, source_version: str, fragment: str) -> BuiltKernel:
+def accept(
+    ws: Workspace, pristine: Path, series: str, source_version: str, fragment: str
+) -> BuiltKernel:
     """The kernel the workspace's last `make bzImage` left, once it can be trusted."""
     objects = ws.objects
     shown = f"~/{INSIDE_BUILD}"
@@ -385,7 +461,7 @@ def accept(ws: Workspace, pristine: Path, source_version: str, fragment: str) ->
     partial = record_path.with_name(f".{record_path.name}.tmp")
     partial.write_text(json.dumps({"accepted_at": time.time(), "files": now}))
     os.replace(partial, record_path)
-    return BuiltKernel(source_version, release, image, objects)
+    return BuiltKernel(series, source_version, release, image, objects)
 
 
 def _run(argv: list[str], what: str) -> None:
@@ -412,22 +488,29 @@ def build(
     """The kernel `spec` describes, built (or brought up to date) by the recipe a post
     shows, each command in the sandbox, in its workspace or in one at `top`."""
     spec = spec or KernelSpec()
-    source = kernel_source.fetch(log)
+    kernel = config.kernel(spec.series)
+    source = kernel_source.fetch(kernel, log)
     fragment = spec.fragment.read_text()
     seconds: dict[str, float] = {}
     if source.unpack_seconds:
         seconds["unpack"] = source.unpack_seconds
-    ws = Workspace(top) if top is not None else workspace(source.version, fragment)
+    ws = (
+        Workspace(top)
+        if top is not None
+        else workspace(kernel.name, source.version, fragment, spec.post)
+    )
     with claimed(ws, log):
         started = time.monotonic()
         as_root = os.geteuid() == 0
+        if top is None:
+            seed(ws, source.tree, log)
         checkout(source.tree, ws, as_root)
         home = ws.top / "home"
         shutil.rmtree(home, ignore_errors=True)
         (home / INSIDE_KERNEL_DIR).mkdir(parents=True)
         (home / INSIDE_KERNEL_DIR / FRAGMENT_NAME).write_text(fragment)
         (home / INSIDE_PATCHES).mkdir()
-        layout = _layout(ws)
+        layout = _layout(ws, kernel)
         inside = []
         for n, patch in enumerate(spec.patches):
             name = f"{n:02d}-{patch.name}"
@@ -443,13 +526,12 @@ def build(
         for command in recipe(sandbox.home(layout), inside, cores):
             _sandboxed(layout, as_root, env, command, progress)
         seconds["make"] = time.monotonic() - started
-        built = accept(ws, source.tree, source.version, fragment)
-    return BuiltKernel(built.source_version, built.release, built.image, built.build_dir, seconds)
+        built = accept(ws, source.tree, kernel.name, source.version, fragment)
+    return dataclasses.replace(built, seconds=seconds)
 
 
-def _layout(ws: Workspace) -> sandbox.Layout:
-    # The reader builds on the stock guest: its headers, its `uname -r`.
-    stock = config.kernel(kernel_source.SERIES)
+def _layout(ws: Workspace, stock: config.Kernel) -> sandbox.Layout:
+    # The reader builds on the stock guest of the series: its headers, its `uname -r`.
     layout = sandbox.Layout(
         stock.release, guest_image.headers_root(stock), ws.top / "home", ws.top / "state"
     )
@@ -540,7 +622,7 @@ def _keep_image(bzimage: Path, release: str) -> Path:
 def guest_artifacts(built: BuiltKernel, log: Log = print) -> guest_image.GuestArtifacts:
     """What runner/guest/vm.py boots (and runner/guest/snapshot.py saves): this kernel, the stock
     root disk, and an initramfs that loads no modules."""
-    kernel = config.Kernel(name=f"{kernel_source.SERIES}-built", release=built.release)
+    kernel = config.Kernel(name=f"{built.series}-built", release=built.release)
     return guest_image.prepare_built(kernel, built.source_version, built.image, log)
 
 
@@ -555,11 +637,13 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m runner.kernels.build", description=main.__doc__
     )
     parser.add_argument("--fragment", type=Path, default=FRAGMENT)
+    parser.add_argument("--kernel", default=config.DEFAULT_KERNEL, help="the series' source")
+    parser.add_argument("--post", default="build", help="whose workspace")
     parser.add_argument("patches", type=Path, nargs="*")
     args = parser.parse_args(argv)
     shown = Display()
     with shown.task("kernel build") as show:
-        spec = KernelSpec(args.fragment, tuple(args.patches))
+        spec = KernelSpec(args.fragment, tuple(args.patches), args.kernel, args.post)
         built = build(spec, progress=show, log=shown.print)
     print(f"{built.release}: {built.image}")
     print(" ".join(f"{phase} {secs:.1f} s" for phase, secs in built.seconds.items()))

@@ -83,6 +83,14 @@ def refresh_lists(max_age: float = LISTS_MAX_AGE) -> None:
         # Offline, or not root: lists a few days old still name real packages.
 
 
+def versions(package: str) -> list[str]:
+    """Every version of `package` that apt's lists offer, as apt-cache madison lists
+    them (newest first); [] where they have none."""
+    out = _apt(["apt-cache", "madison", package])
+    found = [line.split("|")[1].strip() for line in out.splitlines() if line.count("|") >= 2]
+    return list(dict.fromkeys(found))
+
+
 def names_matching(pattern: str) -> list[str]:
     """The names of the real packages (not virtual ones) whose name matches `pattern`,
     a POSIX extended regular expression, in the apt lists."""
@@ -130,11 +138,16 @@ def extract(deb: Path, dest: Path) -> None:
     _apt(["dpkg-deb", "-x", str(deb), str(dest)])
 
 
-def unpack(package: str, dest: Path, downloads: Path) -> str:
-    """Download `package` into `downloads` (once) and dpkg -x it into `dest`.
+def unpack(package: str, dest: Path, downloads: Path, version: str | None = None) -> str:
+    """Download `package` (of `version`, else apt's candidate) into `downloads` (once)
+    and dpkg -x it into `dest`.
 
     Returns the package version. Nothing is installed on the host.
     """
-    version = show(package)["Version"]
-    extract(download(package, downloads), dest)
-    return version
+    if version is None:
+        version = show(package)["Version"]
+    else:
+        refresh_lists()  # a pinned version may be newer than lists a day old
+    deb = download(package, downloads, version=version)
+    extract(deb, dest)
+    return deb_version(deb)
