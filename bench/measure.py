@@ -116,7 +116,7 @@ def verify_series() -> float:
     return time.monotonic() - started
 
 
-SYSCALL_PATCH = ROOT / "kmod" / "syscall" / "0001-kblog_hello-system-call.patch"
+SYSCALL_PATCH = ROOT / "kmod" / "syscall" / "kblog_hello-6.1.patch"
 GREETING = "kblog_hello: hello, %s, from %s (pid %d)\\n"
 
 

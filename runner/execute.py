@@ -629,6 +629,7 @@ def run_scenario(
                 progress(index, len(scenario.steps), step, result)
         interrupt.check()
         stock_release = run.releases.get("stock", kernel.release)
+        built = workspace.provenance(builddir) if workspace is not None else {}
     provenance = Provenance(
         kernel=stock_release,
         kernel_package=artifacts.kernel_version,
@@ -638,5 +639,6 @@ def run_scenario(
         captured_at=captured_at,
         boot_seconds=round(sum(run.boot_seconds), 2),
         total_seconds=round(time.monotonic() - started, 2),
+        built=built,
     )
     return ScenarioResult(scenario.name, provenance, results, error)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from runner import config
 from runner.events import Log
@@ -59,6 +60,7 @@ class KernelWorkspace:
     fragment: str
 
     series: str  # the label of the kernel whose source it builds
+    built: kernel_build.BuiltKernel | None = None  # the last kernel a step booted
 
     @classmethod
     def claim(
@@ -91,7 +93,16 @@ class KernelWorkspace:
         built = kernel_build.accept(
             self.workspace, self.source.tree, self.series, self.source.version, self.fragment
         )
+        self.built = built
         return kernel_build.guest_artifacts(built, log)
+
+    def provenance(self, posts_tree: Path) -> dict[str, str]:
+        """What the page says of the kernel the run booted ({} if it booted none)."""
+        if self.built is None:
+            return {}
+        return kernel_build.provenance(
+            self.built, self.source.package, self.workspace.tree, self.fragment, posts_tree
+        )
 
 
 def fresh_vm(

@@ -93,6 +93,7 @@ class BuiltKernel:
     image: Path  # its bzImage, a copy that later builds leave alone
     build_dir: Path  # the O= directory, kept for the next build
     seconds: dict[str, float] = field(default_factory=dict)  # what each phase took
+    changed: dict[str, str] = field(default_factory=dict)  # differing(): the post's changes
 
 
 # --- pure parts: config fragments, keys, the recipe -------------------------------------
@@ -461,7 +462,66 @@ def accept(
     partial = record_path.with_name(f".{record_path.name}.tmp")
     partial.write_text(json.dumps({"accepted_at": time.time(), "files": now}))
     os.replace(partial, record_path)
-    return BuiltKernel(series, source_version, release, image, objects)
+    return BuiltKernel(series, source_version, release, image, objects, changed=now)
+
+
+def patch_targets(text: str) -> dict[str, list[str]]:
+    """The files a unified diff changes (its `+++ b/` paths), each with the lines it
+    adds."""
+    targets: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.splitlines():
+        if line.startswith("+++ "):
+            path = line[4:].split("\t", 1)[0].strip()
+            path = path.split("/", 1)[1] if "/" in path else path  # -p1
+            current = targets.setdefault(path, [])
+        elif line.startswith("--- ") or line.startswith("diff "):
+            current = None
+        elif current is not None and line.startswith("+"):
+            current.append(line[1:])
+    return targets
+
+
+def applied_patch(tree: Path, changed: dict[str, str], posts_tree: Path) -> Path | None:
+    """Which patch file of the post's tree (`posts_tree`: its kmod/) made the source's
+    `changed` files: the one whose files are exactly those and whose added lines are all
+    in them (the 6.1 and 6.12 patches of one call touch the same files; their lines
+    differ). None if no one patch file accounts for the change."""
+    files = {rel for rel in changed if not rel.endswith((".orig", ".rej"))}
+    if not files:
+        return None
+    for candidate in sorted(posts_tree.rglob("*.patch")):
+        try:
+            targets = patch_targets(candidate.read_text())
+        except (OSError, UnicodeDecodeError):
+            continue
+        if set(targets) != files:
+            continue
+        try:
+            if all(
+                set(added) <= set((tree / rel).read_text().splitlines())
+                for rel, added in targets.items()
+            ):
+                return candidate
+        except (OSError, UnicodeDecodeError):
+            continue
+    return None
+
+
+def provenance(
+    built: BuiltKernel, package: str, tree: Path, fragment: str, posts_tree: Path
+) -> dict[str, str]:
+    """What a page says of a kernel its post built (runner.scenario.Provenance.built)."""
+    patch = applied_patch(tree, built.changed, posts_tree)
+    return {
+        "release": built.release,
+        "source_package": package,
+        "source_version": built.source_version,
+        "patch": str(patch.relative_to(posts_tree)) if patch is not None else "",
+        "patch_sha256": hashlib.sha256(patch.read_bytes()).hexdigest() if patch else "",
+        "fragment": f"{config.KERNEL_DIR.name}/{FRAGMENT_NAME}",
+        "fragment_sha256": hashlib.sha256(fragment.encode()).hexdigest(),
+    }
 
 
 def _run(argv: list[str], what: str) -> None:

@@ -527,6 +527,28 @@ def test_a_new_workspace_is_seeded_from_its_family_less_what_the_other_post_chan
         assert kernel_build.seed(third, pristine) == second.top
 
 
+def test_the_patch_a_built_kernel_came_from_is_found_by_its_lines(tmp_path: Path) -> None:
+    """Episode 3's two patches change the same three files; the provenance names the
+    one whose added lines the changed tree holds."""
+    tree = tmp_path / "linux"
+    twelve = config.KMOD / "syscall" / "kblog_hello-6.12.patch"
+    targets = kernel_build.patch_targets(twelve.read_text())
+    assert sorted(targets) == [
+        "arch/x86/entry/syscalls/syscall_64.tbl", "include/linux/syscalls.h", "kernel/sys.c"
+    ]  # fmt: skip
+    assert "463\tcommon\tkblog_hello\t\tsys_kblog_hello" in targets[sorted(targets)[0]]
+    for rel, added in targets.items():
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_text("context\n" + "\n".join(added) + "\n")
+    changed = dict.fromkeys(targets, "hash")
+    assert kernel_build.applied_patch(tree, changed, config.KMOD) == twelve
+    # A file changed beyond what the patch touches: no one patch made this tree.
+    assert (
+        kernel_build.applied_patch(tree, {**changed, "fs/proc/version.c": "h"}, config.KMOD) is None
+    )
+    assert kernel_build.applied_patch(tree, {}, config.KMOD) is None
+
+
 # --- a real build, booted ---------------------------------------------------------------
 
 
