@@ -285,6 +285,8 @@ class Run:
         deadline = min(started + step.timeout, self.deadline)
         if self.activity is not None:
             self.throttle = ActivityThrottle(self.activity, index, started)
+        if sess.where == "build" and self.guests.workspace is not None:
+            self.guests.workspace.before_build_step(typed)
         probe = None
         if step.expect_hang and sess.where == "guest":
             assert console is not None  # a guest step has its guest

@@ -17,9 +17,11 @@ files as the patch says, so the same patch applied again leaves make nothing to 
 and a changed patch rebuilds only what its files reach.
 
 A new workspace does not start cold when another post built the same source and
-fragment: it is seeded with a copy of that workspace's objects (`seed()`), less
-those built from the files that post changed, and dated as old as the source, so
-that whatever the new post's patch changes is newer than them.
+fragment: it is seeded with a copy of that workspace's objects (`seed()`). Before
+the first make of a run, `reconcile()` removes the objects make would wrongly keep
+(built from content this tree no longer has, yet newer than it), so a post that
+applies the same patch as the seed's rebuilds nothing, and one that patches other
+files rebuilds what they, and the seed's reverted files, reach.
 
 make decides by dates, so `accept()` checks after a build that the objects can be
 trusted: a file that differs from what the last accepted build had, yet is dated
@@ -196,17 +198,16 @@ def workspace(series: str, source_version: str, fragment: str, post: str) -> Wor
     return Workspace(config.kernel_cache_dir() / "kernel-build" / key)
 
 
-def seed(ws: Workspace, pristine: Path, log: Log = lambda _m: None) -> Path | None:
+def seed(ws: Workspace, log: Log = lambda _m: None) -> Path | None:
     """Give a new workspace (no objects yet) a copy of the objects of the one of its
-    family (same source, fragment) that differs least from the pristine source; the
-    workspace it came from, or None (none yet: the build starts cold).
+    family (same series, source and fragment) that differs least from the pristine
+    source; the workspace it came from, or None (none yet: the build starts cold).
 
-    The copy must hold only what this post's tree will really build from, so the
-    targets built from the files the other post changed are removed (make builds
-    them again from the pristine files), and the rest are dated as old as the newest
-    pristine file: still up to date for make, but older than anything a patch dates
-    later, as `patch -Z` does. Objects are copied, never linked: kbuild rewrites some
-    files in place (shell redirections), which would write into the other workspace.
+    The copy keeps its dates and its record of what it was built from, so a post
+    that applies the same patch finds it all up to date; what differs in this post's
+    tree is settled by `reconcile()` before its first make. Objects are copied, never
+    linked: kbuild rewrites some files in place (shell redirections), which would
+    write into the other workspace.
     """
     if ws.objects.exists():
         return None
@@ -227,30 +228,55 @@ def seed(ws: Workspace, pristine: Path, log: Log = lambda _m: None) -> Path | No
                 fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except OSError:
                 continue
-            record = json.loads((other / "objects" / RECORD).read_text())
-            log(f"seeding the kernel workspace of {ws.top.name} from {other.name}")
+            log(f"seeding the kernel workspace {ws.top.name} from {other.name}")
+            ws.top.mkdir(parents=True, exist_ok=True)
             tmp = ws.top / ".tmp-objects"
             shutil.rmtree(tmp, ignore_errors=True)
-            ws.top.mkdir(parents=True, exist_ok=True)
             _run(["cp", "-a", "--reflink=auto", str(other / "objects"), str(tmp)], "seeding")
-        inside = f"/home/{config.GUEST_USER}/{INSIDE_SOURCE}/"
-        invalidate(tmp, [inside + rel for rel in record["files"]])
-        oldest = _newest_date(pristine)
-        for path in (tmp, *tmp.rglob("*")):
-            if not path.is_symlink():
-                os.utime(path, (oldest, oldest))
-        (tmp / RECORD).write_text(json.dumps({"accepted_at": oldest, "files": {}}))
         os.rename(tmp, ws.objects)
         return other
     return None
 
 
-def _newest_date(tree: Path) -> float:
-    newest = 0.0
-    for top, _dirs, files in os.walk(tree):
-        for name in files:
-            newest = max(newest, os.lstat(os.path.join(top, name)).st_mtime)
-    return newest
+def reconcile(ws: Workspace, pristine: Path) -> list[str]:
+    """Before make reads the objects: remove those it would wrongly keep, and bring the
+    record up to the tree. A file whose content is not what the recorded build had,
+    yet is dated before that build, would leave its old objects in place (make goes
+    by dates): another post's patch the seed was built with, reverted here; this
+    post's patch, dated before the seed's build; a changed patch with unchanged dates.
+    The objects built from each are removed, so make builds them again. Returns the
+    files so treated."""
+    record_path = ws.objects / RECORD
+    if not record_path.is_file():
+        return []
+    record = json.loads(record_path.read_text())
+    now = differing(pristine, ws.tree)
+    dates = {rel: (ws.tree / rel).lstat().st_mtime for rel, h in now.items() if h != "deleted"}
+    stale = stale_files(now, record["files"], dates, record["accepted_at"])
+    if not stale:
+        return []
+    invalidate(ws.objects, [f"/home/{config.GUEST_USER}/{INSIDE_SOURCE}/{rel}" for rel in stale])
+    files = dict(record["files"])
+    for rel in stale:
+        if rel in now:
+            files[rel] = now[rel]
+        else:
+            files.pop(rel, None)
+    _write_record(record_path, record["accepted_at"], files)
+    return stale
+
+
+def _write_record(path: Path, accepted_at: float, files: dict[str, str]) -> None:
+    # Renamed into place: a record cut short by a full disk is never read back.
+    partial = path.with_name(f".{path.name}.tmp")
+    partial.write_text(json.dumps({"accepted_at": accepted_at, "files": files}))
+    os.replace(partial, path)
+
+
+# A build step's command that makes kernel objects: make with O= (or KBUILD_OUTPUT).
+# `make -s kernelversion` in the source tree reads no objects, and a patch may come
+# after it, so only these settle the tree first (reconcile()).
+MAKES_OBJECTS = re.compile(r"\bmake\b[^\n;|&]*\bO=|\bKBUILD_OUTPUT=")
 
 
 @contextlib.contextmanager
@@ -458,10 +484,7 @@ def accept(
             )
     release = (objects / "include" / "config" / "kernel.release").read_text().strip()
     image = _keep_image(bzimage, release)
-    # Renamed into place: a record cut short by a full disk is never read back.
-    partial = record_path.with_name(f".{record_path.name}.tmp")
-    partial.write_text(json.dumps({"accepted_at": time.time(), "files": now}))
-    os.replace(partial, record_path)
+    _write_record(record_path, time.time(), now)
     return BuiltKernel(series, source_version, release, image, objects, changed=now)
 
 
@@ -563,7 +586,7 @@ def build(
         started = time.monotonic()
         as_root = os.geteuid() == 0
         if top is None:
-            seed(ws, source.tree, log)
+            seed(ws, log)
         checkout(source.tree, ws, as_root)
         home = ws.top / "home"
         shutil.rmtree(home, ignore_errors=True)
@@ -584,6 +607,8 @@ def build(
         started = time.monotonic()
         cores = jobs or len(os.sched_getaffinity(0))  # what nproc says
         for command in recipe(sandbox.home(layout), inside, cores):
+            if command[0] == "make" and command[-1] == "allnoconfig":
+                reconcile(ws, source.tree)  # patched: the tree is what make will read
             _sandboxed(layout, as_root, env, command, progress)
         seconds["make"] = time.monotonic() - started
         built = accept(ws, source.tree, kernel.name, source.version, fragment)

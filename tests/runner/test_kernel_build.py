@@ -481,50 +481,69 @@ def _bytes_state(root: Path) -> dict[str, tuple[bytes, float]]:
     }
 
 
-def test_a_new_workspace_is_seeded_from_its_family_less_what_the_other_post_changed(
+def test_a_new_workspace_is_seeded_from_its_family_and_settled_before_make(
     pristine: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A second post's workspace starts from the first one's objects: those built from
-    the file the first post patched go, the rest are dated as old as the source (older
-    than a patch's dates), and the first workspace is left as it was."""
+    """A second post's workspace starts from a copy of the first one's objects (the
+    first is left as it was). Before its first make, reconcile() removes the objects
+    built from what this tree no longer has: the first post's patched file, now
+    pristine again, and a file this post patched with a date before that build."""
     monkeypatch.setenv("KBLOG_CACHE", str(tmp_path / "cache"))
     parent = tmp_path / "kernel-build"
     first = kernel_build.Workspace(parent / "abc-6.1-ep3")
     kernel_build.checkout(pristine, first, as_root=False)
     fragment = "CONFIG_A=y\n"
     _fake_build(first, fragment, "CONFIG_A=y\n")
-    (first.objects / "kernel").mkdir()
-    (first.objects / "kernel" / "sys.o").write_bytes(b"patched sys")
-    (first.objects / "kernel" / ".sys.o.cmd").write_text("deps := /home/user/linux/kernel/sys.c\n")
-    (first.objects / "fs").mkdir()
-    (first.objects / "fs" / "old.o").write_bytes(b"pristine old")
-    (first.objects / "fs" / ".old.o.cmd").write_text("deps := /home/user/linux/fs/old.c\n")
+    for rel, data in (("kernel/sys.o", "patched sys"), ("fs/old.o", "old"), ("Make.o", "mk")):
+        (first.objects / rel).parent.mkdir(parents=True, exist_ok=True)
+        (first.objects / rel).write_text(data)
+        source = rel.replace(".o", ".c") if rel != "Make.o" else "Makefile"
+        cmd = first.objects / rel.replace(Path(rel).name, f".{Path(rel).name}.cmd")
+        cmd.write_text(f"deps := /home/user/linux/{source}\n")
+    dated = time.time() - 600  # as `patch -Z` dates it: before the build
     sys_c = first.tree / "kernel" / "sys.c"
     sys_c.unlink()
     sys_c.write_text("int patched;\n")
-    dated = time.time() - 600  # as `patch -Z` dates it: before the build
     os.utime(sys_c, (dated, dated))
     kernel_build.accept(first, pristine, "6.1", "6.1.192-3", fragment)
-    (parent / first.top.name / ".lock").write_text("")
+    (first.top / ".lock").write_text("")
     before = _bytes_state(first.objects)
 
     other_family = kernel_build.Workspace(parent / "xyz-6.1-proc")
-    assert kernel_build.seed(other_family, pristine) is None  # no workspace of its family
+    assert kernel_build.seed(other_family) is None  # no workspace of its family
     second = kernel_build.Workspace(parent / "abc-6.1-proc")
-    assert kernel_build.seed(second, pristine) == first.top
+    assert kernel_build.seed(second) == first.top
+    assert kernel_build.seed(second) is None  # it has objects: left alone
     assert _bytes_state(first.objects) == before
-    assert not (second.objects / "kernel" / "sys.o").exists()
     copied = second.objects / "fs" / "old.o"
-    assert copied.read_bytes() == b"pristine old"
     assert copied.stat().st_ino != (first.objects / "fs" / "old.o").stat().st_ino
-    newest_pristine = max(p.lstat().st_mtime for p in pristine.rglob("*"))
-    assert copied.stat().st_mtime == newest_pristine
-    assert kernel_build.seed(second, pristine) is None  # it has objects: left alone
-    # Busy: a workspace another run holds is never copied while it builds.
-    third = kernel_build.Workspace(parent / "abc-6.1-third")
+    assert _bytes_state(second.objects) == before  # contents and dates
+    kernel_build.checkout(pristine, second, as_root=False)
+    old_c = second.tree / "fs" / "old.c"  # this post's patch, dated before the seed's build
+    old_c.unlink()
+    old_c.write_text("int changed;\n")
+    os.utime(old_c, (dated, dated))
+    assert kernel_build.reconcile(second, pristine) == ["fs/old.c", "kernel/sys.c"]
+    assert not (second.objects / "kernel" / "sys.o").exists()
+    assert not (second.objects / "fs" / "old.o").exists()
+    assert (second.objects / "Make.o").exists()
+    assert kernel_build.reconcile(second, pristine) == []  # settled: the record says so
+    assert _bytes_state(first.objects) == before
+    # A third post applying the first one's patch keeps every object.
+    third = kernel_build.Workspace(parent / "abc-6.1-same")
+    assert kernel_build.seed(third) == first.top  # the one that differs least: first
+    kernel_build.checkout(pristine, third, as_root=False)
+    same = third.tree / "kernel" / "sys.c"
+    same.unlink()
+    same.write_text("int patched;\n")
+    os.utime(same, (dated, dated))
+    assert kernel_build.reconcile(third, pristine) == []
+    assert (third.objects / "kernel" / "sys.o").read_text() == "patched sys"
+    # A busy workspace is never copied while it builds: the next best one is.
+    fourth = kernel_build.Workspace(parent / "abc-6.1-fourth")
     with open(first.top / ".lock", "a") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
-        assert kernel_build.seed(third, pristine) == second.top
+        assert kernel_build.seed(fourth) in (second.top, third.top)
 
 
 def test_the_patch_a_built_kernel_came_from_is_found_by_its_lines(tmp_path: Path) -> None:
