@@ -61,7 +61,8 @@ class KernelWorkspace:
 
     series: str  # the label of the kernel whose source it builds
     built: kernel_build.BuiltKernel | None = None  # the last kernel a step booted
-    reconciled: bool = False  # the tree settled before a make (before_build_step)
+    reconciled: bool = False  # the objects settled before a make (before_build_step)
+    log: Log = print
 
     @classmethod
     def claim(
@@ -77,17 +78,16 @@ class KernelWorkspace:
         source = kernel_source.fetch(kernel, log)
         chosen = kernel_build.workspace(kernel.name, source.version, fragment, post)
         ws = stack.enter_context(kernel_build.claimed(chosen, log))
-        kernel_build.seed(ws, log)
         kernel_build.checkout(source.tree, ws, as_root=os.geteuid() == 0)
-        return cls(source, ws, fragment, kernel.name)
+        return cls(source, ws, fragment, kernel.name, log=log)
 
     def before_build_step(self, typed: str) -> None:
-        """Settle the tree before the run's first command that makes objects (see
-        kernel_build.reconcile): by then the post has patched what it patches."""
+        """Settle the objects before the run's first command that makes some (see
+        kernel_build.settle): by then the post has patched what it patches."""
         if self.reconciled or not kernel_build.MAKES_OBJECTS.search(typed):
             return
         self.reconciled = True
-        kernel_build.reconcile(self.workspace, self.source.tree)
+        kernel_build.settle(self.workspace, self.source.tree, self.log)
 
     def rejects(self) -> str:
         """The hunks `patch` could not apply, from the .rej files it left in the tree."""

@@ -16,12 +16,13 @@ a post changed becomes the pristine link once more. `patch -Z` dates the patched
 files as the patch says, so the same patch applied again leaves make nothing to do,
 and a changed patch rebuilds only what its files reach.
 
-A new workspace does not start cold when another post built the same source and
-fragment: it is seeded with a copy of that workspace's objects (`seed()`). Before
-the first make of a run, `reconcile()` removes the objects make would wrongly keep
-(built from content this tree no longer has, yet newer than it), so a post that
-applies the same patch as the seed's rebuilds nothing, and one that patches other
-files rebuilds what they, and the seed's reverted files, reach.
+Before the first make of a run, `settle()` makes the objects fit the tree the post
+has patched by then. A new workspace does not start cold when another post built
+the same source and fragment: it is seeded with a copy of the objects of the one
+whose tree was closest (`seed()`). Then `reconcile()` removes the objects make would
+wrongly keep (built from content this tree no longer has, yet newer than it), so a
+post that applies the same patch as its seed rebuilds nothing, and one that patches
+other files rebuilds what they, and the seed's reverted files, reach.
 
 make decides by dates, so `accept()` checks after a build that the objects can be
 trusted: a file that differs from what the last accepted build had, yet is dated
@@ -198,47 +199,60 @@ def workspace(series: str, source_version: str, fragment: str, post: str) -> Wor
     return Workspace(config.kernel_cache_dir() / "kernel-build" / key)
 
 
-def seed(ws: Workspace, log: Log = lambda _m: None) -> Path | None:
-    """Give a new workspace (no objects yet) a copy of the objects of the one of its
-    family (same series, source and fragment) that differs least from the pristine
-    source; the workspace it came from, or None (none yet: the build starts cold).
+SEEDING = ".kblog-seeding"  # in the objects while a seed's copy is under way
 
-    The copy keeps its dates and its record of what it was built from, so a post
-    that applies the same patch finds it all up to date; what differs in this post's
-    tree is settled by `reconcile()` before its first make. Objects are copied, never
+
+def seed(ws: Workspace, now: dict[str, str], log: Log = lambda _m: None) -> Path | None:
+    """Give a workspace with no objects yet a copy of the objects of the one of its
+    family (same series, source and fragment) whose last build had the tree closest
+    to this one's (`now`: differing(), the post's changes so far); the workspace it
+    came from, or None (none: the build starts cold).
+
+    Called just before the run's first make, when the post has patched what it
+    patches, so the closest one is known: a post applying the same patch as another
+    finds everything up to date, and `reconcile()` settles what differs. The copy
+    keeps its dates and its record of what it was built from. It goes into the
+    objects directory itself, which a sandbox may have mounted already, behind a
+    marker: a copy cut short is wiped and made again. Objects are copied, never
     linked: kbuild rewrites some files in place (shell redirections), which would
     write into the other workspace.
     """
-    if ws.objects.exists():
-        return None
+    marker = ws.objects / SEEDING
+    if marker.exists():
+        for left in list(ws.objects.iterdir()):
+            if left != marker:
+                _remove(left)
+    elif not ws.objects.is_dir() or any(ws.objects.iterdir()):
+        return None  # its own objects, or a build of its own under way
     family = ws.top.name.split("-", 1)[0] + "-"
     candidates = []
     for other in ws.top.parent.glob(f"{family}*"):
         record = other / "objects" / RECORD
-        if other == ws.top or not record.is_file():
+        if other == ws.top or not record.is_file() or (other / "objects" / SEEDING).exists():
             continue
         try:
             files = json.loads(record.read_text())["files"]
         except (OSError, ValueError, KeyError):
             continue
-        candidates.append((len(files), other.name, other))
-    for _count, _name, other in sorted(candidates):
+        mismatched = sum(now.get(rel) != files.get(rel) for rel in now.keys() | files.keys())
+        candidates.append((mismatched, len(files), other.name, other))
+    for *_rank, other in sorted(candidates):
         with open(other / ".lock", "a") as lock:
             try:  # never copy objects a build is writing; skip a busy one
                 fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except OSError:
                 continue
             log(f"seeding the kernel workspace {ws.top.name} from {other.name}")
-            ws.top.mkdir(parents=True, exist_ok=True)
-            tmp = ws.top / ".tmp-objects"
-            shutil.rmtree(tmp, ignore_errors=True)
-            _run(["cp", "-a", "--reflink=auto", str(other / "objects"), str(tmp)], "seeding")
-        os.rename(tmp, ws.objects)
+            marker.write_text(other.name + "\n")
+            argv = ["cp", "-a", "--reflink=auto", f"{other / 'objects'}/.", str(ws.objects)]
+            _run(argv, "seeding")
+        marker.unlink()  # the copy is whole
         return other
+    marker.unlink(missing_ok=True)
     return None
 
 
-def reconcile(ws: Workspace, pristine: Path) -> list[str]:
+def reconcile(ws: Workspace, pristine: Path, now: dict[str, str] | None = None) -> list[str]:
     """Before make reads the objects: remove those it would wrongly keep, and bring the
     record up to the tree. A file whose content is not what the recorded build had,
     yet is dated before that build, would leave its old objects in place (make goes
@@ -250,7 +264,8 @@ def reconcile(ws: Workspace, pristine: Path) -> list[str]:
     if not record_path.is_file():
         return []
     record = json.loads(record_path.read_text())
-    now = differing(pristine, ws.tree)
+    if now is None:
+        now = differing(pristine, ws.tree)
     dates = {rel: (ws.tree / rel).lstat().st_mtime for rel, h in now.items() if h != "deleted"}
     stale = stale_files(now, record["files"], dates, record["accepted_at"])
     if not stale:
@@ -271,6 +286,13 @@ def _write_record(path: Path, accepted_at: float, files: dict[str, str]) -> None
     partial = path.with_name(f".{path.name}.tmp")
     partial.write_text(json.dumps({"accepted_at": accepted_at, "files": files}))
     os.replace(partial, path)
+
+
+def settle(ws: Workspace, pristine: Path, log: Log = lambda _m: None) -> None:
+    """Before a run's first make: seed a new workspace, then reconcile it."""
+    now = differing(pristine, ws.tree)
+    seed(ws, now, log)
+    reconcile(ws, pristine, now)
 
 
 # A build step's command that makes kernel objects: make with O= (or KBUILD_OUTPUT).
@@ -585,8 +607,6 @@ def build(
     with claimed(ws, log):
         started = time.monotonic()
         as_root = os.geteuid() == 0
-        if top is None:
-            seed(ws, log)
         checkout(source.tree, ws, as_root)
         home = ws.top / "home"
         shutil.rmtree(home, ignore_errors=True)
@@ -608,7 +628,7 @@ def build(
         cores = jobs or len(os.sched_getaffinity(0))  # what nproc says
         for command in recipe(sandbox.home(layout), inside, cores):
             if command[0] == "make" and command[-1] == "allnoconfig":
-                reconcile(ws, source.tree)  # patched: the tree is what make will read
+                settle(ws, source.tree, log)  # patched: the tree is what make will read
             _sandboxed(layout, as_root, env, command, progress)
         seconds["make"] = time.monotonic() - started
         built = accept(ws, source.tree, kernel.name, source.version, fragment)

@@ -481,13 +481,21 @@ def _bytes_state(root: Path) -> dict[str, tuple[bytes, float]]:
     }
 
 
-def test_a_new_workspace_is_seeded_from_its_family_and_settled_before_make(
+def _patch_sys_c(ws: kernel_build.Workspace, text: str, dated: float) -> None:
+    sys_c = ws.tree / "kernel" / "sys.c"
+    sys_c.unlink()
+    sys_c.write_text(text)
+    os.utime(sys_c, (dated, dated))
+
+
+def test_a_new_workspace_is_seeded_from_the_closest_one_and_settled_before_make(
     pristine: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A second post's workspace starts from a copy of the first one's objects (the
-    first is left as it was). Before its first make, reconcile() removes the objects
-    built from what this tree no longer has: the first post's patched file, now
-    pristine again, and a file this post patched with a date before that build."""
+    """A second post's workspace starts from a copy of the objects of the workspace of
+    its family whose tree was closest to its own (the other is left as it was). Then
+    reconcile() removes the objects built from what this tree no longer has: the first
+    post's patched file, pristine again, and a file this post patched with a date
+    before that build. A post that applies the first one's patch keeps everything."""
     monkeypatch.setenv("KBLOG_CACHE", str(tmp_path / "cache"))
     parent = tmp_path / "kernel-build"
     first = kernel_build.Workspace(parent / "abc-6.1-ep3")
@@ -501,49 +509,60 @@ def test_a_new_workspace_is_seeded_from_its_family_and_settled_before_make(
         cmd = first.objects / rel.replace(Path(rel).name, f".{Path(rel).name}.cmd")
         cmd.write_text(f"deps := /home/user/linux/{source}\n")
     dated = time.time() - 600  # as `patch -Z` dates it: before the build
-    sys_c = first.tree / "kernel" / "sys.c"
-    sys_c.unlink()
-    sys_c.write_text("int patched;\n")
-    os.utime(sys_c, (dated, dated))
+    _patch_sys_c(first, "int patched;\n", dated)
     kernel_build.accept(first, pristine, "6.1", "6.1.192-3", fragment)
     (first.top / ".lock").write_text("")
     before = _bytes_state(first.objects)
 
-    other_family = kernel_build.Workspace(parent / "xyz-6.1-proc")
-    assert kernel_build.seed(other_family) is None  # no workspace of its family
-    second = kernel_build.Workspace(parent / "abc-6.1-proc")
-    assert kernel_build.seed(second) == first.top
-    assert kernel_build.seed(second) is None  # it has objects: left alone
-    assert _bytes_state(first.objects) == before
-    copied = second.objects / "fs" / "old.o"
-    assert copied.stat().st_ino != (first.objects / "fs" / "old.o").stat().st_ino
-    assert _bytes_state(second.objects) == before  # contents and dates
-    kernel_build.checkout(pristine, second, as_root=False)
+    def new(name: str) -> kernel_build.Workspace:
+        ws = kernel_build.Workspace(parent / name)
+        kernel_build.checkout(pristine, ws, as_root=False)
+        return ws
+
+    assert kernel_build.seed(new("xyz-6.1-proc"), {}) is None  # no workspace of its family
+    second = new("abc-6.1-proc")
     old_c = second.tree / "fs" / "old.c"  # this post's patch, dated before the seed's build
     old_c.unlink()
     old_c.write_text("int changed;\n")
     os.utime(old_c, (dated, dated))
+    now = kernel_build.differing(pristine, second.tree)
+    assert kernel_build.seed(second, now) == first.top
+    assert kernel_build.seed(second, now) is None  # it has objects: left alone
+    assert _bytes_state(second.objects) == before  # contents and dates
+    assert _bytes_state(first.objects) == before
+    copied = second.objects / "fs" / "old.o"
+    assert copied.stat().st_ino != (first.objects / "fs" / "old.o").stat().st_ino
     assert kernel_build.reconcile(second, pristine) == ["fs/old.c", "kernel/sys.c"]
     assert not (second.objects / "kernel" / "sys.o").exists()
     assert not (second.objects / "fs" / "old.o").exists()
     assert (second.objects / "Make.o").exists()
     assert kernel_build.reconcile(second, pristine) == []  # settled: the record says so
     assert _bytes_state(first.objects) == before
-    # A third post applying the first one's patch keeps every object.
-    third = kernel_build.Workspace(parent / "abc-6.1-same")
-    assert kernel_build.seed(third) == first.top  # the one that differs least: first
-    kernel_build.checkout(pristine, third, as_root=False)
-    same = third.tree / "kernel" / "sys.c"
-    same.unlink()
-    same.write_text("int patched;\n")
-    os.utime(same, (dated, dated))
-    assert kernel_build.reconcile(third, pristine) == []
+    kernel_build.accept(second, pristine, "6.1", "6.1.192-3", fragment)
+    (second.top / ".lock").write_text("")
+
+    # A third post applies the first one's patch: seeded from the first (its tree is
+    # the closer one, though the second's record names fewer files), it keeps all.
+    third = new("abc-6.1-same")
+    _patch_sys_c(third, "int patched;\n", dated)
+    said: list[str] = []
+    kernel_build.settle(third, pristine, said.append)
+    assert said == ["seeding the kernel workspace abc-6.1-same from abc-6.1-ep3"]
     assert (third.objects / "kernel" / "sys.o").read_text() == "patched sys"
-    # A busy workspace is never copied while it builds: the next best one is.
-    fourth = kernel_build.Workspace(parent / "abc-6.1-fourth")
-    with open(first.top / ".lock", "a") as held:
+    assert (third.objects / "fs" / "old.o").exists()
+    # A copy cut short leaves its marker: the next one wipes it and copies again.
+    fourth = new("abc-6.1-fourth")
+    (fourth.objects / kernel_build.SEEDING).write_text("")
+    (fourth.objects / "half.o").write_text("")
+    with open(first.top / ".lock", "a") as held:  # busy: never copied while it builds
         fcntl.flock(held, fcntl.LOCK_EX)
-        assert kernel_build.seed(fourth) in (second.top, third.top)
+        assert kernel_build.seed(fourth, {}) in (second.top, third.top)
+    assert not (fourth.objects / "half.o").exists()
+    assert not (fourth.objects / kernel_build.SEEDING).exists()
+    # Objects of its own (a cold build under way) are never replaced.
+    fifth = new("abc-6.1-fifth")
+    (fifth.objects / "vmlinux.o").write_text("")
+    assert kernel_build.seed(fifth, {}) is None
 
 
 def test_the_patch_a_built_kernel_came_from_is_found_by_its_lines(tmp_path: Path) -> None:
