@@ -62,4 +62,8 @@ TRANSLATION_FEED_ATOM = None
 
 DELETE_OUTPUT_DIRECTORY = True
 
+# Where a file of this repository is read on the web, its path appended: the provenance
+# line of a post that builds the kernel links its patch there. Empty: no links.
+KBLOG_REPOSITORY_URL = ""
+
 # Every post runs on every kernel runner/config.py names (KBLOG_KERNELS narrows it).

@@ -179,8 +179,8 @@ def verify(
 
 @contextlib.contextmanager
 def _newest_kernels(labels: list[str] | None) -> Iterator[None]:
-    """Run the body on the newest ABIs, and on the local backend (the sandbox image
-    holds the pinned kernels only)."""
+    """Run the body on the newest ABIs and linux-source versions, and on the local
+    backend (the sandbox image holds the pinned kernels and sources only)."""
     from runner import backends, config
     from runner.kernels import abi as series
     from runner.kernels import debian
@@ -189,13 +189,14 @@ def _newest_kernels(labels: list[str] | None) -> Iterator[None]:
     if backend == "docker":
         raise Exit("verify --newest runs on the local backend: set KBLOG_BACKEND=local", 2)
     try:
-        releases = series.newest_releases(labels)
+        releases, sources = series.newest_pins(labels)
     except (debian.PackageError, OSError) as exc:
         raise Exit(f"verify --newest: cannot read Debian's kernel ABIs: {exc}", 1) from None
     with contextlib.ExitStack() as stack:
         if backend == "auto":
             stack.enter_context(config.environment_variable("KBLOG_BACKEND", "local"))
         stack.enter_context(config.releases_override(releases))
+        stack.enter_context(config.releases_override(sources, config.SOURCES_ENV))
         yield
 
 
@@ -239,20 +240,31 @@ def kernels(c: Context, bump: bool = False, kernel: str = "") -> None:
     except (debian.PackageError, OSError, ValueError) as exc:
         raise Exit(f"kernels: cannot read Debian's kernel ABIs: {exc}", 1) from None
     width = max(len(t.pinned) for t in tracks) + 2
-    print(f"{'kernel':8}{'pinned':{width}}{'newest in Debian':{width}}")
+    swidth = max(len(t.source_pinned) for t in tracks) + 2
+    print(
+        f"{'kernel':8}{'pinned':{width}}{'newest in Debian':{width}}"
+        f"{'source pinned':{swidth}}{'newest source':{swidth}}"
+    )
     for t in tracks:
-        print(f"{t.label:8}{t.pinned:{width}}{t.newest or '-':{width}}{t.note}")
+        print(
+            f"{t.label:8}{t.pinned:{width}}{t.newest or '-':{width}}"
+            f"{t.source_pinned:{swidth}}{t.newest_source or '-':{swidth}}{t.note}"
+        )
     if not bump:
-        if any(t.newest and t.newest != t.pinned for t in tracks):
+        if any(t.note != "up to date" for t in tracks):
             print(f"move the pins with `{series.BUMP_COMMAND}`, then `make html` re-captures")
         return
     moved = series.bump({t.label: t.newest for t in tracks if t.newest})
     for label, (old, new) in moved.items():
         print(f"runner/config.py: kernel {label} {old} -> {new}")
-    if moved:
+    sources = {t.label: t.newest_source for t in tracks if t.newest_source}
+    moved_sources = series.bump(sources, field="source")
+    for label, (old, new) in moved_sources.items():
+        print(f"runner/config.py: kernel {label} source {old} -> {new}")
+    if moved or moved_sources:
         print("now `make html` re-captures every post; review `git diff runner/ snippets/`")
     else:
-        print("the pins are the newest ABIs already")
+        print("the pins are the newest ABIs and sources already")
 
 
 def _post_scenario(post: str):
@@ -366,7 +378,8 @@ def serve(c: Context, host: str = "127.0.0.1", port: int = 8000) -> None:
 @task
 def bench(c, runs=3, quick=False, kernel=False):
     """Measure boot, restore, episodes 2 and 3, verify and warm builds (with --kernel,
-    also a clean kernel build and a rebuild: minutes); write bench/results.json."""
+    also a clean kernel build, a rebuild, and episode 3 alternating with a second post
+    that builds the kernel: minutes); write bench/results.json."""
     from bench import measure
 
     results = measure.run(runs=int(runs), quick=quick, kernel_build=kernel)

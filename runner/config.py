@@ -23,10 +23,17 @@ def kernel_dir_for(kmod: Path) -> Path:
 
 @dataclass(frozen=True)
 class Kernel:
-    """A Debian kernel the posts run on, named by its ABI (the `uname -r`)."""
+    """A Debian kernel the posts run on, named by its ABI (the `uname -r`), and the
+    version of its series' linux-source package, which posts that build the kernel
+    patch and build (runner/kernels/source.py)."""
 
     name: str  # short label shown to readers, e.g. "6.1"
     release: str  # uname -r, e.g. "6.1.0-56-amd64"
+    source: str = ""  # linux-source-<name>'s Debian version, e.g. "6.1.192-3"
+
+    @property
+    def source_package(self) -> str:
+        return f"linux-source-{self.name}"
 
     @property
     def image_package(self) -> str:
@@ -39,11 +46,12 @@ class Kernel:
 
 # The kernel series, one entry each: the site's kernel tabs, `invoke verify`'s cells
 # and the Docker image's kernels all follow this table; the default one comes first.
-# Debian drops an ABI from its mirror when a new one is published: bump these then,
-# with `invoke kernels --bump` (runner/kernels/abi.py rewrites the releases below).
+# Debian drops an ABI, or a source version, from its mirror when a new one is published:
+# bump these then, with `invoke kernels --bump` (runner/kernels/abi.py rewrites the
+# `release=` and `source=` values below).
 KERNELS: dict[str, Kernel] = {
-    "6.1": Kernel(name="6.1", release="6.1.0-56-amd64"),
-    "6.12": Kernel(name="6.12", release="6.12.107+deb12-amd64"),
+    "6.1": Kernel(name="6.1", release="6.1.0-56-amd64", source="6.1.192-3"),
+    "6.12": Kernel(name="6.12", release="6.12.107+deb12-amd64", source="6.12.118-1~deb12u1"),
 }
 DEFAULT_KERNEL = "6.1"
 
@@ -97,21 +105,24 @@ def kernel_cache_dir() -> Path:
 # --newest`, a reproduction whose pin Debian dropped): "6.1=6.1.0-57-amd64,6.12=...".
 # An environment variable, so that it reaches every thread and subprocess of a run.
 RELEASES_ENV = "KBLOG_KERNEL_RELEASES"
+# The same for the linux-source versions: "6.1=6.1.193-1,6.12=6.12.120-1~deb12u1".
+SOURCES_ENV = "KBLOG_KERNEL_SOURCES"
 
 
-def parse_releases(text: str) -> dict[str, str]:
-    """The label -> release map of a RELEASES_ENV value; ValueError if malformed."""
+def parse_releases(text: str, variable: str = RELEASES_ENV) -> dict[str, str]:
+    """The label -> release (or source version) map of a RELEASES_ENV (SOURCES_ENV)
+    value; ValueError if malformed."""
     releases: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         label, sep, release = item.partition("=")
         if not sep or not release:
-            raise ValueError(f"{RELEASES_ENV}: {item!r} is not LABEL=RELEASE")
+            raise ValueError(f"{variable}: {item!r} is not LABEL=VERSION")
         if label not in KERNELS:
             known = ", ".join(KERNELS)
-            raise ValueError(f"{RELEASES_ENV}: unknown kernel {label!r}; configured: {known}")
+            raise ValueError(f"{variable}: unknown kernel {label!r}; configured: {known}")
         # A release of another series would be labelled wrongly on every page.
         if not release.startswith(f"{label}."):
-            raise ValueError(f"{RELEASES_ENV}: {release!r} is not a release of Linux {label}")
+            raise ValueError(f"{variable}: {release!r} is not a version of Linux {label}")
         releases[label] = release
     return releases
 
@@ -121,10 +132,12 @@ def format_releases(releases: Mapping[str, str]) -> str:
 
 
 def kernels() -> dict[str, Kernel]:
-    """The configured kernels, with the releases RELEASES_ENV replaces (if set)."""
+    """The configured kernels, with the releases RELEASES_ENV and the source versions
+    SOURCES_ENV replace (if set)."""
     chosen = parse_releases(os.environ.get(RELEASES_ENV, ""))
+    sources = parse_releases(os.environ.get(SOURCES_ENV, ""), SOURCES_ENV)
     return {
-        label: replace(k, release=chosen[label]) if label in chosen else k
+        label: replace(k, release=chosen.get(label, k.release), source=sources.get(label, k.source))
         for label, k in KERNELS.items()
     }
 
@@ -144,11 +157,12 @@ def environment_variable(name: str, value: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def releases_override(releases: Mapping[str, str]) -> Iterator[None]:
-    """Run the body with these releases instead of the pinned ones (see RELEASES_ENV)."""
-    merged = {**parse_releases(os.environ.get(RELEASES_ENV) or ""), **releases}
-    parse_releases(format_releases(merged))  # refuse a bad one before anything runs
-    with environment_variable(RELEASES_ENV, format_releases(merged)):
+def releases_override(releases: Mapping[str, str], variable: str = RELEASES_ENV) -> Iterator[None]:
+    """Run the body with these releases (or, with SOURCES_ENV, source versions)
+    instead of the pinned ones."""
+    merged = {**parse_releases(os.environ.get(variable) or "", variable), **releases}
+    parse_releases(format_releases(merged), variable)  # refuse a bad one before anything runs
+    with environment_variable(variable, format_releases(merged)):
         yield
 
 

@@ -306,6 +306,8 @@ class Run:
         deadline = min(started + step.timeout, self.deadline)
         if self.activity is not None:
             self.throttle = ActivityThrottle(self.activity, index, started)
+        if sess.where == "build" and self.guests.workspace is not None:
+            self.guests.workspace.before_build_step(typed)
         probe = None
         if step.expect_hang and sess.where == "guest":
             assert console is not None  # a guest step has its guest
@@ -583,7 +585,9 @@ def run_scenario(
             fragment = kernel_dir / kernel_build.FRAGMENT_NAME
             if not fragment.is_file():
                 raise RunError(f"{fragment}: missing; a scenario with boot=built needs it")
-            workspace = guests.KernelWorkspace.claim(stack, fragment.read_text(), log)
+            workspace = guests.KernelWorkspace.claim(
+                stack, kernel, scenario.name, fragment.read_text(), log
+            )
             shutil.copytree(
                 kernel_dir,
                 builddir / kernel_build.INSIDE_KERNEL_DIR,
@@ -648,6 +652,7 @@ def run_scenario(
                 progress(index, len(scenario.steps), step, result)
         interrupt.check()
         stock_release = run.releases.get("stock", kernel.release)
+        built = workspace.provenance(builddir) if workspace is not None else {}
     provenance = Provenance(
         kernel=stock_release,
         kernel_package=artifacts.kernel_version,
@@ -657,6 +662,7 @@ def run_scenario(
         captured_at=captured_at,
         boot_seconds=round(sum(run.boot_seconds), 2),
         total_seconds=round(time.monotonic() - started, 2),
+        built=built,
     )
     recordings = {
         name: SessionRecording(where, kind, recording.events)

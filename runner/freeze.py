@@ -56,7 +56,7 @@ def key_inputs(
         **shared,
     }
     if scenario.builds_kernel:
-        inputs["kernel_source"] = kernel_source.candidate_version()
+        inputs["kernel_source"] = f"{kernel.source_package} {kernel_source.version(kernel)}"
     else:
         inputs.pop("kernel_config", None)
     return inputs

@@ -7,7 +7,9 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
+from runner import config
 from runner.events import Log
 from runner.guest import image as guest_image
 from runner.guest import snapshot
@@ -57,14 +59,35 @@ class KernelWorkspace:
     workspace: kernel_build.Workspace
     fragment: str
 
+    series: str  # the label of the kernel whose source it builds
+    built: kernel_build.BuiltKernel | None = None  # the last kernel a step booted
+    reconciled: bool = False  # the objects settled before a make (before_build_step)
+    log: Log = print
+
     @classmethod
-    def claim(cls, stack: contextlib.ExitStack, fragment: str, log: Log) -> KernelWorkspace:
-        source = kernel_source.fetch(log)
-        ws = stack.enter_context(
-            kernel_build.claimed(kernel_build.workspace(source.version, fragment), log)
-        )
+    def claim(
+        cls,
+        stack: contextlib.ExitStack,
+        kernel: config.Kernel,
+        post: str,
+        fragment: str,
+        log: Log,
+    ) -> KernelWorkspace:
+        """The workspace of `post` for `kernel`'s source, claimed for the run: its own,
+        so that another post's objects are never rebuilt or refused by this one."""
+        source = kernel_source.fetch(kernel, log)
+        chosen = kernel_build.workspace(kernel.name, source.version, fragment, post)
+        ws = stack.enter_context(kernel_build.claimed(chosen, log))
         kernel_build.checkout(source.tree, ws, as_root=os.geteuid() == 0)
-        return cls(source, ws, fragment)
+        return cls(source, ws, fragment, kernel.name, log=log)
+
+    def before_build_step(self, typed: str) -> None:
+        """Settle the objects before the run's first command that makes some (see
+        kernel_build.settle): by then the post has patched what it patches."""
+        if self.reconciled or not kernel_build.MAKES_OBJECTS.search(typed):
+            return
+        self.reconciled = True
+        kernel_build.settle(self.workspace, self.source.tree, self.log)
 
     def rejects(self) -> str:
         """The hunks `patch` could not apply, from the .rej files it left in the tree."""
@@ -77,9 +100,18 @@ class KernelWorkspace:
 
     def artifacts(self, log: Log) -> guest_image.GuestArtifacts:
         built = kernel_build.accept(
-            self.workspace, self.source.tree, self.source.version, self.fragment
+            self.workspace, self.source.tree, self.series, self.source.version, self.fragment
         )
+        self.built = built
         return kernel_build.guest_artifacts(built, log)
+
+    def provenance(self, posts_tree: Path) -> dict[str, str]:
+        """What the page says of the kernel the run booted ({} if it booted none)."""
+        if self.built is None:
+            return {}
+        return kernel_build.provenance(
+            self.built, self.source.package, self.workspace.tree, self.fragment, posts_tree
+        )
 
 
 def fresh_vm(

@@ -59,17 +59,6 @@ def code_digest(modules: tuple[str, ...]) -> str:
     return key(parts)
 
 
-def stamps(paths: Iterable[Path]) -> list[str]:
-    """Name, size and modification time (ns) of each path that exists: what a key holds
-    for files too big to hash on every build, which a change always re-dates."""
-    found = []
-    for path in paths:
-        with contextlib.suppress(OSError):  # gone: its absence is in the key too
-            st = path.stat()
-            found.append(f"{path}:{st.st_size}:{st.st_mtime_ns}")
-    return found
-
-
 @dataclass(frozen=True)
 class Memo:
     """One kind of answer kept between builds."""

@@ -172,6 +172,11 @@ class Provenance:
     captured_at: str  # ISO 8601, UTC
     boot_seconds: float
     total_seconds: float
+    # The kernel the build steps made, where a guest step booted it: its `release`,
+    # `source_package` and `source_version`, the `patch` it was built with (its path
+    # under kmod/; "" if no patch file of the post's tree is what changed the source),
+    # `patch_sha256`, its `fragment` (kernel/guest.config) and `fragment_sha256`.
+    built: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from runner import config
 from runner.kernels import build as kernel_build
 from runner.scenario import Scenario, ScenarioResult, Step
 
-PATCH = config.KMOD / "syscall" / "0001-kblog_hello-system-call.patch"
+PATCH = config.KMOD / "syscall" / "kblog_hello-6.1.patch"
 LONG_NAME = "x" * 40
 
 
@@ -18,7 +18,12 @@ def syscall_scenario(name: str = "syscall") -> Scenario:
     """The post's recipe as build steps, then guest steps on the built and stock kernels."""
     home = "/home/user"
     commands = kernel_build.recipe(home, [f"{home}/syscall/{PATCH.name}"], jobs=2)
-    commands.append(["gcc", "-Wall", "-o", "syscall/kblog_hello", "syscall/kblog_hello.c"])
+    make = ["make", "-s", "-C", f"{home}/linux", f"O={home}/build"]
+    headers = f"{home}/build/usr/include"  # where headers_install puts them: __NR_kblog_hello
+    commands.append([*make, "headers_install"])
+    commands.append(
+        ["gcc", "-Wall", "-I", headers, "-o", "syscall/kblog_hello", "syscall/kblog_hello.c"]
+    )
 
     def step(n: int, session: str, text: str, **kw: Any) -> Step:
         language = "pycon" if session == "py" else "console"

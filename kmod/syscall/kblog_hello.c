@@ -13,20 +13,26 @@
  * exists only in a kernel built with this episode's patch.  syscall(2)
  * is the generic way in: it takes the number and the arguments, makes
  * the call, and reports a failure the usual way, -1 and errno.
+ *
+ * The number is not written here: each kernel series' patch gives the
+ * call the first free number of that tree's table (451 on 6.1, 463 on
+ * 6.12).  The patched kernel's own headers for user space say which,
+ * as __NR_kblog_hello, so build against them:
+ *
+ *   make O=~/build headers_install   (in the patched source tree)
+ *   gcc -Wall -I ~/build/usr/include -o kblog_hello kblog_hello.c
  */
 #define _GNU_SOURCE		/* for syscall() in <unistd.h> */
+#include <asm/unistd.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-/*
- * The number the patch gives kblog_hello in the x86-64 table.  The
- * kernel headers installed for user space would call it
- * __NR_kblog_hello, but only those of the patched kernel have it.
- */
-#define SYS_KBLOG_HELLO	451
+#ifndef __NR_kblog_hello
+#error "no __NR_kblog_hello: build with -I to the patched kernel's installed headers"
+#endif
 
 int main(int argc, char *argv[])
 {
@@ -37,7 +43,7 @@ int main(int argc, char *argv[])
 		return 2;
 	}
 
-	ret = syscall(SYS_KBLOG_HELLO, argv[1]);
+	ret = syscall(__NR_kblog_hello, argv[1]);
 	if (ret < 0) {
 		fprintf(stderr, "kblog_hello: %s\n", strerror(errno));
 		return 1;

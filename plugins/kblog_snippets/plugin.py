@@ -65,6 +65,7 @@ class Settings:
     mode: str
     kernels: tuple[str, ...]
     ignored: tuple[str, ...]  # Pelican's IGNORE_FILES: no post of ours either
+    repository_url: str  # where a repository file's path is appended to link it; "" for none
 
     @classmethod
     def read(cls, settings: dict[str, Any]) -> Settings:
@@ -78,6 +79,7 @@ class Settings:
             mode=os.environ.get("KBLOG_EXECUTE") or settings.get("KBLOG_EXECUTE", "auto"),
             kernels=tuple(settings.get("KBLOG_KERNELS") or config.KERNELS),
             ignored=tuple(settings.get("IGNORE_FILES", ())),
+            repository_url=str(settings.get("KBLOG_REPOSITORY_URL") or "").rstrip("/"),
         )
 
     def shown(self, source_path: str | Path) -> str:
@@ -213,7 +215,9 @@ class SnippetsPlugin:
         provenances = [vars(r.provenance) for r in per_kernel.values()]
         name = found.post.name
         url = f"{content.settings.get('SITEURL', '')}/{bundle.BUNDLES}/{name}.tar.gz"
-        content.kblog_provenance = views.provenance(provenances, self.captured.kmod_digest)
+        content.kblog_provenance = views.provenance(
+            provenances, self.captured.kmod_digest, self.config.repository_url
+        )
         content.kblog_differences = views.differences(found.post.scenario.steps, found.differs)
         content.kblog_reproduce = {"commands": bundle.commands(name, url), "bundle_url": url}
         content.kblog_replay = replay.page(name, per_kernel, content.settings.get("SITEURL", ""))

@@ -172,11 +172,35 @@ def differences(steps: list[Step], differing: Collection[int]) -> list[dict[str,
     return found
 
 
-def provenance(provenances: list[dict[str, Any]], kmod: str) -> dict[str, Any]:
-    """On which kernels, how, and when the captures on a page were made."""
+def provenance(
+    provenances: list[dict[str, Any]], kmod: str, repository_url: str = ""
+) -> dict[str, Any]:
+    """On which kernels, how, and when the captures on a page were made: each stock
+    kernel, and each kernel the post built, with what it was built from."""
     first = provenances[0]
+    repository_url = repository_url.rstrip("/")
+    built = []
+    for p in provenances:
+        b = p.get("built") or {}
+        if not b:
+            continue
+        patch = f"kmod/{b['patch']}" if b.get("patch") else ""
+        fragment = b.get("fragment", "")
+        built.append(
+            {
+                "release": b["release"],
+                "source": f"{b['source_package']} {b['source_version']}",
+                "patch": patch,
+                "patch_url": f"{repository_url}/{patch}" if repository_url and patch else "",
+                "patch_sha256": b.get("patch_sha256", "")[:12],
+                "fragment": fragment,
+                "fragment_url": f"{repository_url}/{fragment}" if repository_url else "",
+                "fragment_sha256": b.get("fragment_sha256", "")[:12],
+            }
+        )
     return {
         "kernels": [{"release": p["kernel"], "package": p["kernel_package"]} for p in provenances],
+        "built": built,
         "qemu": first["qemu"],
         "accel": str(first["accel"]).upper(),
         "kmod": kmod[:12],

@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 
 from runner import config, host_packages, sources
 from runner.events import Log
-from runner.kernels import source as kernel_source
 
 if TYPE_CHECKING:
     import docker
@@ -288,9 +287,6 @@ def _build_args(base: str) -> dict[str, str]:
         "GUEST_PACKAGES": " ".join(config.GUEST_PACKAGES),
         "KERNEL_CACHE": KERNEL_CACHE,
         "KERNEL_RELEASES": " ".join(k.release for k in config.KERNELS.values()),
-        # The linux-source the host keys posts that build the kernel by: a new
-        # Debian upload makes a new image, whose .deb is that version.
-        "KERNEL_SOURCE_VERSION": kernel_source.host_version(),
         "RUNNER_PACKAGES": " ".join(host_packages.packages("image")),
     }
 

@@ -128,14 +128,20 @@ def after_run(
 
 
 def kernel_renames(published: ScenarioResult, now: ScenarioResult) -> dict[str, str]:
-    """What a run on another kernel ABI calls the published capture's kernel release and
-    Debian version: those differ by design, not as drift."""
+    """What a run on another kernel ABI (or linux-source version) calls the published
+    capture's kernel release and Debian version, and the release of the kernel it
+    built: those differ by design, not as drift."""
     was, new = vars(published.provenance), vars(now.provenance)
-    return {
+    renames = {
         str(was[name]): str(new[name])
         for name in ("kernel", "kernel_package")
         if was.get(name) and new.get(name) and was[name] != new[name]
     }
+    for name in ("release", "source_version"):
+        old, moved = published.provenance.built.get(name), now.provenance.built.get(name)
+        if old and moved and old != moved:
+            renames[old] = moved
+    return renames
 
 
 def _view(result: StepResult, renames: Mapping[str, str]) -> list[str]:

@@ -1,4 +1,5 @@
-"""Which ABIs Debian offers for each configured kernel series, and moving the pins.
+"""Which ABIs, and which versions of its linux-source, Debian offers for each
+configured kernel series, and moving the pins.
 
 A label in config.KERNELS ("6.1") stands for a series: every ABI Debian publishes
 for it (linux-image-6.1.0-N-amd64-unsigned). Debian has spelled ABIs two ways,
@@ -130,23 +131,39 @@ def gone(kernel: config.Kernel, package: str) -> KernelGone:
 
 @dataclass(frozen=True)
 class Track:
-    """A configured kernel's pin next to what Debian offers for its series."""
+    """A configured kernel's pins next to what Debian offers for its series: the ABI,
+    and the version of the linux-source package that posts building the kernel use."""
 
     label: str
     pinned: str
     offered: tuple[str, ...]  # oldest first
+    source_pinned: str = ""
+    sources_offered: tuple[str, ...] = ()  # newest first, as apt lists them
 
     @property
     def newest(self) -> str | None:
         return self.offered[-1] if self.offered else None
 
     @property
+    def newest_source(self) -> str | None:
+        return self.sources_offered[0] if self.sources_offered else None
+
+    @property
     def note(self) -> str:
+        notes = []
         if not self.offered:
-            return "Debian offers none"
-        if self.pinned not in self.offered:
-            return f"pin gone from Debian: `{BUMP_COMMAND}`"
-        return "up to date" if self.newest == self.pinned else "a newer ABI is out"
+            notes.append("Debian offers no ABI")
+        elif self.pinned not in self.offered:
+            notes.append(f"ABI pin gone from Debian: `{BUMP_COMMAND}`")
+        elif self.newest != self.pinned:
+            notes.append("a newer ABI is out")
+        if not self.sources_offered:
+            notes.append("Debian offers no source")
+        elif self.source_pinned not in self.sources_offered:
+            notes.append(f"source pin gone from Debian: `{BUMP_COMMAND}`")
+        elif self.newest_source != self.source_pinned:
+            notes.append("a newer source is out")
+        return "; ".join(notes) or "up to date"
 
 
 def track(labels: list[str] | None = None) -> list[Track]:
@@ -155,7 +172,15 @@ def track(labels: list[str] | None = None) -> list[Track]:
     out = []
     for label in labels or list(config.KERNELS):
         pinned = config.KERNELS[label]
-        out.append(Track(label, pinned.release, tuple(offered(pinned, refresh=False))))
+        out.append(
+            Track(
+                label,
+                pinned.release,
+                tuple(offered(pinned, refresh=False)),
+                pinned.source,
+                tuple(debian.versions(pinned.source_package)),
+            )
+        )
     return out
 
 
@@ -164,9 +189,18 @@ def newest_releases(labels: list[str] | None = None) -> dict[str, str]:
     return {t.label: t.newest or t.pinned for t in track(labels)}
 
 
-def rewrite_pins(source: str, releases: Mapping[str, str]) -> str:
-    """config.py's text with the `release=` of each labelled Kernel(...) in KERNELS
-    replaced; everything else, comments and layout included, kept byte for byte."""
+def newest_pins(labels: list[str] | None = None) -> tuple[dict[str, str], dict[str, str]]:
+    """The newest releases and the newest source versions Debian offers, by label (a
+    series with none keeps its pin)."""
+    tracks = track(labels)
+    releases = {t.label: t.newest or t.pinned for t in tracks}
+    return releases, {t.label: t.newest_source or t.source_pinned for t in tracks}
+
+
+def rewrite_pins(source: str, releases: Mapping[str, str], field: str = "release") -> str:
+    """config.py's text with the `release=` (or another `field`) of each labelled
+    Kernel(...) in KERNELS replaced; everything else, comments and layout included,
+    kept byte for byte."""
     tree = ast.parse(source)
     spans: dict[str, ast.Constant] = {}
     for statement in tree.body:
@@ -181,12 +215,12 @@ def rewrite_pins(source: str, releases: Mapping[str, str]) -> str:
             if not isinstance(call, ast.Call):
                 continue
             args = {kw.arg: kw.value for kw in call.keywords}
-            name, release = args.get("name"), args.get("release")
+            name, release = args.get("name"), args.get(field)
             if isinstance(name, ast.Constant) and isinstance(release, ast.Constant):
                 spans[str(name.value)] = release
     missing = sorted(set(releases) - set(spans))
     if missing:
-        raise ValueError(f"no Kernel(name=..., release=...) for {', '.join(missing)} in KERNELS")
+        raise ValueError(f"no Kernel(name=..., {field}=...) for {', '.join(missing)} in KERNELS")
     lines = source.splitlines(keepends=True)
     # Right to left within a line, bottom to top: earlier offsets stay valid.
     order = sorted(releases, key=lambda k: (spans[k].lineno, spans[k].col_offset), reverse=True)
@@ -204,14 +238,17 @@ def _quoted(text: str) -> bytes:
     return ('"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"').encode()
 
 
-def bump(releases: Mapping[str, str], path: Path = CONFIG_FILE) -> dict[str, tuple[str, str]]:
-    """Rewrite the pins in `path` (config.py); label -> (old, new) for those that moved."""
+def bump(
+    releases: Mapping[str, str], path: Path = CONFIG_FILE, field: str = "release"
+) -> dict[str, tuple[str, str]]:
+    """Rewrite the pins of `field` (`release`, or `source`) in `path` (config.py);
+    label -> (old, new) for those that moved."""
     moved = {
-        label: (config.KERNELS[label].release, release)
+        label: (getattr(config.KERNELS[label], field), release)
         for label, release in releases.items()
-        if config.KERNELS[label].release != release
+        if getattr(config.KERNELS[label], field) != release
     }
     if moved:
-        text = rewrite_pins(path.read_text(), {k: new for k, (_, new) in moved.items()})
-        path.write_text(text)
+        new = {k: version for k, (_, version) in moved.items()}
+        path.write_text(rewrite_pins(path.read_text(), new, field))
     return moved

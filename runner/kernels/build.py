@@ -7,13 +7,22 @@ Episode 3's posts patch the kernel, build it and boot it, in the build sandbox
     make O=~/build KCONFIG_ALLCONFIG=~/kernel/guest.config allnoconfig
     make O=~/build -j<cores> bzImage
 
-A workspace per (source package version, fragment) is kept in the cache: the tree
-at ~/linux, hard links into the pristine unpacked source (whose files are made
-read-only, so nothing writes through a link), and the objects at ~/build. Before a
-run the tree is checked out again: every file a post changed becomes the pristine
-link once more. `patch -Z` dates the patched files as the patch says, so the same
-patch applied again leaves make nothing to do, and a changed patch rebuilds only
-what its files reach.
+A workspace per post, kernel series, source package version and fragment is kept
+in the cache: the tree at ~/linux, hard links into the pristine unpacked source
+(whose files are made read-only, so nothing writes through a link), and the objects
+at ~/build. Each post keeps its own objects, so two posts that patch different files
+never undo each other's work. Before a run the tree is checked out again: every file
+a post changed becomes the pristine link once more. `patch -Z` dates the patched
+files as the patch says, so the same patch applied again leaves make nothing to do,
+and a changed patch rebuilds only what its files reach.
+
+Before the first make of a run, `settle()` makes the objects fit the tree the post
+has patched by then. A new workspace does not start cold when another post built
+the same source and fragment: it is seeded with a copy of the objects of the one
+whose tree was closest (`seed()`). Then `reconcile()` removes the objects make would
+wrongly keep (built from content this tree no longer has, yet newer than it), so a
+post that applies the same patch as its seed rebuilds nothing, and one that patches
+other files rebuilds what they, and the seed's reverted files, reach.
 
 make decides by dates, so `accept()` checks after a build that the objects can be
 trusted: a file that differs from what the last accepted build had, yet is dated
@@ -70,19 +79,24 @@ class KernelBuildError(RuntimeError):
 
 @dataclass(frozen=True)
 class KernelSpec:
-    """What to build: a config fragment, and patches applied in order (`patch -p1 -Z`)."""
+    """What to build: a kernel series' source, a config fragment, and patches applied
+    in order (`patch -p1 -Z`), in the workspace of `post`."""
 
     fragment: Path = FRAGMENT
     patches: tuple[Path, ...] = ()
+    series: str = config.DEFAULT_KERNEL
+    post: str = "build"
 
 
 @dataclass(frozen=True)
 class BuiltKernel:
+    series: str  # the kernel label whose source it is, e.g. "6.12"
     source_version: str  # the linux-source package version
     release: str  # the built kernel's `uname -r`
     image: Path  # its bzImage, a copy that later builds leave alone
     build_dir: Path  # the O= directory, kept for the next build
     seconds: dict[str, float] = field(default_factory=dict)  # what each phase took
+    changed: dict[str, str] = field(default_factory=dict)  # differing(): the post's changes
 
 
 # --- pure parts: config fragments, keys, the recipe -------------------------------------
@@ -121,9 +135,16 @@ def unmet_options(fragment: str, dotconfig: str) -> list[str]:
     return unmet
 
 
-def build_key(source_version: str, fragment: str) -> str:
-    """The workspace's key; patches are left out, so they rebuild incrementally."""
-    return sources.digest([RECIPE, source_version, fragment])
+def family_key(series: str, source_version: str, fragment: str) -> str:
+    """What a workspace's objects can be shared by: the same source and fragment."""
+    return sources.digest([RECIPE, series, source_version, fragment])
+
+
+def build_key(series: str, source_version: str, fragment: str, post: str) -> str:
+    """The workspace's key, a directory name: the family's key and the post's name.
+    Patches are left out, so that a changed one rebuilds incrementally."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", post).strip(".-")[:60] or "post"
+    return f"{family_key(series, source_version, fragment)[:16]}-{series}-{slug}"
 
 
 def recipe(home: str, patches: Sequence[str], jobs: int) -> list[list[str]]:
@@ -173,9 +194,111 @@ class Workspace:
         return ((self.tree, f"{home}/{INSIDE_SOURCE}"), (self.objects, f"{home}/{INSIDE_BUILD}"))
 
 
-def workspace(source_version: str, fragment: str) -> Workspace:
-    key = build_key(source_version, fragment)
+def workspace(series: str, source_version: str, fragment: str, post: str) -> Workspace:
+    key = build_key(series, source_version, fragment, post)
     return Workspace(config.kernel_cache_dir() / "kernel-build" / key)
+
+
+SEEDING = ".kblog-seeding"  # in the objects while a seed's copy is under way
+
+
+def seed(ws: Workspace, now: dict[str, str], log: Log = lambda _m: None) -> Path | None:
+    """Give a workspace with no objects yet a copy of the objects of the one of its
+    family (same series, source and fragment) whose last build had the tree closest
+    to this one's (`now`: differing(), the post's changes so far); the workspace it
+    came from, or None (none: the build starts cold).
+
+    Called just before the run's first make, when the post has patched what it
+    patches, so the closest one is known: a post applying the same patch as another
+    finds everything up to date, and `reconcile()` settles what differs. The copy
+    keeps its dates and its record of what it was built from. It goes into the
+    objects directory itself, which a sandbox may have mounted already, behind a
+    marker: a copy cut short is wiped and made again. Objects are copied, never
+    linked: kbuild rewrites some files in place (shell redirections), which would
+    write into the other workspace.
+    """
+    marker = ws.objects / SEEDING
+    if marker.exists():
+        for left in list(ws.objects.iterdir()):
+            if left != marker:
+                _remove(left)
+    elif not ws.objects.is_dir() or any(ws.objects.iterdir()):
+        return None  # its own objects, or a build of its own under way
+    family = ws.top.name.split("-", 1)[0] + "-"
+    candidates = []
+    for other in ws.top.parent.glob(f"{family}*"):
+        record = other / "objects" / RECORD
+        if other == ws.top or not record.is_file() or (other / "objects" / SEEDING).exists():
+            continue
+        try:
+            files = json.loads(record.read_text())["files"]
+        except (OSError, ValueError, KeyError):
+            continue
+        mismatched = sum(now.get(rel) != files.get(rel) for rel in now.keys() | files.keys())
+        candidates.append((mismatched, len(files), other.name, other))
+    for *_rank, other in sorted(candidates):
+        with open(other / ".lock", "a") as lock:
+            try:  # never copy objects a build is writing; skip a busy one
+                fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                continue
+            log(f"seeding the kernel workspace {ws.top.name} from {other.name}")
+            marker.write_text(other.name + "\n")
+            argv = ["cp", "-a", "--reflink=auto", f"{other / 'objects'}/.", str(ws.objects)]
+            _run(argv, "seeding")
+        marker.unlink()  # the copy is whole
+        return other
+    marker.unlink(missing_ok=True)
+    return None
+
+
+def reconcile(ws: Workspace, pristine: Path, now: dict[str, str] | None = None) -> list[str]:
+    """Before make reads the objects: remove those it would wrongly keep, and bring the
+    record up to the tree. A file whose content is not what the recorded build had,
+    yet is dated before that build, would leave its old objects in place (make goes
+    by dates): another post's patch the seed was built with, reverted here; this
+    post's patch, dated before the seed's build; a changed patch with unchanged dates.
+    The objects built from each are removed, so make builds them again. Returns the
+    files so treated."""
+    record_path = ws.objects / RECORD
+    if not record_path.is_file():
+        return []
+    record = json.loads(record_path.read_text())
+    if now is None:
+        now = differing(pristine, ws.tree)
+    dates = {rel: (ws.tree / rel).lstat().st_mtime for rel, h in now.items() if h != "deleted"}
+    stale = stale_files(now, record["files"], dates, record["accepted_at"])
+    if not stale:
+        return []
+    invalidate(ws.objects, [f"/home/{config.GUEST_USER}/{INSIDE_SOURCE}/{rel}" for rel in stale])
+    files = dict(record["files"])
+    for rel in stale:
+        if rel in now:
+            files[rel] = now[rel]
+        else:
+            files.pop(rel, None)
+    _write_record(record_path, record["accepted_at"], files)
+    return stale
+
+
+def _write_record(path: Path, accepted_at: float, files: dict[str, str]) -> None:
+    # Renamed into place: a record cut short by a full disk is never read back.
+    partial = path.with_name(f".{path.name}.tmp")
+    partial.write_text(json.dumps({"accepted_at": accepted_at, "files": files}))
+    os.replace(partial, path)
+
+
+def settle(ws: Workspace, pristine: Path, log: Log = lambda _m: None) -> None:
+    """Before a run's first make: seed a new workspace, then reconcile it."""
+    now = differing(pristine, ws.tree)
+    seed(ws, now, log)
+    reconcile(ws, pristine, now)
+
+
+# A build step's command that makes kernel objects: make with O= (or KBUILD_OUTPUT).
+# `make -s kernelversion` in the source tree reads no objects, and a patch may come
+# after it, so only these settle the tree first (reconcile()).
+MAKES_OBJECTS = re.compile(r"\bmake\b[^\n;|&]*\bO=|\bKBUILD_OUTPUT=")
 
 
 @contextlib.contextmanager
@@ -347,7 +470,9 @@ def invalidate(objects: Path, sources_inside: Sequence[str]) -> int:
     return removed
 
 
-def accept(ws: Workspace, pristine: Path, source_version: str, fragment: str) -> BuiltKernel:
+def accept(
+    ws: Workspace, pristine: Path, series: str, source_version: str, fragment: str
+) -> BuiltKernel:
     """The kernel the workspace's last `make bzImage` left, once it can be trusted."""
     objects = ws.objects
     shown = f"~/{INSIDE_BUILD}"
@@ -381,11 +506,67 @@ def accept(ws: Workspace, pristine: Path, source_version: str, fragment: str) ->
             )
     release = (objects / "include" / "config" / "kernel.release").read_text().strip()
     image = _keep_image(bzimage, release)
-    # Renamed into place: a record cut short by a full disk is never read back.
-    partial = record_path.with_name(f".{record_path.name}.tmp")
-    partial.write_text(json.dumps({"accepted_at": time.time(), "files": now}))
-    os.replace(partial, record_path)
-    return BuiltKernel(source_version, release, image, objects)
+    _write_record(record_path, time.time(), now)
+    return BuiltKernel(series, source_version, release, image, objects, changed=now)
+
+
+def patch_targets(text: str) -> dict[str, list[str]]:
+    """The files a unified diff changes (its `+++ b/` paths), each with the lines it
+    adds."""
+    targets: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.splitlines():
+        if line.startswith("+++ "):
+            path = line[4:].split("\t", 1)[0].strip()
+            path = path.split("/", 1)[1] if "/" in path else path  # -p1
+            current = targets.setdefault(path, [])
+        elif line.startswith("--- ") or line.startswith("diff "):
+            current = None
+        elif current is not None and line.startswith("+"):
+            current.append(line[1:])
+    return targets
+
+
+def applied_patch(tree: Path, changed: dict[str, str], posts_tree: Path) -> Path | None:
+    """Which patch file of the post's tree (`posts_tree`: its kmod/) made the source's
+    `changed` files: the one whose files are exactly those and whose added lines are all
+    in them (the 6.1 and 6.12 patches of one call touch the same files; their lines
+    differ). None if no one patch file accounts for the change."""
+    files = {rel for rel in changed if not rel.endswith((".orig", ".rej"))}
+    if not files:
+        return None
+    for candidate in sorted(posts_tree.rglob("*.patch")):
+        try:
+            targets = patch_targets(candidate.read_text())
+        except (OSError, UnicodeDecodeError):
+            continue
+        if set(targets) != files:
+            continue
+        try:
+            if all(
+                set(added) <= set((tree / rel).read_text().splitlines())
+                for rel, added in targets.items()
+            ):
+                return candidate
+        except (OSError, UnicodeDecodeError):
+            continue
+    return None
+
+
+def provenance(
+    built: BuiltKernel, package: str, tree: Path, fragment: str, posts_tree: Path
+) -> dict[str, str]:
+    """What a page says of a kernel its post built (runner.scenario.Provenance.built)."""
+    patch = applied_patch(tree, built.changed, posts_tree)
+    return {
+        "release": built.release,
+        "source_package": package,
+        "source_version": built.source_version,
+        "patch": str(patch.relative_to(posts_tree)) if patch is not None else "",
+        "patch_sha256": hashlib.sha256(patch.read_bytes()).hexdigest() if patch else "",
+        "fragment": f"{config.KERNEL_DIR.name}/{FRAGMENT_NAME}",
+        "fragment_sha256": hashlib.sha256(fragment.encode()).hexdigest(),
+    }
 
 
 def _run(argv: list[str], what: str) -> None:
@@ -412,12 +593,17 @@ def build(
     """The kernel `spec` describes, built (or brought up to date) by the recipe a post
     shows, each command in the sandbox, in its workspace or in one at `top`."""
     spec = spec or KernelSpec()
-    source = kernel_source.fetch(log)
+    kernel = config.kernel(spec.series)
+    source = kernel_source.fetch(kernel, log)
     fragment = spec.fragment.read_text()
     seconds: dict[str, float] = {}
     if source.unpack_seconds:
         seconds["unpack"] = source.unpack_seconds
-    ws = Workspace(top) if top is not None else workspace(source.version, fragment)
+    ws = (
+        Workspace(top)
+        if top is not None
+        else workspace(kernel.name, source.version, fragment, spec.post)
+    )
     with claimed(ws, log):
         started = time.monotonic()
         as_root = os.geteuid() == 0
@@ -427,7 +613,7 @@ def build(
         (home / INSIDE_KERNEL_DIR).mkdir(parents=True)
         (home / INSIDE_KERNEL_DIR / FRAGMENT_NAME).write_text(fragment)
         (home / INSIDE_PATCHES).mkdir()
-        layout = _layout(ws)
+        layout = _layout(ws, kernel)
         inside = []
         for n, patch in enumerate(spec.patches):
             name = f"{n:02d}-{patch.name}"
@@ -441,15 +627,16 @@ def build(
         started = time.monotonic()
         cores = jobs or len(os.sched_getaffinity(0))  # what nproc says
         for command in recipe(sandbox.home(layout), inside, cores):
+            if command[0] == "make" and command[-1] == "allnoconfig":
+                settle(ws, source.tree, log)  # patched: the tree is what make will read
             _sandboxed(layout, as_root, env, command, progress)
         seconds["make"] = time.monotonic() - started
-        built = accept(ws, source.tree, source.version, fragment)
-    return BuiltKernel(built.source_version, built.release, built.image, built.build_dir, seconds)
+        built = accept(ws, source.tree, kernel.name, source.version, fragment)
+    return dataclasses.replace(built, seconds=seconds)
 
 
-def _layout(ws: Workspace) -> sandbox.Layout:
-    # The reader builds on the stock guest: its headers, its `uname -r`.
-    stock = config.kernel(kernel_source.SERIES)
+def _layout(ws: Workspace, stock: config.Kernel) -> sandbox.Layout:
+    # The reader builds on the stock guest of the series: its headers, its `uname -r`.
     layout = sandbox.Layout(
         stock.release, guest_image.headers_root(stock), ws.top / "home", ws.top / "state"
     )
@@ -540,7 +727,7 @@ def _keep_image(bzimage: Path, release: str) -> Path:
 def guest_artifacts(built: BuiltKernel, log: Log = print) -> guest_image.GuestArtifacts:
     """What runner/guest/vm.py boots (and runner/guest/snapshot.py saves): this kernel, the stock
     root disk, and an initramfs that loads no modules."""
-    kernel = config.Kernel(name=f"{kernel_source.SERIES}-built", release=built.release)
+    kernel = config.Kernel(name=f"{built.series}-built", release=built.release)
     return guest_image.prepare_built(kernel, built.source_version, built.image, log)
 
 
@@ -555,11 +742,13 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m runner.kernels.build", description=main.__doc__
     )
     parser.add_argument("--fragment", type=Path, default=FRAGMENT)
+    parser.add_argument("--kernel", default=config.DEFAULT_KERNEL, help="the series' source")
+    parser.add_argument("--post", default="build", help="whose workspace")
     parser.add_argument("patches", type=Path, nargs="*")
     args = parser.parse_args(argv)
     shown = Display()
     with shown.task("kernel build") as show:
-        spec = KernelSpec(args.fragment, tuple(args.patches))
+        spec = KernelSpec(args.fragment, tuple(args.patches), args.kernel, args.post)
         built = build(spec, progress=show, log=shown.print)
     print(f"{built.release}: {built.image}")
     print(" ".join(f"{phase} {secs:.1f} s" for phase, secs in built.seconds.items()))

@@ -59,19 +59,6 @@ def _show(package: str) -> str:
 
 
 LISTS = Path("/var/lib/apt/lists")
-# What apt's answers here are made from: its lists and configuration (sources, pins),
-# what dpkg has installed, and apt itself.
-APT_INPUTS = (LISTS, Path("/etc/apt"), Path("/var/lib/dpkg/status"), Path("/usr/bin/apt-cache"))
-
-
-def apt_inputs() -> list[Path]:
-    """The files under APT_INPUTS, for a key that changes whenever apt's answer may."""
-    found: list[Path] = []
-    for top in APT_INPUTS:
-        found += sorted(p for p in top.rglob("*") if p.is_file()) if top.is_dir() else [top]
-    return found
-
-
 LISTS_MAX_AGE = 24 * 3600  # seconds; Debian publishes a kernel ABI every few weeks
 
 
@@ -94,6 +81,14 @@ def refresh_lists(max_age: float = LISTS_MAX_AGE) -> None:
         if age is None:
             raise
         # Offline, or not root: lists a few days old still name real packages.
+
+
+def versions(package: str) -> list[str]:
+    """Every version of `package` that apt's lists offer, as apt-cache madison lists
+    them (newest first); [] where they have none."""
+    out = _apt(["apt-cache", "madison", package])
+    found = [line.split("|")[1].strip() for line in out.splitlines() if line.count("|") >= 2]
+    return list(dict.fromkeys(found))
 
 
 def names_matching(pattern: str) -> list[str]:
@@ -143,11 +138,16 @@ def extract(deb: Path, dest: Path) -> None:
     _apt(["dpkg-deb", "-x", str(deb), str(dest)])
 
 
-def unpack(package: str, dest: Path, downloads: Path) -> str:
-    """Download `package` into `downloads` (once) and dpkg -x it into `dest`.
+def unpack(package: str, dest: Path, downloads: Path, version: str | None = None) -> str:
+    """Download `package` (of `version`, else apt's candidate) into `downloads` (once)
+    and dpkg -x it into `dest`.
 
     Returns the package version. Nothing is installed on the host.
     """
-    version = show(package)["Version"]
-    extract(download(package, downloads), dest)
-    return version
+    if version is None:
+        version = show(package)["Version"]
+    else:
+        refresh_lists()  # a pinned version may be newer than lists a day old
+    deb = download(package, downloads, version=version)
+    extract(deb, dest)
+    return deb_version(deb)

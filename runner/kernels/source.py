@@ -1,19 +1,22 @@
-"""Debian's kernel source, unpacked once into the cache.
+"""Debian's kernel source of each kernel series, unpacked once into the cache.
 
-Episode 3 patches and builds the kernel itself, from the same source a reader gets
-with `apt install linux-source-6.1`. The package only carries a tarball; its tree is
-unpacked once per package version, under a temporary name renamed into place when
-complete, and never written to afterwards: builds put their objects elsewhere (O=).
+Posts that build the kernel patch and build the source of the series they run on,
+the package a reader gets with `apt install linux-source-6.1` (or -6.12), at the
+version runner/config.py pins beside the series' ABI (`invoke kernels --bump` moves
+both). The package only carries a tarball; its tree is unpacked once per package
+version, under a temporary name renamed into place when complete, and never written
+to afterwards: builds put their objects elsewhere (O=).
 
-The package is the one apt offers, unless KBLOG_KERNEL_SOURCE_DEB names a .deb of
-it: the Docker image keeps one (`stage()`), since its containers have neither apt's
-lists nor a network. The version is then the one that file says.
+The pinned version is what apt fetches, unless KBLOG_KERNEL_SOURCE_DEBS names a
+directory of kept .debs (linux-source-6.1.deb, ...): the Docker image keeps them
+(`stage()`), since its containers have neither apt's lists nor a network. No apt
+call is made where the tree is unpacked already: the pin says the version.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
-import functools
 import os
 import shutil
 import subprocess
@@ -23,20 +26,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner import config, memo
+from runner import config
 from runner.kernels import debian
 
 # Not runner.events.Log: the Docker image stages the package with the files it needs alone.
 Log = Callable[[str], None]
 
-SERIES = "6.1"
-PACKAGE = f"linux-source-{SERIES}"
-# The tree's name inside the tarball, and where the package puts that tarball.
-TREE_NAME = f"linux-source-{SERIES}"
-TARBALL = Path("usr") / "src" / f"{TREE_NAME}.tar.xz"
 DONE_STAMP = ".kblog-complete"
 SEAL_STAMP = ".kblog-sealed"
-DEB_ENV = "KBLOG_KERNEL_SOURCE_DEB"
+DEB_ENV = "KBLOG_KERNEL_SOURCE_DEBS"
 
 
 class SourceError(RuntimeError):
@@ -47,84 +45,77 @@ class SourceError(RuntimeError):
 class KernelSource:
     """An unpacked, pristine kernel tree."""
 
-    package: str
+    package: str  # linux-source-6.1
     version: str  # the Debian package version, e.g. 6.1.192-3
     tree: Path  # .../linux-source-6.1: holds the top Makefile
     unpack_seconds: float = 0.0  # 0 when found in the cache
 
 
-def kept_deb() -> Path | None:
-    """The .deb that KBLOG_KERNEL_SOURCE_DEB names, if it is set; it must exist."""
+def tree_name(kernel: config.Kernel) -> str:
+    """The tree's name inside the tarball (linux-source-6.1), as the package's."""
+    return kernel.source_package
+
+
+def tarball(kernel: config.Kernel) -> Path:
+    """Where the package puts its tarball."""
+    return Path("usr") / "src" / f"{tree_name(kernel)}.tar.xz"
+
+
+def kept_deb(kernel: config.Kernel) -> Path | None:
+    """The kept .deb of `kernel`'s source if KBLOG_KERNEL_SOURCE_DEBS is set; it must exist."""
     named = os.environ.get(DEB_ENV)
     if not named:
         return None
-    deb = Path(named)
+    deb = Path(named) / f"{kernel.source_package}.deb"
     if not deb.is_file():
-        raise SourceError(f"{DEB_ENV}={named}: no such file")
+        raise SourceError(f"{DEB_ENV}={named}: no {deb.name} in it")
     return deb
 
 
-@functools.cache
-def candidate_version() -> str:
-    """The version of the linux-source package fetch() unpacks: the kept .deb's, or
-    the one apt offers."""
-    deb = kept_deb()
-    if deb is not None:
-        return debian.deb_version(deb)
-    return offered_version()
+def version(kernel: config.Kernel) -> str:
+    """The linux-source version posts that build the kernel build on `kernel`: the pin."""
+    if not kernel.source:
+        raise SourceError(f"kernel {kernel.name}: no linux-source version is pinned (source=)")
+    return kernel.source
 
 
-# apt's answer, asked through runner/kernels/debian.py.
-OFFERED = memo.Memo("apt-offered", "runner.kernels.debian", ("runner.kernels.debian",))
+def newest_offered(kernel: config.Kernel) -> str:
+    """The newest version of `kernel`'s linux-source that apt's lists offer."""
+    return debian.show(kernel.source_package)["Version"]
 
 
-def _offered_key() -> str:
-    return OFFERED.key([PACKAGE, *memo.stamps(debian.apt_inputs())])
+def gone(kernel: config.Kernel, detail: str) -> SourceError:
+    """The one line for a pinned source apt cannot fetch: the newest it offers, the bump."""
+    try:
+        newest = f"the newest it offers is {newest_offered(kernel)}"
+    except (debian.PackageError, OSError):
+        newest = "apt offers no version of it"
+    return SourceError(
+        f"Debian no longer offers {kernel.source_package} {kernel.source} (pinned for "
+        f"kernel {kernel.name}): {newest}; move the pin with `invoke kernels --bump` "
+        f"({detail})"
+    )
 
 
-def offered_version() -> str:
-    """The version of the package apt offers, kept between builds until apt's lists,
-    configuration or installed packages change: apt-cache takes about half a second,
-    and every build keys the posts that build the kernel by this version."""
-    found = OFFERED.get(_offered_key())
-    if isinstance(found, str) and found:
-        return found
-    version = debian.show(PACKAGE)["Version"]
-    # Keyed after the question: show() refreshes missing lists, which changes them.
-    OFFERED.put(_offered_key(), version)
-    return version
-
-
-def stage(dest: Path, version: str = "", log: Log = print) -> str:
-    """Download the linux-source package of `version` (if empty, the one apt offers)
-    to `dest`, for KBLOG_KERNEL_SOURCE_DEB to name later (the Docker image's build
-    does, with the version the host's apt offers); returns its version."""
-    offered = debian.show(PACKAGE)["Version"]  # fetches apt's lists where there are none
-    wanted = version or offered
-    with tempfile.TemporaryDirectory(prefix=".tmp-", dir=dest.parent) as tmp:
+def stage(dest: Path, kernel: config.Kernel, log: Log = print) -> str:
+    """Download `kernel`'s pinned linux-source to the directory `dest`, as the .deb
+    KBLOG_KERNEL_SOURCE_DEBS finds there (the Docker image's build does); its version."""
+    wanted = version(kernel)
+    dest.mkdir(parents=True, exist_ok=True)
+    debian.refresh_lists()  # an image build starts with none
+    with tempfile.TemporaryDirectory(prefix=".tmp-", dir=dest) as tmp:
         try:
-            deb = debian.download(PACKAGE, Path(tmp), version=wanted)
+            deb = debian.download(kernel.source_package, Path(tmp), version=wanted)
         except debian.PackageError as exc:
-            raise SourceError(
-                f"{PACKAGE} {wanted} cannot be fetched here (apt here offers {offered}; "
-                f"an outdated apt list where the version was chosen?): {exc}"
-            ) from exc
+            raise gone(kernel, str(exc).splitlines()[0]) from None
         got = debian.deb_version(deb)
         if got != wanted:
-            raise SourceError(f"apt-get download {PACKAGE}={wanted} gave {got}")
-        log(f"keeping {deb.name} ({deb.stat().st_size >> 20} MB) as {dest}")
+            raise SourceError(f"apt-get download {kernel.source_package}={wanted} gave {got}")
+        final = dest / f"{kernel.source_package}.deb"
+        log(f"keeping {deb.name} ({deb.stat().st_size >> 20} MB) as {final}")
         deb.chmod(0o644)
-        os.replace(deb, dest)
+        os.replace(deb, final)
     return got
-
-
-def host_version() -> str:
-    """The version posts that build the kernel are keyed by on this host, or "" where
-    its apt offers no such package (no apt, or not Debian 12)."""
-    try:
-        return candidate_version()
-    except (debian.PackageError, OSError):
-        return ""
 
 
 def source_dir(version: str) -> Path:
@@ -132,23 +123,24 @@ def source_dir(version: str) -> Path:
     return config.kernel_cache_dir() / "kernel-source" / version
 
 
-def fetch(log: Log = print) -> KernelSource:
-    """The unpacked source of the candidate linux-source package, unpacking it if needed."""
-    version = candidate_version()
-    final = source_dir(version)
-    tree = final / TREE_NAME
+def fetch(kernel: config.Kernel, log: Log = print) -> KernelSource:
+    """The unpacked source of `kernel`'s pinned linux-source, unpacking it if needed."""
+    wanted = version(kernel)
+    final = source_dir(wanted)
+    tree = final / tree_name(kernel)
+    found = KernelSource(kernel.source_package, wanted, tree)
     if (final / DONE_STAMP).exists():
-        return KernelSource(PACKAGE, version, tree)
+        return found
     final.parent.mkdir(parents=True, exist_ok=True)
     # One unpacker per version: the others wait for it instead of unpacking 1.3 GB again.
-    with open(final.parent / f".{version}.lock", "w") as lock:
+    with open(final.parent / f".{wanted}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (final / DONE_STAMP).exists():
-            return KernelSource(PACKAGE, version, tree)
+            return found
         started = time.monotonic()
-        log(f"fetching and unpacking {PACKAGE} {version} (about 140 MB, once)")
-        _unpack(version, final)
-        return KernelSource(PACKAGE, version, tree, time.monotonic() - started)
+        log(f"fetching and unpacking {kernel.source_package} {wanted} (about 150 MB, once)")
+        _unpack(kernel, final)
+        return dataclasses.replace(found, unpack_seconds=time.monotonic() - started)
 
 
 def seal(tree: Path, owner: int | None = None) -> float:
@@ -172,30 +164,36 @@ def seal(tree: Path, owner: int | None = None) -> float:
     return stamp.stat().st_mtime
 
 
-def _unpack(version: str, final: Path) -> None:
+def _unpack(kernel: config.Kernel, final: Path) -> None:
+    wanted = version(kernel)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
     try:
         deb_root = tmp / "deb"
-        kept = kept_deb()
+        kept = kept_deb(kernel)
         if kept is not None:
             debian.extract(kept, deb_root)
             got = debian.deb_version(kept)
         else:
-            got = debian.unpack(PACKAGE, deb_root, config.cache_dir() / "debs")
-        if got != version:
-            raise SourceError(f"{PACKAGE}: apt now offers {got}, not {version}; run again")
-        tarball = deb_root / TARBALL
-        if not tarball.is_file():
-            raise SourceError(f"{PACKAGE} {version} holds no {TARBALL}")
+            try:
+                got = debian.unpack(
+                    kernel.source_package, deb_root, config.cache_dir() / "debs", version=wanted
+                )
+            except debian.PackageError as exc:
+                raise gone(kernel, str(exc).splitlines()[0]) from None
+        if got != wanted:
+            raise SourceError(f"{kernel.source_package}: got {got}, not the pinned {wanted}")
+        packed = deb_root / tarball(kernel)
+        if not packed.is_file():
+            raise SourceError(f"{kernel.source_package} {wanted} holds no {tarball(kernel)}")
         # --no-same-owner: the tree belongs to whoever unpacked it, whatever the tarball says.
-        argv = ["tar", "-xJf", str(tarball), "-C", str(tmp), "--no-same-owner"]
+        argv = ["tar", "-xJf", str(packed), "-C", str(tmp), "--no-same-owner"]
         proc = subprocess.run(argv, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
-            raise SourceError(f"unpacking {tarball.name} failed: {proc.stderr.strip()[-2000:]}")
-        if not (tmp / TREE_NAME / "Makefile").is_file():
-            raise SourceError(f"{tarball.name} did not hold {TREE_NAME}/Makefile")
+            raise SourceError(f"unpacking {packed.name} failed: {proc.stderr.strip()[-2000:]}")
+        if not (tmp / tree_name(kernel) / "Makefile").is_file():
+            raise SourceError(f"{packed.name} did not hold {tree_name(kernel)}/Makefile")
         shutil.rmtree(deb_root)
-        (tmp / DONE_STAMP).write_text(version + "\n")
+        (tmp / DONE_STAMP).write_text(wanted + "\n")
         tmp.chmod(0o755)  # mkdtemp made it private; sandboxed builds read it
         # The stamp travels with the rename: a tree in place is a complete one.
         os.rename(tmp, final)

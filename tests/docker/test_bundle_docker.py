@@ -59,7 +59,7 @@ def test_episode_3_builds_its_kernel_from_its_bundle_in_docker(
     with tarfile.open(bundle) as tar:
         names = tar.getnames()
     assert "ep3-system-call/kernel/guest.config" in names
-    assert "ep3-system-call/kmod/syscall/0001-kblog_hello-system-call.patch" in names
+    assert "ep3-system-call/kmod/syscall/kblog_hello-6.1.patch" in names
     shown = reproduce_in_docker(real_site, "system-call.html", "ep3-system-call", tmp_path)
     assert re.search(r"^container \w+ started \(", shown, re.M), shown
     assert "matches the published capture (volatile values aside)" in shown

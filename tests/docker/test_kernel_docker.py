@@ -14,7 +14,6 @@ from runner import config
 from runner.backends import docker as docker_backend
 from runner.backends import docker_image
 from runner.backends.docker import run_in_container
-from runner.kernels import source as kernel_source
 from runner.scenario import ScenarioResult, Status
 
 if TYPE_CHECKING:
@@ -39,7 +38,10 @@ class Ep3Run:
     new_volumes: set[str]  # anonymous volumes the run left
 
 
-@pytest.fixture(scope="module", params=list(config.KERNELS))
+# One series: each builds its own linux-source, and a second cold build in the volume
+# would add minutes to a fresh machine's `make test` (the 6.12 build is proven on the
+# local backend, and by the captures).
+@pytest.fixture(scope="module", params=[config.DEFAULT_KERNEL])
 def ep3_in_docker(
     request: pytest.FixtureRequest, docker_client: docker.DockerClient, runner_image: str
 ) -> Iterator[Ep3Run]:
@@ -115,18 +117,23 @@ def test_ep3_in_docker_leaves_only_the_kernel_cache(
     assert cache.attrs["Labels"] == {docker_backend.CACHE_LABEL: "kernel-build"}
 
 
-def test_the_image_carries_the_linux_source_the_host_keys_posts_by(
+def test_the_image_carries_each_series_pinned_linux_source(
     docker_client: docker.DockerClient, runner_image: str
 ) -> None:
-    """Posts that build the kernel are keyed on the host by the linux-source version
-    its apt offers; the container builds from the .deb its image keeps: the same one."""
-    shown = docker_client.containers.run(
-        runner_image,
-        entrypoint=["sh", "-c", 'dpkg-deb --field "$KBLOG_KERNEL_SOURCE_DEB" Version'],
-        network_mode="none",
-        remove=True,
+    """Posts that build the kernel are keyed by each series' pinned linux-source; the
+    container builds from the .debs its image keeps: those versions."""
+    script = (
+        'for d in "$KBLOG_KERNEL_SOURCE_DEBS"/*.deb; do dpkg-deb --field "$d" Package Version; done'
     )
-    assert shown.decode().strip() == kernel_source.candidate_version()
+    shown = docker_client.containers.run(
+        runner_image, entrypoint=["sh", "-c", script], network_mode="none", remove=True
+    )
+    fields = shown.decode().splitlines()  # "Package: ..." then "Version: ..." per .deb
+    pairs = {
+        fields[i].split(": ", 1)[1]: fields[i + 1].split(": ", 1)[1]
+        for i in range(0, len(fields), 2)
+    }
+    assert pairs == {k.source_package: k.source for k in config.KERNELS.values()}
 
 
 def test_the_image_has_the_kernel_cache_where_the_backend_mounts_it(

@@ -92,11 +92,17 @@ def test_the_fragment_carries_the_measured_recipe_and_a_release_of_its_own() -> 
 # --- cache keys ------------------------------------------------------------------------
 
 
-def test_build_key_follows_source_and_fragment() -> None:
-    key = build_key("6.1.192-3", "CONFIG_A=y\n")
-    assert key == build_key("6.1.192-3", "CONFIG_A=y\n")
-    assert key != build_key("6.1.192-4", "CONFIG_A=y\n")
-    assert key != build_key("6.1.192-3", "CONFIG_A=y\nCONFIG_B=y\n")
+def test_build_key_follows_series_source_fragment_and_post() -> None:
+    key = build_key("6.1", "6.1.192-3", "CONFIG_A=y\n", "ep3")
+    assert key == build_key("6.1", "6.1.192-3", "CONFIG_A=y\n", "ep3")
+    assert key != build_key("6.1", "6.1.192-4", "CONFIG_A=y\n", "ep3")
+    assert key != build_key("6.1", "6.1.192-3", "CONFIG_A=y\nCONFIG_B=y\n", "ep3")
+    assert key != build_key("6.12", "6.1.192-3", "CONFIG_A=y\n", "ep3")
+    other_post = build_key("6.1", "6.1.192-3", "CONFIG_A=y\n", "ep4 proc/version")
+    assert other_post != key
+    # Two posts' workspaces of one source and fragment are one family: seed() finds it.
+    assert other_post.split("-")[0] == key.split("-")[0]
+    assert other_post.endswith("-6.1-ep4-proc-version")
 
 
 def test_the_recipe_patches_first_then_configures_and_builds() -> None:
@@ -168,14 +174,14 @@ def _fake_source_deb(root: Path, version: str) -> Path:
     pkg = root / "pkg"
     (pkg / "DEBIAN").mkdir(parents=True)
     (pkg / "DEBIAN" / "control").write_text(
-        f"Package: {kernel_source.PACKAGE}\nVersion: {version}\nArchitecture: all\n"
+        f"Package: linux-source-6.1\nVersion: {version}\nArchitecture: all\n"
         "Maintainer: test <test@example.org>\nDescription: test\n"
     )
-    tarball = pkg / kernel_source.TARBALL
+    tarball = pkg / kernel_source.tarball(config.kernel("6.1"))
     tarball.parent.mkdir(parents=True)
     with tarfile.open(tarball, "w:xz") as tar:
         data = b"all:\n"
-        info = tarfile.TarInfo(f"{kernel_source.TREE_NAME}/Makefile")
+        info = tarfile.TarInfo("linux-source-6.1/Makefile")
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
     deb = root / "linux-source.deb"
@@ -186,9 +192,13 @@ def _fake_source_deb(root: Path, version: str) -> Path:
 def test_a_kept_deb_is_the_source_without_apt(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The Docker image's case: no apt lists, one .deb, unpacked into the kernel cache."""
+    """The Docker image's case: no apt lists, one .deb per series, unpacked into the
+    kernel cache; the version is the pin (a kept .deb of another is refused)."""
+    debs = tmp_path / "debs"
+    debs.mkdir()
     deb = _fake_source_deb(tmp_path, "6.1.999-1")
-    monkeypatch.setenv(kernel_source.DEB_ENV, str(deb))
+    deb.rename(debs / "linux-source-6.1.deb")
+    monkeypatch.setenv(kernel_source.DEB_ENV, str(debs))
     monkeypatch.setenv("KBLOG_CACHE", str(tmp_path / "read-only-cache"))
     monkeypatch.setenv(config.KERNEL_CACHE_ENV, str(tmp_path / "kernels"))
 
@@ -196,22 +206,52 @@ def test_a_kept_deb_is_the_source_without_apt(
         raise AssertionError(f"apt was asked about {package}")
 
     monkeypatch.setattr(kernel_source.debian, "show", no_apt)
-    kernel_source.candidate_version.cache_clear()
-    try:
-        assert kernel_source.candidate_version() == "6.1.999-1"
-        source = kernel_source.fetch(log=lambda msg: None)
-    finally:
-        kernel_source.candidate_version.cache_clear()
+    pinned = dataclasses.replace(config.kernel("6.1"), source="6.1.999-1")
+    source = kernel_source.fetch(pinned, log=lambda msg: None)
     assert source.version == "6.1.999-1"
+    assert source.package == "linux-source-6.1"
     assert source.tree == tmp_path / "kernels" / "kernel-source" / "6.1.999-1" / "linux-source-6.1"
     assert (source.tree / "Makefile").read_text() == "all:\n"
     assert not (tmp_path / "read-only-cache").exists()
 
 
 def test_a_missing_kept_deb_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(kernel_source.DEB_ENV, str(tmp_path / "gone.deb"))
-    with pytest.raises(kernel_source.SourceError, match=r"gone\.deb: no such file"):
-        kernel_source.kept_deb()
+    monkeypatch.setenv(kernel_source.DEB_ENV, str(tmp_path))
+    with pytest.raises(kernel_source.SourceError, match=r"no linux-source-6\.12\.deb in it"):
+        kernel_source.kept_deb(config.kernel("6.12"))
+
+
+def test_a_kept_deb_of_another_version_than_the_pin_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    debs = tmp_path / "debs"
+    debs.mkdir()
+    _fake_source_deb(tmp_path, "6.1.998-1").rename(debs / "linux-source-6.1.deb")
+    monkeypatch.setenv(kernel_source.DEB_ENV, str(debs))
+    monkeypatch.setenv(config.KERNEL_CACHE_ENV, str(tmp_path / "kernels"))
+    pinned = dataclasses.replace(config.kernel("6.1"), source="6.1.999-1")
+    with pytest.raises(kernel_source.SourceError, match=r"got 6\.1\.998-1, not the pinned"):
+        kernel_source.fetch(pinned, log=lambda msg: None)
+    assert not list((tmp_path / "kernels" / "kernel-source").glob("6.1*"))
+
+
+def test_a_source_debian_no_longer_offers_fails_in_one_line_naming_the_bump(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pinned version asked of the real apt: one that never existed is refused
+    with the version apt does offer and the command that moves the pin."""
+    monkeypatch.delenv(kernel_source.DEB_ENV, raising=False)
+    monkeypatch.setenv("KBLOG_CACHE", str(tmp_path / "cache"))
+    gone = dataclasses.replace(config.kernel("6.12"), source="6.12.1-1~deb12u1")
+    newest = kernel_source.newest_offered(gone)
+    with pytest.raises(kernel_source.SourceError) as caught:
+        kernel_source.fetch(gone, log=lambda msg: None)
+    said = str(caught.value)
+    assert "\n" not in said
+    assert said.startswith(
+        f"Debian no longer offers linux-source-6.12 6.12.1-1~deb12u1 (pinned for kernel "
+        f"6.12): the newest it offers is {newest}; move the pin with `invoke kernels --bump`"
+    )
 
 
 def test_built_kernels_and_their_guests_go_to_the_kernel_cache(
@@ -225,7 +265,7 @@ def test_built_kernels_and_their_guests_go_to_the_kernel_cache(
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / "root.img").write_bytes(b"disk")
     monkeypatch.setattr(guest_image, "root_image", lambda log: tmp_path / "cache" / "root.img")
-    workspace = kernel_build.workspace("6.1.192-3", "CONFIG_A=y\n")
+    workspace = kernel_build.workspace("6.1", "6.1.192-3", "CONFIG_A=y\n", "ep3")
     assert workspace.top.parent == kernels / "kernel-build"
     assert kernel_source.source_dir("6.1.192-3").parent == kernels / "kernel-source"
     image = tmp_path / "bzImage"
@@ -332,12 +372,12 @@ def test_accept_checks_the_image_the_config_and_the_dates(
     kernel_build.checkout(pristine, ws, as_root=False)
     fragment = "CONFIG_VIRTIO_BLK=y\n"
     with pytest.raises(kernel_build.KernelBuildError, match="no step built the kernel"):
-        kernel_build.accept(ws, pristine, "6.1.192-3", fragment)
+        kernel_build.accept(ws, pristine, "6.1", "6.1.192-3", fragment)
     _fake_build(ws, fragment, "# CONFIG_VIRTIO_BLK is not set\n")
     with pytest.raises(
         kernel_build.KernelBuildError, match=r"CONFIG_VIRTIO_BLK=y is not in \.config"
     ):
-        kernel_build.accept(ws, pristine, "6.1.192-3", fragment)
+        kernel_build.accept(ws, pristine, "6.1", "6.1.192-3", fragment)
     _fake_build(ws, fragment, "CONFIG_VIRTIO_BLK=y\n")
     # A patch dated as its +++ lines say, older than the build: as `patch -Z` leaves it.
     sys_c = ws.tree / "kernel" / "sys.c"
@@ -345,13 +385,13 @@ def test_accept_checks_the_image_the_config_and_the_dates(
     sys_c.write_text("int one;\nint patched;\n")
     dated = time.time() - 600
     os.utime(sys_c, (dated, dated))
-    built = kernel_build.accept(ws, pristine, "6.1.192-3", fragment)
+    built = kernel_build.accept(ws, pristine, "6.1", "6.1.192-3", fragment)
     assert built.release == "6.1.192-kblog"
     assert built.image.read_bytes() == (ws.objects / kernel_build.BZIMAGE).read_bytes()
     # Edited after the image was made: never built.
     os.utime(sys_c)
     with pytest.raises(kernel_build.KernelBuildError, match="changed after ~/build"):
-        kernel_build.accept(ws, pristine, "6.1.192-3", fragment)
+        kernel_build.accept(ws, pristine, "6.1", "6.1.192-3", fragment)
 
 
 def test_workspaces_unclaimed_for_long_are_removed_when_another_is_claimed(
@@ -422,15 +462,129 @@ def test_accept_removes_objects_make_would_have_kept(
     sys_c.unlink()
     sys_c.write_text("int first_version;\n")
     os.utime(sys_c, (dated, dated))
-    kernel_build.accept(ws, pristine, "6.1.192-3", fragment)
+    kernel_build.accept(ws, pristine, "6.1", "6.1.192-3", fragment)
     kernel_build.checkout(pristine, ws, as_root=False)
     sys_c.unlink()
     sys_c.write_text("int second_version;\n")
     os.utime(sys_c, (dated, dated))
     with pytest.raises(kernel_build.KernelBuildError, match=r"kernel/sys\.c is not what the last"):
-        kernel_build.accept(ws, pristine, "6.1.192-3", fragment)
+        kernel_build.accept(ws, pristine, "6.1", "6.1.192-3", fragment)
     assert not (ws.objects / "kernel" / "sys.o").exists()
     assert (ws.objects / "kernel" / "fork.o").exists()
+
+
+def _bytes_state(root: Path) -> dict[str, tuple[bytes, float]]:
+    return {
+        str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _patch_sys_c(ws: kernel_build.Workspace, text: str, dated: float) -> None:
+    sys_c = ws.tree / "kernel" / "sys.c"
+    sys_c.unlink()
+    sys_c.write_text(text)
+    os.utime(sys_c, (dated, dated))
+
+
+def test_a_new_workspace_is_seeded_from_the_closest_one_and_settled_before_make(
+    pristine: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second post's workspace starts from a copy of the objects of the workspace of
+    its family whose tree was closest to its own (the other is left as it was). Then
+    reconcile() removes the objects built from what this tree no longer has: the first
+    post's patched file, pristine again, and a file this post patched with a date
+    before that build. A post that applies the first one's patch keeps everything."""
+    monkeypatch.setenv("KBLOG_CACHE", str(tmp_path / "cache"))
+    parent = tmp_path / "kernel-build"
+    first = kernel_build.Workspace(parent / "abc-6.1-ep3")
+    kernel_build.checkout(pristine, first, as_root=False)
+    fragment = "CONFIG_A=y\n"
+    _fake_build(first, fragment, "CONFIG_A=y\n")
+    for rel, data in (("kernel/sys.o", "patched sys"), ("fs/old.o", "old"), ("Make.o", "mk")):
+        (first.objects / rel).parent.mkdir(parents=True, exist_ok=True)
+        (first.objects / rel).write_text(data)
+        source = rel.replace(".o", ".c") if rel != "Make.o" else "Makefile"
+        cmd = first.objects / rel.replace(Path(rel).name, f".{Path(rel).name}.cmd")
+        cmd.write_text(f"deps := /home/user/linux/{source}\n")
+    dated = time.time() - 600  # as `patch -Z` dates it: before the build
+    _patch_sys_c(first, "int patched;\n", dated)
+    kernel_build.accept(first, pristine, "6.1", "6.1.192-3", fragment)
+    (first.top / ".lock").write_text("")
+    before = _bytes_state(first.objects)
+
+    def new(name: str) -> kernel_build.Workspace:
+        ws = kernel_build.Workspace(parent / name)
+        kernel_build.checkout(pristine, ws, as_root=False)
+        return ws
+
+    assert kernel_build.seed(new("xyz-6.1-proc"), {}) is None  # no workspace of its family
+    second = new("abc-6.1-proc")
+    old_c = second.tree / "fs" / "old.c"  # this post's patch, dated before the seed's build
+    old_c.unlink()
+    old_c.write_text("int changed;\n")
+    os.utime(old_c, (dated, dated))
+    now = kernel_build.differing(pristine, second.tree)
+    assert kernel_build.seed(second, now) == first.top
+    assert kernel_build.seed(second, now) is None  # it has objects: left alone
+    assert _bytes_state(second.objects) == before  # contents and dates
+    assert _bytes_state(first.objects) == before
+    copied = second.objects / "fs" / "old.o"
+    assert copied.stat().st_ino != (first.objects / "fs" / "old.o").stat().st_ino
+    assert kernel_build.reconcile(second, pristine) == ["fs/old.c", "kernel/sys.c"]
+    assert not (second.objects / "kernel" / "sys.o").exists()
+    assert not (second.objects / "fs" / "old.o").exists()
+    assert (second.objects / "Make.o").exists()
+    assert kernel_build.reconcile(second, pristine) == []  # settled: the record says so
+    assert _bytes_state(first.objects) == before
+    kernel_build.accept(second, pristine, "6.1", "6.1.192-3", fragment)
+    (second.top / ".lock").write_text("")
+
+    # A third post applies the first one's patch: seeded from the first (its tree is
+    # the closer one, though the second's record names fewer files), it keeps all.
+    third = new("abc-6.1-same")
+    _patch_sys_c(third, "int patched;\n", dated)
+    said: list[str] = []
+    kernel_build.settle(third, pristine, said.append)
+    assert said == ["seeding the kernel workspace abc-6.1-same from abc-6.1-ep3"]
+    assert (third.objects / "kernel" / "sys.o").read_text() == "patched sys"
+    assert (third.objects / "fs" / "old.o").exists()
+    # A copy cut short leaves its marker: the next one wipes it and copies again.
+    fourth = new("abc-6.1-fourth")
+    (fourth.objects / kernel_build.SEEDING).write_text("")
+    (fourth.objects / "half.o").write_text("")
+    with open(first.top / ".lock", "a") as held:  # busy: never copied while it builds
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert kernel_build.seed(fourth, {}) in (second.top, third.top)
+    assert not (fourth.objects / "half.o").exists()
+    assert not (fourth.objects / kernel_build.SEEDING).exists()
+    # Objects of its own (a cold build under way) are never replaced.
+    fifth = new("abc-6.1-fifth")
+    (fifth.objects / "vmlinux.o").write_text("")
+    assert kernel_build.seed(fifth, {}) is None
+
+
+def test_the_patch_a_built_kernel_came_from_is_found_by_its_lines(tmp_path: Path) -> None:
+    """Episode 3's two patches change the same three files; the provenance names the
+    one whose added lines the changed tree holds."""
+    tree = tmp_path / "linux"
+    twelve = config.KMOD / "syscall" / "kblog_hello-6.12.patch"
+    targets = kernel_build.patch_targets(twelve.read_text())
+    assert sorted(targets) == [
+        "arch/x86/entry/syscalls/syscall_64.tbl", "include/linux/syscalls.h", "kernel/sys.c"
+    ]  # fmt: skip
+    assert "463\tcommon\tkblog_hello\t\tsys_kblog_hello" in targets[sorted(targets)[0]]
+    for rel, added in targets.items():
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_text("context\n" + "\n".join(added) + "\n")
+    changed = dict.fromkeys(targets, "hash")
+    assert kernel_build.applied_patch(tree, changed, config.KMOD) == twelve
+    # A file changed beyond what the patch touches: no one patch made this tree.
+    assert (
+        kernel_build.applied_patch(tree, {**changed, "fs/proc/version.c": "h"}, config.KMOD) is None
+    )
+    assert kernel_build.applied_patch(tree, {}, config.KMOD) is None
 
 
 # --- a real build, booted ---------------------------------------------------------------

@@ -20,7 +20,7 @@ from runner.judge import verdict
 from runner.kernels import build as kernel_build
 from runner.scenario import Scenario, ScenarioResult, Step
 
-PATCH = config.KMOD / "syscall" / "0001-kblog_hello-system-call.patch"
+PATCH = config.KMOD / "syscall" / "kblog_hello-6.1.patch"
 
 
 def _kmod_with(tmp_path: Path, name: str, text: str) -> Path:

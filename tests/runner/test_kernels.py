@@ -1,4 +1,5 @@
-"""Kernel series: the newest ABI from apt's real lists, overrides, a gone pin, --bump."""
+"""Kernel series: the newest ABI and linux-source from apt's real lists, overrides, a gone
+pin, --bump."""
 
 from __future__ import annotations
 
@@ -83,10 +84,42 @@ def test_releases_override_replaces_only_what_it_names(monkeypatch: pytest.Monke
     assert config.kernel("6.1") == config.KERNELS["6.1"]
     with pytest.raises(ValueError, match=re.escape("unknown kernel '6.2'")):
         config.parse_releases("6.2=6.2.0-1-amd64")
-    with pytest.raises(ValueError, match=re.escape("not a release of Linux 6.1")):
+    with pytest.raises(ValueError, match=re.escape("not a version of Linux 6.1")):
         config.parse_releases("6.1=6.12.107+deb12-amd64")
-    with pytest.raises(ValueError, match="LABEL=RELEASE"):
+    with pytest.raises(ValueError, match="LABEL=VERSION"):
         config.parse_releases("6.1")
+
+
+def test_sources_override_replaces_the_source_version_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(config.SOURCES_ENV, raising=False)
+    with config.releases_override({"6.12": "6.12.200-1~deb12u1"}, config.SOURCES_ENV):
+        assert config.kernel("6.12").source == "6.12.200-1~deb12u1"
+        assert config.kernel("6.12").release == config.KERNELS["6.12"].release
+        assert config.kernel("6.1") == config.KERNELS["6.1"]
+    assert config.kernel("6.12") == config.KERNELS["6.12"]
+    with pytest.raises(ValueError, match=re.escape(f"{config.SOURCES_ENV}: '6.13.1-1'")):
+        config.parse_releases("6.12=6.13.1-1", config.SOURCES_ENV)
+
+
+def test_each_series_pins_its_own_linux_source_and_apt_offers_it() -> None:
+    """6.1 builds linux-source-6.1, 6.12 linux-source-6.12: each pin is a real version."""
+    for label, k in config.KERNELS.items():
+        assert k.source_package == f"linux-source-{label}"
+        assert k.source.startswith(f"{label}.")
+        assert k.source in debian.versions(k.source_package)
+
+
+def test_rewrite_pins_changes_only_the_sources(tmp_path: Path) -> None:
+    source = kernels.CONFIG_FILE.read_text()
+    new = kernels.rewrite_pins(source, {"6.12": "6.12.200-1~deb12u1"}, "source")
+    changed = [(a, b) for a, b in zip(source.splitlines(), new.splitlines(), strict=True) if a != b]
+    assert len(changed) == 1
+    module = _load(tmp_path / "rewritten_sources.py", new)
+    assert module.KERNELS["6.12"].source == "6.12.200-1~deb12u1"
+    assert module.KERNELS["6.12"].release == config.KERNELS["6.12"].release
+    assert module.KERNELS["6.1"].source == config.KERNELS["6.1"].source
 
 
 def test_rewrite_pins_changes_only_the_releases(tmp_path: Path) -> None:
@@ -125,7 +158,11 @@ def test_bump_rewrites_the_file_it_is_given(tmp_path: Path) -> None:
     assert kernels.bump({"6.1": pinned}, copy) == {}
     moved = kernels.bump({"6.1": "6.1.0-9998-amd64"}, copy)
     assert moved == {"6.1": (pinned, "6.1.0-9998-amd64")}
-    assert 'Kernel(name="6.1", release="6.1.0-9998-amd64")' in copy.read_text()
+    assert 'Kernel(name="6.1", release="6.1.0-9998-amd64", source=' in copy.read_text()
+    source = config.KERNELS["6.1"].source
+    moved = kernels.bump({"6.1": "6.1.9999-1"}, copy, field="source")
+    assert moved == {"6.1": (source, "6.1.9999-1")}
+    assert 'release="6.1.0-9998-amd64", source="6.1.9999-1")' in copy.read_text()
 
 
 def _invoke(*args: str) -> subprocess.CompletedProcess[str]:
@@ -142,10 +179,15 @@ def _invoke(*args: str) -> subprocess.CompletedProcess[str]:
 def test_invoke_kernels_shows_pin_and_newest_per_series() -> None:
     done = _invoke("kernels")
     assert done.returncode == 0, done.stderr
-    rows = {line.split()[0]: line.split() for line in done.stdout.splitlines()[1:3]}
+    header, *lines = done.stdout.splitlines()
+    assert header.split() == ["kernel", "pinned", "newest", "in", "Debian", "source", "pinned",
+                              "newest", "source"]  # fmt: skip
+    rows = {line.split()[0]: line.split() for line in lines[:2]}
     for label, k in config.KERNELS.items():
         assert rows[label][1] == k.release
         assert kernels.series(k).abi(rows[label][2]) is not None
+        assert rows[label][3] == k.source
+        assert rows[label][4] in debian.versions(k.source_package)
 
 
 def test_invoke_kernels_refuses_an_unknown_label() -> None:

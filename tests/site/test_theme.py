@@ -75,6 +75,37 @@ def test_provenance_line_is_the_themes_template() -> None:
     )
 
 
+def test_provenance_names_the_kernels_the_post_built_and_links_the_patch() -> None:
+    """Each built kernel: its release, source package and version, the patch and the
+    fragment with their digests; links only where a repository URL is set."""
+    from kblog_snippets import views
+
+    built = {
+        "release": "6.12.118-kblog", "source_package": "linux-source-6.12",
+        "source_version": "6.12.118-1~deb12u1", "patch": "syscall/kblog_hello-6.12.patch",
+        "patch_sha256": "ab" * 32, "fragment": "kernel/guest.config", "fragment_sha256": "cd" * 32,
+    }  # fmt: skip
+    runs = [
+        {"kernel": "6.12.107+deb12-amd64", "kernel_package": "6.12.107-1~deb12u1",
+         "qemu": "7.2.22", "accel": "tcg", "captured_at": "2026-12-05T08:00:00", "built": built},
+    ]  # fmt: skip
+    unlinked = parse(render(stand_in(kblog_provenance=views.provenance(runs, "0123456789ab"))))
+    (line,) = unlinked.find_all("p", "kb-provenance")
+    assert " ".join(line.text().split()).endswith(
+        "on 2026-12-05. The post built and booted Linux 6.12.118-kblog, from linux-source-6.12 "
+        "6.12.118-1~deb12u1 with kmod/syscall/kblog_hello-6.12.patch (sha256 abababababab) "
+        "and kernel/guest.config (sha256 cdcdcdcdcdcd)."
+    )
+    assert not line.find_all("a")
+    url = "https://git.example.org/kblog/blob/main"
+    linked = parse(render(stand_in(kblog_provenance=views.provenance(runs, "0", url + "/"))))
+    (line,) = linked.find_all("p", "kb-provenance")
+    assert [a.attrs["href"] for a in line.find_all("a")] == [
+        f"{url}/kmod/syscall/kblog_hello-6.12.patch",
+        f"{url}/kernel/guest.config",
+    ]
+
+
 def test_reproduce_box() -> None:
     reproduce = {
         "commands": ["tar xf ep2.tar.gz", "cd ep2 && ./run.sh <post>"],
