@@ -1,8 +1,8 @@
 """Answers kept on disk between builds, each filed under a key of everything that
 shapes it.
 
-A warm build asks the same questions as the last one (which linux-source version
-apt offers, how a capture that did not change is judged, ...) and each process
+A warm build asks the same questions as the last one (how a capture that did not
+change is judged, what a page's blocks show, ...) and each process
 would otherwise pay for them again. A memo is only as good as its key: the caller
 names every input of the answer, the code that computes it among them
 (`code_digest`), and a changed input is a new key, so the answer is computed
