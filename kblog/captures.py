@@ -201,22 +201,16 @@ def judged(
 
 
 def differing_blocks(post: Post, results: dict[str, ScenarioResult], text: str) -> frozenset[int]:
-    """The blocks whose captures differ across kernels (verdict.differs, the drift
-    rule), for captures published as `text`."""
+    """The blocks whose captures differ across kernels (verdict.differing_blocks, by
+    the drift rule), for captures published as `text`."""
     if len(results) < 2:
         return frozenset()
     at = DIFFERS.key([text, post.model, *results])
     found = DIFFERS.get(at)
     if isinstance(found, list) and all(isinstance(n, int) for n in found):
         return frozenset(found)
-    blocks: dict[int, list[int]] = {}
-    for index, step in enumerate(post.scenario.steps):
-        blocks.setdefault(step.block, []).append(index)
-    differs = frozenset(
-        block
-        for block, indices in blocks.items()
-        if verdict.differs({k: [r.steps[i] for i in indices] for k, r in results.items()})
-    )
+    per_kernel = {kernel: result.steps for kernel, result in results.items()}
+    differs = frozenset(verdict.differing_blocks(post.scenario.steps, per_kernel))
     DIFFERS.put(at, sorted(differs))
     return differs
 

@@ -198,6 +198,18 @@ def differs(per_kernel: Mapping[str, list[StepResult]]) -> bool:
     return any(compare(views[0], other) for other in views[1:])
 
 
+def differing_blocks(steps: list[Step], per_kernel: Mapping[str, list[StepResult]]) -> set[int]:
+    """The blocks (Step.block) whose steps' captures differ across the kernels."""
+    blocks: dict[int, list[int]] = {}
+    for index, step in enumerate(steps):
+        blocks.setdefault(step.block, []).append(index)
+    return {
+        block
+        for block, indices in blocks.items()
+        if differs({k: [results[i] for i in indices] for k, results in per_kernel.items()})
+    }
+
+
 # --- did the steps do what the post says? ---------------------------------------------
 
 # "..." accepts any output, not any outcome: a command the post expects to fail

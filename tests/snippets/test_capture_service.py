@@ -9,6 +9,7 @@ test_snippet_build.py and test_episodes_vm.py.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -133,6 +134,12 @@ def test_one_comparator_for_drift_and_for_kernels_that_differ() -> None:
         == ""
     )
     assert not verdict.differs({"6.1": quiet.steps, "6.12": _result("hi").steps})
+    # Block by block: only the block whose step's capture differs is marked.
+    steps = [Step("t", "console", "echo hi", block=0), Step("t", "console", "dmesg", block=1)]
+    old = [*quiet.steps, dataclasses.replace(quiet.steps[0], index=1)]
+    new = [*quiet.steps, dataclasses.replace(loud.steps[0], index=1)]
+    assert verdict.differing_blocks(steps, {"6.1": old, "6.12": new}) == {1}
+    assert verdict.differing_blocks(steps, {"6.1": old, "6.12": old}) == set()
 
 
 class CountingRunner:
