@@ -354,6 +354,7 @@ def _ensure_image(
     client: docker.DockerClient | None, log: Log, force: bool, verbose: bool
 ) -> tuple[str, bool]:
     import docker.errors
+    import requests.exceptions
 
     client = client or connect()
     base = ensure_base(client, log)
@@ -364,8 +365,11 @@ def _ensure_image(
     build_image(client, base, wanted, log, verbose)
     new_id = client.images.get(TAG).id
     if old_id and old_id != new_id:
-        with contextlib.suppress(docker.errors.APIError):
-            client.images.remove(old_id)  # frees what the new image does not share
+        # Frees what the new image does not share. Only a clean-up: a refusal, or an
+        # engine too busy to answer within the client's timeout (it goes on deleting),
+        # must not fail the build of an image that is ready.
+        with contextlib.suppress(docker.errors.APIError, requests.exceptions.Timeout):
+            client.images.remove(old_id)
     return TAG, True
 
 
