@@ -106,7 +106,11 @@ def _check_replay(page: Any) -> None:
     page.wait_for_function(
         "document.querySelector('#kb-replay').dataset.session === 'term1'", timeout=20_000
     )
-    assert "$ sudo " in page.locator("#kb-replay .ap-term").inner_text()
+    # The switched player draws its terminal a moment later: wait for the line.
+    page.wait_for_function(
+        "(document.querySelector('#kb-replay .ap-term') || {}).innerText?.includes('$ sudo ')",
+        timeout=10_000,
+    )
     playing = page.locator(".kb-step.kb-playing")
     assert playing.count() == 1
     assert int(playing.get_attribute("data-step") or 0) > int(step)
