@@ -30,6 +30,7 @@ IDLE_LIMIT = 1.0
 # The player's terminal: wide enough for a kernel log line, a screenful of output.
 COLS, ROWS = 100, 24
 WHERE = {"guest": "guest VM", "build": "build environment"}
+_string = json.encoder.encode_basestring  # a JSON string, non-ASCII kept as it is
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,9 @@ def make(result: ScenarioResult, title: str) -> Replay | None:
                 number = int(data)
                 steps[number] = (name, when)
                 data = f"step {number}: {inputs.get(number, '')}"
-            lines.append(json.dumps([when, code, data], ensure_ascii=False))
+            # As json.dumps would write it, without its cost per call (a kernel
+            # build's step is thousands of events, made again on every build).
+            lines.append(f'[{when!r}, "{code}", {_string(str(data))}]')
         casts[name] = lines
     duration = max(at.values())
     # Every session's recording lasts the whole run, so that switching to one at any
