@@ -52,6 +52,13 @@ PLAYER_STATIC = "asciinema-player"  # under the theme's static directory of the 
 VIEWS = memo.Memo(
     "views", "kblog_snippets.views", (*capture_service.JUDGE_CODE, "kblog_snippets.views")
 )
+# What replay.py makes of a post's recordings (its .cast files and script): the
+# events of a kernel build run to thousands. Keyed by the captures file as published,
+# the post's name and the kernels shown in order, and replay's code and the judge's
+# (which reads the captures into results).
+REPLAYS = memo.Memo(
+    "replays", "kblog_snippets.replay", (*capture_service.JUDGE_CODE, "kblog_snippets.replay")
+)
 
 
 @dataclass(frozen=True)
@@ -300,11 +307,22 @@ def write_replays(captured: capture_service.Captured, output: Path, static: Path
     for found in sorted(captured.posts.values(), key=lambda p: p.post.name):
         if found.error or not found.results:
             continue
-        post = found.post
-        replay.write(output, post.name, post.name, found.results)
+        replay.write(output, replay_files(found))
         recorded = recorded or any(r.recordings for r in found.results.values())
     if recorded:
         copy_player(static / PLAYER_STATIC)
+
+
+def replay_files(found: capture_service.PostCaptures) -> dict[str, str]:
+    """replay.files of a post's captures, kept between builds (REPLAYS)."""
+    name = found.post.name
+    at = REPLAYS.key([found.text, name, *found.results])
+    made = REPLAYS.get(at)
+    if isinstance(made, dict):
+        return made
+    made = replay.files(name, name, found.results)
+    REPLAYS.put(at, made)
+    return made
 
 
 def copy_player(dest: Path) -> None:

@@ -143,29 +143,36 @@ def page(post: str, results: dict[str, ScenarioResult], siteurl: str) -> dict[st
     }
 
 
-def write(output: Path, post: str, title: str, results: dict[str, ScenarioResult]) -> None:
-    """A post's .cast files and the script its page loads them from."""
+def files(post: str, title: str, results: dict[str, ScenarioResult]) -> dict[str, str]:
+    """A post's .cast files and the script its page loads them from, by their path
+    under the output (none: nothing was recorded)."""
+    made: dict[str, str] = {}
     data: dict[str, Any] = {}
     for kernel, result in results.items():
         replay = make(result, title)
         if replay is None:
             continue
         for session, text in replay.casts.items():
-            path = output / cast_name(post, kernel, session)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
+            made[cast_name(post, kernel, session)] = text
         data[kernel] = {
             "casts": replay.casts,
             "steps": {str(n): list(where) for n, where in replay.steps.items()},
             "duration": replay.duration,
         }
     if not data:
-        return
-    script = output / script_name(post)
-    script.parent.mkdir(parents=True, exist_ok=True)
+        return {}
     # JSON is JavaScript; "</" escaped all the same, should the file ever be inlined.
     payload = json.dumps(data, ensure_ascii=False).replace("</", "<\\/")
-    script.write_text(
+    made[script_name(post)] = (
         "window.kblogReplay = window.kblogReplay || {};\n"
         f"window.kblogReplay[{json.dumps(post)}] = {payload};\n"
     )
+    return made
+
+
+def write(output: Path, made: dict[str, str]) -> None:
+    """`files()` written under the output."""
+    for name, text in made.items():
+        path = output / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)

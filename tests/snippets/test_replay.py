@@ -66,12 +66,13 @@ def test_a_run_without_recordings_has_no_replay(tmp_path: Path) -> None:
     bare.recordings = {}
     assert replay.make(bare, "ep") is None
     assert replay.page("ep", {"6.1": bare}, "") is None
-    replay.write(tmp_path, "ep", "ep", {"6.1": bare})
+    assert replay.files("ep", "ep", {"6.1": bare}) == {}
+    replay.write(tmp_path, {})
     assert not (tmp_path / replay.REPLAY).exists()
 
 
 def test_written_beside_the_pages(tmp_path: Path) -> None:
-    replay.write(tmp_path, "ep", "ep", {"6.1": _run()})
+    replay.write(tmp_path, replay.files("ep", "ep", {"6.1": _run()}))
     cast = tmp_path / "replay" / "ep" / "6.1" / "py.cast"
     assert _events(cast.read_text())[0]["title"] == "ep: py, guest VM"
     script = (tmp_path / "replay" / "ep.js").read_text()
