@@ -237,8 +237,12 @@ def seed(ws: Workspace, now: dict[str, str], log: Log = lambda _m: None) -> Path
         mismatched = sum(now.get(rel) != files.get(rel) for rel in now.keys() | files.keys())
         candidates.append((mismatched, len(files), other.name, other))
     for *_rank, other in sorted(candidates):
-        with open(other / ".lock", "a") as lock:
-            try:  # never copy objects a build is writing; skip a busy one
+        try:
+            lock = os.open(other / ".lock", os.O_RDONLY | os.O_CLOEXEC)  # no O_CREAT
+        except OSError:
+            continue  # pruned since it was listed
+        try:
+            try:  # never copy objects a build is writing (or a prune removing): skip it
                 fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except OSError:
                 continue
@@ -246,6 +250,8 @@ def seed(ws: Workspace, now: dict[str, str], log: Log = lambda _m: None) -> Path
             marker.write_text(other.name + "\n")
             argv = ["cp", "-a", "--reflink=auto", f"{other / 'objects'}/.", str(ws.objects)]
             _run(argv, "seeding")
+        finally:
+            os.close(lock)
         marker.unlink()  # the copy is whole
         return other
     marker.unlink(missing_ok=True)

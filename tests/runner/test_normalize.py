@@ -63,6 +63,19 @@ def test_another_abi_is_not_drift_by_its_name_alone() -> None:
     assert kernel_renames(ran("a", "b"), ran("a", "b")) == {}
 
 
+def test_another_source_version_is_not_drift_by_the_built_release_alone() -> None:
+    """verify --newest builds the newest linux-source: the built kernel's release and
+    the source's version differ by design."""
+    was, now = ran("6.12.107+deb12-amd64", "x"), ran("6.12.107+deb12-amd64", "x")
+    was.provenance.built = {"release": "6.12.118-kblog", "source_version": "6.12.118-1~deb12u1"}
+    now.provenance.built = {"release": "6.12.120-kblog", "source_version": "6.12.120-1~deb12u1"}
+    renames = kernel_renames(was, now)
+    assert renames == {
+        "6.12.118-kblog": "6.12.120-kblog", "6.12.118-1~deb12u1": "6.12.120-1~deb12u1"
+    }  # fmt: skip
+    assert compare([step(["6.12.118-kblog"])], [step(["6.12.120-kblog"])], renames) == ""
+
+
 def test_what_make_redid_in_kept_objects_is_not_drift() -> None:
     """An incremental kernel build lists what it rebuilt, which depends on the runs
     before it; its other lines, and the same lines in the guest, still count."""
