@@ -6,7 +6,8 @@ the module and kernel builds call, which no Python source names. Each is resolve
 on this machine and mapped to its Debian package with `dpkg -S`; that package
 must be in the set of runner/host-packages.txt that the command needing it
 installs, in Debian's essential set, or a dependency of one of those. A program
-the build starts must come from the `make html` set; one that only the tests (or
+the build starts must come from the `make html` set (the tools of a post's build
+steps, from the Docker image's set); one that only the tests (or
 `invoke publish`, which tests start) start, from the `make test` set. A new
 `subprocess.run(["newtool", ...])` without its package in the right set fails
 here, on any machine that has already installed the tool by hand.
@@ -49,18 +50,21 @@ SPAWNERS = {"run", "Popen", "check_output", "check_call", "call", "_run", "_apt"
 ARGV_NAME = re.compile(r"(ARGV|argv)$")
 
 # Programs that no Python source names: kbuild and the module Makefiles call them.
+# Those of a post's build steps run in the Docker image as well as on a host, so
+# they must come from the image's set; npm only runs for `make html`.
 BUILD_TOOLS = {
-    "make": "the post's build steps",
-    "gcc-12": "kbuild of Debian 12's kernels (.kernelvariables names it)",
-    "ld": "kbuild links modules",
-    "pahole": "BTF for modules of 6.12 (kmod/*/Makefile)",
-    "bash": "the build steps' shell",
-    "uname": "KDIR in kmod/*/Makefile",
-    "bc": "kbuild of a guest kernel from source (runner/kernels/build.py)",
-    "bison": "kbuild of a guest kernel from source (runner/kernels/build.py)",
-    "flex": "kbuild of a guest kernel from source (runner/kernels/build.py)",
-    "xz": "tar -xJ of linux-source's tarball (runner/kernels/source.py)",
-    "npm": "the Makefile's `npm ci` of package.json (the replay player the build copies)",
+    "make": ("image", "the post's build steps"),
+    "gcc-12": ("image", "kbuild of Debian 12's kernels (.kernelvariables names it)"),
+    "ld": ("image", "kbuild links modules"),
+    "pahole": ("image", "BTF for modules of 6.12 (kmod/*/Makefile)"),
+    "bash": ("image", "the build steps' shell"),
+    "uname": ("image", "KDIR in kmod/*/Makefile"),
+    "bc": ("image", "kbuild of a guest kernel from source (runner/kernels/build.py)"),
+    "bison": ("image", "kbuild of a guest kernel from source (runner/kernels/build.py)"),
+    "flex": ("image", "kbuild of a guest kernel from source (runner/kernels/build.py)"),
+    "rsync": ("image", "kbuild's headers_install (episode 3's build steps)"),
+    "xz": ("image", "tar -xJ of linux-source's tarball (runner/kernels/source.py)"),
+    "npm": ("html", "the Makefile's `npm ci` of package.json (the replay player the build copies)"),
 }
 
 
@@ -106,7 +110,7 @@ def _all_programs() -> dict[str, tuple[str, str]]:
     A program that the build starts anywhere needs the `html` set, even if a test
     starts it too; one started only outside the build, the `test` set.
     """
-    found = {program: ("html", why) for program, why in BUILD_TOOLS.items()}
+    found = dict(BUILD_TOOLS)
     for path in _python_files():
         where = ("html" if _built(path) else "test", str(path.relative_to(ROOT)))
         for program in programs_in(ast.parse(path.read_text(), str(path))):
@@ -183,7 +187,7 @@ def test_the_scan_finds_the_known_programs() -> None:
     for program in ("depmod", "cpio", "mkfs.ext4", "qemu-system-x86_64", "setpriv", "bwrap"):
         assert found.get(program, ("", ""))[0] == "html", f"{program}: not seen as the build's"
     # ...and the test-only programs as the tests', or the split would check nothing.
-    for program in ("chromium", "dockerd", "rsync"):
+    for program in ("chromium", "dockerd", "git"):
         assert found.get(program, ("", ""))[0] == "test", f"{program}: not seen as tests'"
     assert len(found) >= 15
 
@@ -191,8 +195,8 @@ def test_the_scan_finds_the_known_programs() -> None:
 def test_the_build_set_leaves_out_what_only_tests_use() -> None:
     """`make html` must not install the browser, the Docker engine or publishing tools."""
     html = _ALLOWED["html"]
-    assert {"chromium", "docker.io", "rsync"}.isdisjoint(html), sorted(
-        {"chromium", "docker.io", "rsync"} & html
+    assert {"chromium", "docker.io", "git"}.isdisjoint(html), sorted(
+        {"chromium", "docker.io", "git"} & html
     )
     assert _ALLOWED["html"] < _ALLOWED["test"]
 
@@ -215,7 +219,7 @@ def test_program_comes_from_a_listed_package(program: str) -> None:
     roles = " ".join(host_packages.SETS[set_name])
     assert package in _ALLOWED[set_name], (
         f"{program} (started by {where}) comes from Debian's {package}, which the "
-        f"`make {set_name}` set of runner/host-packages.txt (roles {roles}) does not "
+        f"{set_name} set of runner/host-packages.txt (roles {roles}) does not "
         f"name, nor any package it depends on"
     )
 
@@ -293,4 +297,4 @@ def test_sets_nest_and_name_known_roles() -> None:
 
 
 _TABLE = _installed()
-_ALLOWED = {name: _allowed_packages(_TABLE, name) for name in ("html", "test")}
+_ALLOWED = {name: _allowed_packages(_TABLE, name) for name in ("image", "html", "test")}
