@@ -4,7 +4,7 @@
 # Each command installs its own set (runner/host-packages.txt, SETS in
 # runner/host_packages.py): `make html` what building the site and running its
 # posts needs, `make test` that and what only the tests use (Chromium, the Docker
-# engine, git and rsync for publishing, pytest and friends in the venv). One stamp
+# engine, git for publishing, pytest and friends in the venv). One stamp
 # per set, so `make test` after `make html` installs only what the tests add.
 
 PYTHON ?= python3
