@@ -12,7 +12,7 @@ from typing import Any
 
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
-from pygments.lexers import BashLexer, KernelLogLexer, PythonLexer
+from pygments.lexers import BashLexer, KernelLogLexer, PythonLexer, TextLexer
 
 from runner.judge import verdict
 from runner.judge.kernel_log import SEVERE
@@ -20,11 +20,13 @@ from runner.scenario import Step, StepResult
 from runner.terminal import prompts_for
 
 _FORMATTER = HtmlFormatter(nowrap=True)
-_INPUT_LEXERS = {"console": BashLexer(), "pycon": PythonLexer()}
+# Pygments has no lexer for gdb's command line: its commands are shown plain.
+_INPUT_LEXERS = {"console": BashLexer(), "pycon": PythonLexer(), "gdb": TextLexer()}
 WHERE_LABELS = {"guest": "guest VM", "build": "build environment"}
 STATUS_TEXT = {
     "hang": "Still running after {timeout:g} s, as the post expects: it never returns.",
     "not-run": "Not run: {output}",
+    "started": "Left running (output=later): a later block shows what it printed.",
 }
 # A hang the runner proved (runner.execute.HangProbe) says what it saw instead.
 PROVEN_HANG_TEXT = "Stuck for good, as the post expects: {proof}."
