@@ -35,13 +35,14 @@ PROMPT = GDB_PROMPT  # what a gdb step shows before its input on the page
 # How long gdb may take to attach, detach or take an interrupt: all local.
 CONTROL_TIMEOUT = 10.0
 # Set before anything else: no pager or line wrapping in what the page shows, no
-# question gdb would wait on, and no scripts found beside a file run behind the
-# post's back (the kernel's gdb helpers are loaded by name where a post wants them).
+# question gdb would wait on, and a breakpoint on a name gdb does not know is an
+# error (not a "pending" one that silently never hits).
 SETUP = (
     "-gdb-set pagination off",
     "-gdb-set width 0",
     "-gdb-set height 0",
     "-gdb-set confirm off",
+    "-gdb-set breakpoint pending off",
 )
 
 

@@ -55,6 +55,10 @@ class Step:
             raise ScenarioError(f"{self.source}: where={self.where!r}, expected one of {WHERES}")
         if not self.session or not self.session.replace("-", "").replace("_", "").isalnum():
             raise ScenarioError(f"{self.source}: bad session name {self.session!r}")
+        if self.language == "gdb" and self.where != "guest":
+            raise ScenarioError(
+                f"{self.source}: a gdb session debugs the guest: it cannot be where={self.where}"
+            )
         if self.where == "build" and self.language != "console":
             raise ScenarioError(f"{self.source}: the build environment only runs shell sessions")
         if self.boot not in BOOTS:
@@ -72,10 +76,6 @@ class Step:
             )
         if self.output != "now" and "\n" in self.input:
             raise ScenarioError(f"{self.source}: output={self.output} needs a one-line input")
-        if self.language == "gdb" and self.where != "guest":
-            raise ScenarioError(
-                f"{self.source}: a gdb session debugs the guest: it cannot be where={self.where}"
-            )
         if self.language == "gdb" and self.expect_hang:
             raise ScenarioError(
                 f"{self.source}: a gdb step cannot expect=hang: start the command with "
