@@ -1,8 +1,10 @@
 """gdb on the running guest kernel, driven over its machine interface (MI).
 
 One `Debugger` is one gdb session of a post (a `.gdb` block's `session=`). gdb runs
-outside the guest, attached to QEMU's gdbstub through the unix socket of the run's
-VM (runner/guest/vm.py), so nothing listens on a port of the host. Each typed line
+outside the guest, in the build sandbox where the run has one (the reader's paths:
+~/build/vmlinux, and nothing of the host but the stub's socket), attached to QEMU's
+gdbstub through the unix socket of the run's VM (runner/guest/vm.py), so nothing
+listens on a port of the host. Each typed line
 goes to gdb's own command interpreter (`-interpreter-exec console`), so the page
 shows what gdb prints to a person; the MI records around it say when a command
 ended, failed, or set the guest running.
@@ -57,7 +59,11 @@ def gdb_binary() -> str:
     return path
 
 
-def argv(symbols: Path | None) -> list[str]:
+# Where a sandboxed gdb finds the stub's socket (bound there by the runner).
+SOCKET_INSIDE = "/run/kblog/gdb.sock"
+
+
+def argv(symbols: str | None) -> list[str]:
     """gdb's command line: the machine interface, no init files, quiet; the kernel
     image whose symbols it reads, where the guest runs one the post built."""
     args = [gdb_binary()]
@@ -65,7 +71,7 @@ def argv(symbols: Path | None) -> list[str]:
     args += ["-nx"]  # no ~/.gdbinit nor system init: every run starts the same
     args += ["-q"]  # no banner
     if symbols is not None:
-        args += [str(symbols)]
+        args += [symbols]
     return args
 
 
@@ -115,6 +121,30 @@ def _field(record: str, name: str) -> str:
     return c_string(m.group(1)) if m else ""
 
 
+def _gdb_pid(top: int) -> int | None:
+    """gdb's pid: `top` itself, or, in the sandbox, the process below it named gdb
+    (bubblewrap passes no signal on)."""
+    parents: dict[int, list[int]] = {}
+    names: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        names[int(entry.name)] = stat[stat.index("(") + 1 : stat.rindex(")")]
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        parents.setdefault(ppid, []).append(int(entry.name))
+    todo = [top]
+    while todo:
+        pid = todo.pop()
+        if names.get(pid) == "gdb":
+            return pid
+        todo += parents.get(pid, [])
+    return None
+
+
 @dataclass
 class Reply:
     """What one command gave: gdb's console text, and how it ended."""
@@ -129,10 +159,11 @@ class Reply:
 class Debugger:
     """One gdb process attached to one guest; see the module's docstring."""
 
-    socket: Path  # QEMU's gdbstub (-gdb chardev:...)
+    command: list[str]  # gdb's argv (argv()), wrapped in the sandbox's where it runs there
+    target: str  # QEMU's gdbstub socket (-gdb chardev:...), as gdb sees it
     qmp_socket: Path  # QEMU's monitor: resumes the guest if gdb cannot
     cwd: Path
-    symbols: Path | None = None
+    env: dict[str, str] | None = None
     proc: subprocess.Popen[bytes] | None = None
     running: bool = False  # the guest runs under gdb: a stop is awaited
     attached: bool = False  # gdb holds the guest (until `detach`, `disconnect`, `kill`)
@@ -145,11 +176,12 @@ class Debugger:
         from runner.guest.vm import DIE_WITH_PARENT_ARGV  # its one definition
 
         self.proc = subprocess.Popen(
-            [*DIE_WITH_PARENT_ARGV, *argv(self.symbols)],
+            [*DIE_WITH_PARENT_ARGV, *self.command],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             cwd=self.cwd,
+            env=self.env,
             # Its own session: a Ctrl-C at the runner's terminal is the runner's to
             # handle; gdb's interrupts are sent to it alone (SIGINT below).
             start_new_session=True,
@@ -160,7 +192,7 @@ class Debugger:
             reply = self.mi(command, deadline)
             if reply.state != "done":
                 raise DebuggerError(f"gdb refused {command!r}: {reply.error or reply.state}")
-        reply = self.mi(f"-target-select remote {self.socket}", deadline)
+        reply = self.mi(f"-target-select remote {self.target}", deadline)
         if reply.state not in ("done", "connected"):
             raise DebuggerError(
                 f"gdb could not attach to the guest's gdbstub: {reply.error or 'no answer'}"
@@ -275,12 +307,16 @@ class Debugger:
                 out.append(c_string(line[1:]))
 
     def interrupt(self, deadline: float) -> bool:
-        """Stop a running guest as Ctrl-C at gdb would (SIGINT to gdb); whether it
-        stopped."""
+        """Stop a running guest as Ctrl-C at gdb does: SIGINT to gdb itself (while a
+        typed `continue` runs, gdb reads no command, so -exec-interrupt would wait
+        unread). Whether the guest stopped."""
         if not self.running or self.proc is None:
             return True
+        pid = _gdb_pid(self.proc.pid)
+        if pid is None:
+            return False
         with contextlib.suppress(ProcessLookupError):
-            os.kill(self.proc.pid, signal.SIGINT)
+            os.kill(pid, signal.SIGINT)
         return self.wait_stop(deadline).state == "stopped"
 
     # --- the end --------------------------------------------------------------

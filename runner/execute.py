@@ -423,14 +423,28 @@ class Run:
         dbg = self.debuggers.get(step.session)
         if dbg is not None:
             return dbg
-        symbols = None
         workspace = self.guests.workspace
+        vmlinux = None  # a guest on Debian's kernel: gdb has addresses only
         if self.boot == "built" and workspace is not None:
-            vmlinux = workspace.workspace.objects / "vmlinux"
-            symbols = vmlinux if vmlinux.is_file() else None
-        dbg = debugger.Debugger(
-            self.vm.rundir / GDB_SOCKET, self.vm.rundir / "qmp.sock", self.builddir, symbols
-        )
+            kept = workspace.workspace.objects / "vmlinux"
+            vmlinux = kept if kept.is_file() else None
+        socket = self.vm.rundir / GDB_SOCKET
+        qmp = self.vm.rundir / "qmp.sock"
+        if self.layout is None:  # a scenario without build steps has no sandbox
+            command = debugger.argv(str(vmlinux) if vmlinux else None)
+            dbg = debugger.Debugger(command, str(socket), qmp, self.builddir)
+        else:
+            home = sandbox.home(self.layout)
+            inside = f"{home}/{kernel_build.INSIDE_BUILD}/vmlinux"
+            command = debugger.argv(inside if vmlinux else None)
+            # The sandbox's user (nobody, under root) connects to it; the socket sits
+            # in a run dir only root can walk, and the sandbox sees it alone.
+            socket.chmod(0o666)
+            binds = (*self.layout.read_write, (socket, debugger.SOCKET_INSIDE))
+            layout = dataclasses.replace(self.layout, read_write=binds)
+            wrapped = sandbox.argv(layout, command, as_root=os.geteuid() == 0)
+            env = sandbox.env(layout, {"TERM": "dumb", "LANG": "C.UTF-8"})
+            dbg = debugger.Debugger(wrapped, debugger.SOCKET_INSIDE, qmp, self.builddir, env)
         self.debuggers[step.session] = dbg
         try:
             dbg.start(deadline)

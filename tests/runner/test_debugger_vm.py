@@ -10,8 +10,9 @@ import signal
 import time
 
 import pytest
-from vmhelp import Guest, children, scenario, sh
+from vmhelp import TEST_KMOD, Guest, build, children, scenario, sh
 
+from runner import debugger
 from runner.debugger import Debugger
 from runner.execute import run_scenario
 from runner.guest.vm import GDB_SOCKET, VM
@@ -42,14 +43,15 @@ def test_a_breakpoint_never_hit_fails_in_time_naming_it_and_the_guest_goes_on(
 ) -> None:
     steps = scenario(
         "never",
+        build("true"),  # gdb in the sandbox: Ctrl-C must reach it through bubblewrap
         address_of("__x64_sys_reboot"),  # nothing reboots the guest
         gdb("hbreak *0x@addr@", ["Hardware assisted breakpoint 1 at 0x..."]),
         gdb("continue", ["Continuing."], output="later"),
         gdb("continue", ["..."], output="collect", timeout=3),
         sh("t", "echo alive", ["alive"]),
     )
-    result = run_scenario(steps, **QUIET)
-    _, _, started, collect, after = result.steps
+    result = run_scenario(steps, kmod_dir=TEST_KMOD, **QUIET)
+    _, _, _, started, collect, after = result.steps
     assert started.status == Status.STARTED and started.matched is True
     assert collect.status == Status.TIMEOUT
     assert 3 <= collect.duration < 8  # the timeout, then Ctrl-C and `info breakpoints`
@@ -57,7 +59,7 @@ def test_a_breakpoint_never_hit_fails_in_time_naming_it_and_the_guest_goes_on(
     assert "hw breakpoint" in collect.detail  # gdb's own listing of what it waited at
     assert "gdb detached from the guest, which went on" in collect.detail
     (problem,) = verdict.problems(steps, result, "6.1")
-    assert problem.startswith("never:4: step 4 (dbg: 'continue'")
+    assert problem.startswith("never:5: step 5 (dbg: 'continue'")
     assert "gdb's guest did not stop, or gdb did not answer, within 3 s" in problem
     assert after.matched is True, after  # detached: the guest answers again
     assert result.error == ""
@@ -104,7 +106,8 @@ def test_a_killed_gdb_leaves_no_guest_stopped(guest: Guest) -> None:
     artifacts, accel = guest
     with VM(artifacts, accel) as vm:
         assert vm.agent is not None
-        dbg = Debugger(vm.rundir / GDB_SOCKET, vm.rundir / "qmp.sock", vm.rundir)
+        sock, qmp = vm.rundir / GDB_SOCKET, vm.rundir / "qmp.sock"
+        dbg = Debugger(debugger.argv(None), str(sock), qmp, vm.rundir)
         try:
             dbg.start(time.monotonic() + 10)
             assert dbg.attached and not dbg.running  # attaching stops the guest
@@ -135,4 +138,19 @@ def test_the_docs_interleaving_on_a_real_guest(guest: Guest) -> None:
     result = run_scenario(steps, **QUIET)
     assert verdict.problems(steps, result, "6.1") == [], result
     assert [r.status for r in result.steps][2:4] == [Status.STARTED, Status.STARTED]
+    no_gdb_left()
+
+
+def test_gdb_runs_in_the_build_sandbox_where_the_run_has_one(guest: Guest) -> None:
+    """At the reader's paths, reaching the stub through the socket bound into it."""
+    steps = scenario(
+        "sandboxed",
+        build("true"),
+        gdb("pwd", ["Working directory /home/user."]),
+        gdb("info registers rip", ["rip ..."]),
+        gdb("detach", ["..."]),
+        sh("t", "echo alive", ["alive"]),
+    )
+    result = run_scenario(steps, kmod_dir=TEST_KMOD, **QUIET)
+    assert verdict.problems(steps, result, "6.1") == [], result
     no_gdb_left()
