@@ -27,6 +27,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from runner.scenario import GDB_PROMPT
 PROMPT = GDB_PROMPT  # what a gdb step shows before its input on the page
 # How long gdb may take to attach, detach or take an interrupt: all local.
 CONTROL_TIMEOUT = 10.0
+TICK = 0.5  # how often a wait for the guest to stop says it still waits
 # Set before anything else: no pager or line wrapping in what the page shows, no
 # question gdb would wait on, and a breakpoint on a name gdb does not know is an
 # error (not a "pending" one that silently never hits).
@@ -117,7 +119,7 @@ def mi_quote(text: str) -> str:
 
 def _field(record: str, name: str) -> str:
     """One c-string field of a result record (msg="...", reason="...")."""
-    m = re.search(rf'(?:^|,){name}=("(?:[^"\\]|\\.)*")', record)
+    m = re.search(rf'(?:^|,|\{{){name}=("(?:[^"\\]|\\.)*")', record)
     return c_string(m.group(1)) if m else ""
 
 
@@ -167,6 +169,7 @@ class Debugger:
     proc: subprocess.Popen[bytes] | None = None
     running: bool = False  # the guest runs under gdb: a stop is awaited
     attached: bool = False  # gdb holds the guest (until `detach`, `disconnect`, `kill`)
+    points: dict[str, str] = field(default_factory=dict)  # breakpoint number -> where
     _lines: queue.Queue[str | None] = field(default_factory=queue.Queue)
     _token: int = 0
 
@@ -273,17 +276,30 @@ class Debugger:
             self.attached = True
         elif line.startswith("=thread-group-exited"):
             self.attached, self.running = False, False
+        elif line.startswith("=breakpoint-created"):
+            self.points[_field(line, "number")] = _field(line, "original-location")
+        elif line.startswith("=breakpoint-deleted"):
+            self.points.pop(_field(line, "id"), None)
+
+    @property
+    def breakpoints(self) -> list[str]:
+        """Where the session's breakpoints are, as they were typed."""
+        return [where for where in self.points.values() if where]
 
     def console(self, text: str, deadline: float) -> Reply:
         """A line typed at gdb's own command line."""
         return self.mi(f"-interpreter-exec console {mi_quote(text)}", deadline)
 
-    def wait_stop(self, deadline: float) -> Reply:
+    def wait_stop(self, deadline: float, tick: Callable[[], None] = lambda: None) -> Reply:
         """What gdb printed until the guest stopped (a breakpoint, the end of a step),
-        or state "" at the deadline with the guest still running."""
+        or state "" at the deadline with the guest still running; `tick` is called
+        about every TICK seconds meanwhile (the live display)."""
         out: list[str] = []
         while True:
-            line = self._next(deadline)
+            line = self._next(min(deadline, time.monotonic() + TICK))
+            if line == "" and time.monotonic() < deadline:
+                tick()
+                continue
             if line is None:
                 return Reply("".join(out), "", f"gdb exited with status {self._status()}")
             if line == "":

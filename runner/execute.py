@@ -9,6 +9,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -474,12 +475,13 @@ class Run:
         started = time.monotonic()
         deadline = min(started + step.timeout, self.deadline)
         dbg = self._debugger(step, deadline)
+        tick = self._stop_ticker(index, step, dbg, started)
         if step.output == "collect":
-            reply = dbg.wait_stop(deadline)
+            reply = dbg.wait_stop(deadline, tick)
         else:
             reply = dbg.console(typed, deadline)
             if reply.state == "running" and step.output == "now":
-                stop = dbg.wait_stop(deadline)
+                stop = dbg.wait_stop(deadline, tick)
                 reply = dataclasses.replace(stop, output=reply.output + stop.output)
         output, exit_status, detail, status = reply.output, 0, "", Status.OK
         if reply.state == "error":
@@ -516,6 +518,19 @@ class Run:
                 forced or "gdb detached from the guest, which went on"
             )
         return result
+
+    def _stop_ticker(
+        self, index: int, step: Step, dbg: debugger.Debugger, started: float
+    ) -> Callable[[], None]:
+        """The live display's line while a gdb step waits for the guest to stop: what
+        it waits at (gdb's breakpoints, as the session set them)."""
+        if self.activity is None:
+            return lambda: None
+        throttle = ActivityThrottle(self.activity, index, started)
+        what = f"gdb: {step.input!r} waits for the guest to stop at a breakpoint"
+        if dbg.breakpoints:
+            what += f" ({', '.join(dbg.breakpoints)})"
+        return lambda: throttle.tick(lambda: what)
 
     def _gdb_timeout(self, step: Step, dbg: debugger.Debugger, reply: debugger.Reply) -> str:
         """What a gdb step waited for in vain, with gdb's breakpoints: the guest is

@@ -50,8 +50,15 @@ def test_a_breakpoint_never_hit_fails_in_time_naming_it_and_the_guest_goes_on(
         gdb("continue", ["..."], output="collect", timeout=3),
         sh("t", "echo alive", ["alive"]),
     )
-    result = run_scenario(steps, kmod_dir=TEST_KMOD, **QUIET)
+    heard: list[tuple[int, str]] = []
+    result = run_scenario(
+        steps, kmod_dir=TEST_KMOD, activity=lambda i, _t, line: heard.append((i, line)), **QUIET
+    )
     _, _, _, started, collect, after = result.steps
+    # The live display's line while it waited: what for, and where.
+    assert (4, "gdb: 'continue' waits for the guest to stop at a breakpoint (*0x") in [
+        (i, line[:67]) for i, line in heard
+    ], heard
     assert started.status == Status.STARTED and started.matched is True
     assert collect.status == Status.TIMEOUT
     assert 3 <= collect.duration < 8  # the timeout, then Ctrl-C and `info breakpoints`
