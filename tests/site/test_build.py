@@ -103,6 +103,20 @@ def test_series_navigation_part_3(built_site: Path) -> None:
     assert prev.attrs["href"] == f"/{EP2}"
 
 
+def test_episode_3_names_the_kernels_it_built_on_each_tab(built_site: Path) -> None:
+    """Each series built from its own Debian source, with its own patch: the page's
+    provenance line names both built kernels and what they were built from."""
+    from runner import config
+
+    page = parse(built_site / "system-call.html")
+    (line,) = page.find_all("p", "kb-provenance")
+    text = " ".join(line.text().split())
+    for label, k in config.KERNELS.items():
+        assert f"Linux {k.release} (Debian " in text
+        assert f"{k.source_package} {k.source} with kmod/syscall/kblog_hello-{label}.patch" in text
+    assert text.count("kernel/guest.config (sha256 ") == len(config.KERNELS)
+
+
 def test_code_blocks_are_highlighted_by_pygments(built_site: Path) -> None:
     page = parse(built_site / EP2)
     blocks = page.find_all(cls="highlight")
