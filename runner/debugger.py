@@ -235,7 +235,7 @@ class Debugger:
         return str(self.proc.returncode)
 
     # --- commands -------------------------------------------------------------
-    def mi(self, command: str, deadline: float) -> Reply:
+    def mi(self, command: str, deadline: float, echo: str | None = None) -> Reply:
         """Send one MI command and read until its result record (and, for one that
         set the guest running, no further: wait_stop() reads the stop)."""
         assert self.proc is not None and self.proc.stdin is not None
@@ -253,18 +253,32 @@ class Debugger:
                 return Reply("".join(out), "", f"gdb exited with status {self._status()}")
             if line == "":
                 return Reply("".join(out), "")
-            if line.startswith("~"):
-                out.append(c_string(line[1:]))
-            elif line.startswith(f"{token}^"):
+            if line.startswith(f"{token}^"):
                 state = line[len(token) + 1 :].split(",", 1)[0]
                 if state == "running":
                     self.running = True
                 error = _field(line, "msg") if state == "error" else ""
-                return Reply("".join(out), state, error)
-            else:
-                self._note(line)
-            # Others: the log stream (gdb echoing the command), notifications,
-            # the (gdb) that ends each answer.
+                text = "".join(out)
+                if error and error not in text:  # a person sees it on gdb's terminal
+                    text += error + "\n"
+                return Reply(text, state, error)
+            if line.startswith("&") and echo is not None and c_string(line[1:]) == echo + "\n":
+                echo = None  # gdb repeating the command: no output of it
+                continue
+            out.append(self._shown(line))
+
+    def _shown(self, line: str) -> str:
+        """What one line gdb wrote puts on its terminal: its console and log streams
+        (output, warnings, errors of a sourced script) and any line that is no MI
+        record at all; records of state are noted instead, the prompt dropped."""
+        if line[:1] in ("~", "&", "@"):
+            return c_string(line[1:])
+        if line[:1] in ("*", "=") or line.startswith("(gdb)"):
+            self._note(line)
+            return ""
+        if re.match(r"\d*\^", line):  # the result of an earlier, abandoned command
+            return ""
+        return line + "\n"
 
     def _note(self, line: str) -> None:
         """What an asynchronous record says of the guest's state."""
@@ -288,7 +302,7 @@ class Debugger:
 
     def console(self, text: str, deadline: float) -> Reply:
         """A line typed at gdb's own command line."""
-        return self.mi(f"-interpreter-exec console {mi_quote(text)}", deadline)
+        return self.mi(f"-interpreter-exec console {mi_quote(text)}", deadline, echo=text)
 
     def wait_stop(self, deadline: float, tick: Callable[[], None] = lambda: None) -> Reply:
         """What gdb printed until the guest stopped (a breakpoint, the end of a step),
@@ -304,13 +318,12 @@ class Debugger:
                 return Reply("".join(out), "", f"gdb exited with status {self._status()}")
             if line == "":
                 return Reply("".join(out), "")
-            if line.startswith("~"):
-                out.append(c_string(line[1:]))
-            elif line.startswith("*stopped"):
+            if line.startswith("*stopped"):
                 self._note(line)
                 # The location gdb prints at a stop follows the record.
                 out.append(self._drain(time.monotonic() + 0.5))
                 return Reply("".join(out), "stopped", stop=line)
+            out.append(self._shown(line))
 
     def _drain(self, deadline: float) -> str:
         """Console text up to the (gdb) that follows a stop."""
@@ -319,8 +332,7 @@ class Debugger:
             line = self._next(deadline)
             if not line or line.startswith("(gdb)"):
                 return "".join(out)
-            if line.startswith("~"):
-                out.append(c_string(line[1:]))
+            out.append(self._shown(line))
 
     def interrupt(self, deadline: float) -> bool:
         """Stop a running guest as Ctrl-C at gdb does: SIGINT to gdb itself (while a

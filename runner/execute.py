@@ -485,7 +485,6 @@ class Run:
                 reply = dataclasses.replace(stop, output=reply.output + stop.output)
         output, exit_status, detail, status = reply.output, 0, "", Status.OK
         if reply.state == "error":
-            output += reply.error + "\n"  # as gdb's command line shows it
             exit_status, detail = 1, f"gdb said: {reply.error}"
         elif step.output == "later":
             status = Status.STARTED if reply.state == "running" else Status.UNEXPECTED_RETURN
