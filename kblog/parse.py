@@ -7,10 +7,14 @@ A block is executed when its attributes name a `session`:
     ```{.pycon session=py expect=hang timeout=3}
     ```{.console session=t boot=built}  this guest block, and the ones after it,
                                         on the kernel the build steps made
+    ```{.gdb session=dbg}               gdb attached to the running guest kernel
+    ```{.console session=t output=later}   its last input started, left running;
+    ```{.console session=t output=collect} the same input again: its output
 
 In a console block, lines starting with "$ " are typed; "> " lines right
 after them (or any line after one ending in a backslash) continue them. In a
-pycon block ">>> " starts an input and "... " continues it. Every other line is
+pycon block ">>> " starts an input and "... " continues it; in a gdb block
+"(gdb) " starts one. Every other line is
 the output the author expects from the input above it.
 """
 
@@ -35,7 +39,16 @@ from markdown.extensions.fenced_code import FencedBlockPreprocessor
 from runner import config, memo
 from runner.judge import kernel_log
 from runner.judge.expect import KERNEL_PREFIX
-from runner.scenario import BOOTS, LANGUAGES, WHERES, Scenario, ScenarioError, Step
+from runner.scenario import (
+    BOOTS,
+    GDB_PROMPT,
+    LANGUAGES,
+    OUTPUTS,
+    WHERES,
+    Scenario,
+    ScenarioError,
+    Step,
+)
 
 FENCE_RE = FencedBlockPreprocessor.FENCED_BLOCK_RE
 FENCE_LINE = re.compile(r"^(?:`{3,}|~{3,})")
@@ -125,6 +138,13 @@ ATTRIBUTES = {
             "`built` / `stock`: from this guest block on, the kernel the build made / the run's",
             _one_of(*BOOTS),
             _STEP_DEFAULTS["boot"],
+        ),
+        Attribute(
+            "output",
+            "`later`: the block's last input is started and left running; "
+            "`collect`: its first input, the same again, shows what that printed",
+            _one_of(*OUTPUTS[1:]),
+            _STEP_DEFAULTS["output"],
         ),
         Attribute(
             "kernel-events",
@@ -252,7 +272,7 @@ def parse_block(
         for name, value in values.items()
         if name.startswith(KERNEL_EVENTS) and value is not None
     }
-    parse = _console_steps if language == "console" else _pycon_steps
+    parse = {"console": _console_steps, "pycon": _pycon_steps, "gdb": _gdb_steps}[language]
     try:
         raw_steps = parse(code.split("\n")[:-1] if code.endswith("\n") else code.split("\n"))
     except _Misplaced as exc:
@@ -278,6 +298,10 @@ def parse_block(
         )
     if values["expect"] == "hang":
         steps[-1].expect_hang = True
+    if values["output"] == "later":
+        steps[-1].output = "later"
+    elif values["output"] == "collect":
+        steps[0].output = "collect"
     for step in steps:
         try:
             step.validate()
@@ -441,4 +465,17 @@ def _pycon_steps(lines: list[str]) -> list[RawStep]:
         # An indented last line leaves the REPL inside a block: a blank line ends it.
         if len(inputs) > 1 and inputs[-1][:1].isspace():
             inputs.append("")
+    return steps
+
+
+def _gdb_steps(lines: list[str]) -> list[RawStep]:
+    """gdb's command line: one line per command (gdb continues none of ours)."""
+    steps: list[RawStep] = []
+    for n, text in enumerate(lines):
+        if text.startswith(GDB_PROMPT) or text == GDB_PROMPT.rstrip():
+            steps.append((n, [text[len(GDB_PROMPT) :]], []))
+        elif steps:
+            steps[-1][2].append(text)
+        elif text.strip():
+            raise _Misplaced(n, f"output before any input line (gdb inputs start {GDB_PROMPT!r})")
     return steps

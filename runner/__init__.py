@@ -14,6 +14,7 @@ HERE = Path(__file__).resolve().parent
 CAPTURE_SOURCES = (
     "guest",  # the machine: QEMU's argv, the image, the agent, saved guests
     "config.py",
+    "debugger.py",  # what a gdb step shows and how it waits
     "execute.py",
     "guests.py",
     "judge/expect.py",  # how output is matched: its captures are typed into later steps

@@ -9,19 +9,29 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner import config, guests, interrupt, sandbox, sources, terminal
+from runner import config, debugger, guests, interrupt, sandbox, sources, terminal
 from runner.events import Activity, ActivityThrottle, Log, Progress
 from runner.guest import image as guest_image
 from runner.guest import sessions as guest_session
 from runner.guest.agent_client import AgentClient, AgentError, AgentLost
-from runner.guest.vm import VM, Console, VMError, choose_accel, qemu_version, runtime_dir
+from runner.guest.vm import (
+    GDB_SOCKET,
+    VM,
+    Console,
+    VMError,
+    choose_accel,
+    qemu_version,
+    runtime_dir,
+)
 from runner.host import Accel
 from runner.judge import expect, kernel_log, verdict
 from runner.kernels import build as kernel_build
 from runner.scenario import (
+    FAILED_STATUSES,
     Provenance,
     Scenario,
     ScenarioResult,
@@ -56,6 +66,7 @@ class Session:
     busy_since: str | None = None  # source of a step still running (expect=hang)
     handle: terminal.LocalPty | None = None
     ready: bool = False  # its first prompt came
+    started: str | None = None  # the line an output=later step typed, until collected
 
     @property
     def prompts(self) -> dict[str, str]:
@@ -99,6 +110,7 @@ class Run:
         self.log = log
         self.build_env = build_env or {}
         self.sessions: dict[str, Session] = {}
+        self.debuggers: dict[str, debugger.Debugger] = {}  # gdb sessions on this guest
         self.captures: dict[str, str] = {}
         self.synced: dict[str, tuple[float, int]] = {}
         self._vm: VM | None = None
@@ -167,7 +179,8 @@ class Run:
         when first used, as do any the pool lacks."""
         wanted: dict[str, str] = {}
         for step in self._this_guest(upcoming):
-            wanted.setdefault(step.session, step.kind)
+            if step.kind != "gdb":  # gdb runs beside the guest, not in a terminal of it
+                wanted.setdefault(step.session, step.kind)
         for name, kind in wanted.items():  # before adopting: the prompt comes at once
             self.sessions[name] = self._guest_session(name, kind)
         adopted = guest_session.adopt(self.agent, wanted)
@@ -188,6 +201,8 @@ class Run:
 
     def stop_guest(self) -> None:
         """End the guest and its sessions; build sessions live on."""
+        for name in list(self.debuggers):
+            self.debuggers.pop(name).kill()  # the guest ends: nothing to detach from
         for name in [n for n, sess in self.sessions.items() if sess.where == "guest"]:
             del self.sessions[name]
         if self._vm is not None and self.console_copy is not None:
@@ -250,7 +265,7 @@ class Run:
             return
         # Steps on another kernel come after a new guest: these would not survive it.
         for step in self._this_guest(steps):
-            if step.session not in self.sessions:
+            if step.session not in self.sessions and step.kind != "gdb":
                 self._spawn_guest(step)
 
     def _recording(self, name: str, kind: str, where: str) -> terminal.Recording:
@@ -283,6 +298,8 @@ class Run:
         return Session(term, "shell", "build", handle=handle)
 
     def close(self) -> None:
+        for name in list(self.debuggers):  # the guest goes on until it is torn down
+            self.release_debugger(name)
         for sess in self.sessions.values():
             if sess.handle is not None:
                 sess.handle.kill()
@@ -291,6 +308,10 @@ class Run:
     # --- steps ---------------------------------------------------------------
     def run_step(self, index: int, step: Step) -> StepResult:
         """Run one step; a guest step needs its guest started first (guest_for)."""
+        if step.kind == "gdb":
+            return self._gdb_step(index, step)
+        if step.where == "guest":
+            self._check_not_stopped(step)
         sess = self.session(step)
         typed = expect.substitute(step.input, self.captures, step.source)
         lines = typed.split("\n")
@@ -312,7 +333,13 @@ class Run:
         if step.expect_hang and sess.where == "guest":
             assert console is not None  # a guest step has its guest
             probe = HangProbe(self.agent, step.session, console, console_start, started)
-        typed_out = self._type(sess, lines, deadline, probe)
+        if step.output == "later":
+            return self._start_later(index, step, sess, typed, console, console_start, started)
+        if step.output == "collect":
+            typed_out = Typed(self._wait(sess, deadline, None), last_line=sess.started or "")
+            sess.started = None
+        else:
+            typed_out = self._type(sess, lines, deadline, probe)
         exchange, incomplete = typed_out.exchange, typed_out.incomplete
         flood = ""
         if typed_out.overflow:
@@ -360,6 +387,179 @@ class Run:
             result.matched, result.diff, result.captures = m.ok, m.diff, m.captures
             self.captures.update(m.captures)
         return result
+
+    def _start_later(
+        self,
+        index: int,
+        step: Step,
+        sess: Session,
+        typed: str,
+        console: Console | None,
+        console_start: int,
+        started: float,
+    ) -> StepResult:
+        """output=later: the line is typed and left running; the step of the same
+        session marked output=collect waits for its prompt and shows its output."""
+        sess.term.type_line(typed)
+        sess.started = typed
+        klog = console.read(console_start).splitlines() if console is not None else []
+        result = StepResult(
+            index=index,
+            status=Status.STARTED,
+            prompt=sess.prompts["P"],
+            input=typed,
+            output="",
+            exit_status=None,
+            duration=round(time.monotonic() - started, 3),
+            where=sess.where,
+            kernel=self.release() if sess.where == "guest" else "",
+            kernel_log=klog,
+            events=kernel_log.events(klog),
+        )
+        if step.expected is not None:  # nothing yet: its output is the collecting step's
+            m = verdict.judge_output(step.expected, "", None)
+            result.matched, result.diff = m.ok, m.diff
+        return result
+
+    # --- gdb ---------------------------------------------------------------------
+    def _check_not_stopped(self, step: Step) -> None:
+        """A guest step while gdb holds the guest stopped would wait for nothing."""
+        for name, dbg in self.debuggers.items():
+            if dbg.attached and not dbg.running:
+                raise RunError(
+                    f"{step.source}: the guest is stopped in gdb (session {name!r}), so this "
+                    "step could never run: let the guest go first (`continue` with "
+                    "output=later, or `detach`)"
+                )
+
+    def _debugger(self, step: Step, deadline: float) -> debugger.Debugger:
+        """The session's gdb, attached to this guest at its first step. On the kernel
+        the post built, it reads that kernel's symbols (~/build/vmlinux)."""
+        dbg = self.debuggers.get(step.session)
+        if dbg is not None:
+            return dbg
+        workspace = self.guests.workspace
+        vmlinux = None  # a guest on Debian's kernel: gdb has addresses only
+        if self.boot == "built" and workspace is not None:
+            kept = workspace.workspace.objects / "vmlinux"
+            vmlinux = kept if kept.is_file() else None
+        socket = self.vm.rundir / GDB_SOCKET
+        qmp = self.vm.rundir / "qmp.sock"
+        if self.layout is None:  # a scenario without build steps has no sandbox
+            command = debugger.argv(str(vmlinux) if vmlinux else None)
+            dbg = debugger.Debugger(command, str(socket), qmp, self.builddir)
+        else:
+            home = sandbox.home(self.layout)
+            inside = f"{home}/{kernel_build.INSIDE_BUILD}/vmlinux"
+            command = debugger.argv(inside if vmlinux else None)
+            # The sandbox's user (nobody, under root) connects to it; the socket sits
+            # in a run dir only root can walk, and the sandbox sees it alone.
+            socket.chmod(0o666)
+            binds = (*self.layout.read_write, (socket, debugger.SOCKET_INSIDE))
+            layout = dataclasses.replace(self.layout, read_write=binds)
+            wrapped = sandbox.argv(layout, command, as_root=os.geteuid() == 0)
+            env = sandbox.env(layout, {"TERM": "dumb", "LANG": "C.UTF-8"})
+            dbg = debugger.Debugger(wrapped, debugger.SOCKET_INSIDE, qmp, self.builddir, env)
+        self.debuggers[step.session] = dbg
+        try:
+            dbg.start(deadline)
+        except debugger.DebuggerError as exc:
+            self.release_debugger(step.session)
+            raise RunError(f"{step.source}: {exc}") from None
+        return dbg
+
+    def release_debugger(self, name: str) -> str:
+        """Detach the session's gdb and end it: the guest goes on. Says what had to
+        be forced, if anything."""
+        dbg = self.debuggers.pop(name, None)
+        if dbg is None:
+            return ""
+        forced = dbg.release()
+        if forced:
+            self.log(f"gdb session {name!r}: {forced}")
+        return forced
+
+    def _gdb_step(self, index: int, step: Step) -> StepResult:
+        """One line typed at gdb. A command that lets the guest run waits for it to
+        stop again within the step's timeout (output=later: not here, but at the
+        session's output=collect step). A failed step detaches gdb: the guest goes on."""
+        typed = expect.substitute(step.input, self.captures, step.source)
+        console = self.vm.console
+        console_start = console.offset()
+        started = time.monotonic()
+        deadline = min(started + step.timeout, self.deadline)
+        dbg = self._debugger(step, deadline)
+        tick = self._stop_ticker(index, step, dbg, started)
+        if step.output == "collect":
+            reply = dbg.wait_stop(deadline, tick)
+        else:
+            reply = dbg.console(typed, deadline)
+            if reply.state == "running" and step.output == "now":
+                stop = dbg.wait_stop(deadline, tick)
+                reply = dataclasses.replace(stop, output=reply.output + stop.output)
+        output, exit_status, detail, status = reply.output, 0, "", Status.OK
+        if reply.state == "error":
+            exit_status, detail = 1, f"gdb said: {reply.error}"
+        elif step.output == "later":
+            status = Status.STARTED if reply.state == "running" else Status.UNEXPECTED_RETURN
+        elif reply.state == "":
+            status = Status.TIMEOUT
+            detail = self._gdb_timeout(step, dbg, reply)
+        klog = console.read(console_start).splitlines()
+        result = StepResult(
+            index=index,
+            status=status,
+            prompt=debugger.PROMPT,
+            input=typed,
+            output=output,
+            exit_status=exit_status if status == Status.OK else None,
+            duration=round(time.monotonic() - started, 3),
+            where="guest",
+            kernel=self.release(),
+            kernel_log=klog,
+            events=kernel_log.events(klog),
+            detail=detail,
+        )
+        if step.expected is not None and status in (Status.OK, Status.STARTED):
+            wanted = expect.for_kernel(step.expected, self.kernel.name)
+            m = verdict.judge_output(wanted, output, result.exit_status)
+            result.matched, result.diff, result.captures = m.ok, m.diff, m.captures
+            self.captures.update(m.captures)
+        if status in FAILED_STATUSES or result.matched is False:
+            forced = self.release_debugger(step.session)
+            result.detail += ("\n" if result.detail else "") + (
+                forced or "gdb detached from the guest, which went on"
+            )
+        return result
+
+    def _stop_ticker(
+        self, index: int, step: Step, dbg: debugger.Debugger, started: float
+    ) -> Callable[[], None]:
+        """The live display's line while a gdb step waits for the guest to stop: what
+        it waits at (gdb's breakpoints, as the session set them)."""
+        if self.activity is None:
+            return lambda: None
+        throttle = ActivityThrottle(self.activity, index, started)
+        what = f"gdb: {step.input!r} waits for the guest to stop at a breakpoint"
+        if dbg.breakpoints:
+            what += f" ({', '.join(dbg.breakpoints)})"
+        return lambda: throttle.tick(lambda: what)
+
+    def _gdb_timeout(self, step: Step, dbg: debugger.Debugger, reply: debugger.Reply) -> str:
+        """What a gdb step waited for in vain, with gdb's breakpoints: the guest is
+        stopped (Ctrl-C at gdb) to ask for them, then released by the caller."""
+        if reply.error:  # gdb itself is gone
+            return f"gdb stopped answering: {reply.error}"
+        if not dbg.running:
+            return f"gdb did not answer {step.input!r} within {step.timeout:g} s"
+        what = (
+            f"waited {step.timeout:g} s for the guest to stop (at a breakpoint, or where "
+            f"{step.input!r} ends); it never did"
+        )
+        if dbg.interrupt(time.monotonic() + debugger.CONTROL_TIMEOUT):
+            points = dbg.console("info breakpoints", time.monotonic() + debugger.CONTROL_TIMEOUT)
+            what += f"; gdb's breakpoints:\n{points.output.rstrip()}"
+        return what
 
     def _wait(self, sess: Session, deadline: float, probe: HangProbe | None) -> terminal.Exchange:
         """The next prompt, or what came before the deadline; for an expect=hang step,
@@ -537,6 +737,8 @@ def _kill_build_shells(run: Run) -> None:
     for sess in list(run.sessions.values()):  # a copy: the run's thread changes it
         if sess.handle is not None:
             sess.handle.kill()
+    for dbg in list(run.debuggers.values()):  # their guests are killed too (vm.py)
+        dbg.kill()
 
 
 def run_scenario(

@@ -12,11 +12,17 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-LANGUAGES = {"console": "shell", "pycon": "python"}
+LANGUAGES = {"console": "shell", "pycon": "python", "gdb": "gdb"}
+# gdb's prompt: it starts each input of a gdb block, and the page shows it.
+GDB_PROMPT = "(gdb) "
 WHERES = ("guest", "build")
 # Which kernel a guest step runs on: the stock kernel of the run, or the one the
 # scenario's build steps made (~/build's bzImage).
 BOOTS = ("stock", "built")
+# When a step's output is read: at once; `later`, the step is started and left
+# running (a command the guest will stop in, gdb's `continue`), and the next step of
+# its session, marked `collect` and typed the same, shows what it printed.
+OUTPUTS = ("now", "later", "collect")
 
 
 class ScenarioError(ValueError):
@@ -28,7 +34,7 @@ class Step:
     """One line typed (plus its continuation lines) and the output its author expects."""
 
     session: str
-    language: str  # "console" or "pycon"
+    language: str  # a key of LANGUAGES
     input: str  # continuation lines joined by "\n", without prompts
     expected: list[str] | None = None  # None: no expectation (not matched)
     where: str = "guest"
@@ -40,6 +46,7 @@ class Step:
     # label; "*" for every kernel without its own entry. None: none at all.
     kernel_events: dict[str, list[str]] | None = None
     boot: str = "stock"  # guest steps only: one of BOOTS
+    output: str = "now"  # one of OUTPUTS
 
     def validate(self) -> None:
         if self.language not in LANGUAGES:
@@ -48,6 +55,10 @@ class Step:
             raise ScenarioError(f"{self.source}: where={self.where!r}, expected one of {WHERES}")
         if not self.session or not self.session.replace("-", "").replace("_", "").isalnum():
             raise ScenarioError(f"{self.source}: bad session name {self.session!r}")
+        if self.language == "gdb" and self.where != "guest":
+            raise ScenarioError(
+                f"{self.source}: a gdb session debugs the guest: it cannot be where={self.where}"
+            )
         if self.where == "build" and self.language != "console":
             raise ScenarioError(f"{self.source}: the build environment only runs shell sessions")
         if self.boot not in BOOTS:
@@ -56,6 +67,20 @@ class Step:
             raise ScenarioError(f"{self.source}: boot= is for guest steps; this one builds")
         if self.timeout <= 0:
             raise ScenarioError(f"{self.source}: timeout must be positive")
+        if self.output not in OUTPUTS:
+            raise ScenarioError(f"{self.source}: output={self.output!r}, expected one of {OUTPUTS}")
+        if self.output == "later" and self.expect_hang:
+            raise ScenarioError(
+                f"{self.source}: output=later and expect=hang exclude each other: a started "
+                "step's output is collected, a hung one's never comes"
+            )
+        if self.output != "now" and "\n" in self.input:
+            raise ScenarioError(f"{self.source}: output={self.output} needs a one-line input")
+        if self.language == "gdb" and self.expect_hang:
+            raise ScenarioError(
+                f"{self.source}: a gdb step cannot expect=hang: start the command with "
+                "output=later and collect it with output=collect"
+            )
 
     @property
     def kind(self) -> str:
@@ -75,8 +100,10 @@ class Scenario:
     def validate(self) -> None:
         kinds: dict[str, tuple[str, str]] = {}
         built_yet = False
+        started: dict[str, Step] = {}  # session -> its output=later step, until collected
         for step in self.steps:
             step.validate()
+            _check_started(started, step)
             built_yet = built_yet or step.where == "build"
             if step.boot == "built" and not built_yet:
                 raise ScenarioError(
@@ -90,6 +117,11 @@ class Scenario:
                     f"in the {seen[1]} environment; this step uses it as "
                     f"{step.kind} in {step.where}"
                 )
+        for step in started.values():
+            raise ScenarioError(
+                f"{step.source}: output=later, but no later block of session {step.session!r} "
+                "collects its output (the same input, marked output=collect)"
+            )
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "steps": [asdict(s) for s in self.steps]}
@@ -108,6 +140,37 @@ class Scenario:
         return hashlib.sha256(json.dumps(essence, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _check_started(started: dict[str, Step], step: Step) -> None:
+    """output=later and output=collect used as a pair, in this order, in one session,
+    on one guest; `started` holds each session's step still to be collected."""
+    pending = started.get(step.session)
+    if step.output == "collect":
+        if pending is None:
+            raise ScenarioError(
+                f"{step.source}: output=collect, but nothing was started in session "
+                f"{step.session!r} with output=later before it"
+            )
+        if pending.input != step.input:
+            raise ScenarioError(
+                f"{step.source}: output=collect types {step.input!r}, but what session "
+                f"{step.session!r} started at {pending.source} is {pending.input!r}"
+            )
+        del started[step.session]
+    elif pending is not None:
+        raise ScenarioError(
+            f"{step.source}: session {step.session!r} still runs {pending.input!r} "
+            f"(output=later at {pending.source}): collect it first (output=collect)"
+        )
+    for other in started.values():
+        if step.where == "guest" and other.where == "guest" and step.boot != other.boot:
+            raise ScenarioError(
+                f"{step.source}: boot={step.boot} starts another guest, but {other.input!r} "
+                f"(output=later at {other.source}) is not collected yet"
+            )
+    if step.output == "later":
+        started[step.session] = step
+
+
 class Status(enum.StrEnum):
     """How a step ended. Stored as its value; runner/judge/verdict.py judges it."""
 
@@ -120,10 +183,11 @@ class Status(enum.StrEnum):
     PANIC = "panic"  # the kernel panicked during the step
     LOST = "lost"  # QEMU exited or the session died
     NOT_RUN = "not-run"  # an earlier failure stopped the scenario
+    STARTED = "started"  # output=later: typed and left running; a later step collects it
 
 
 # The statuses that fail a step whatever its output.
-FAILED_STATUSES = frozenset(Status) - {Status.OK, Status.HANG}
+FAILED_STATUSES = frozenset(Status) - {Status.OK, Status.HANG, Status.STARTED}
 
 
 @dataclass

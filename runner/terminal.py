@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from runner.scenario import GDB_PROMPT
+
 MARKER = re.compile(rb"\x1b\]777;kblog;([PC]);(-?\d*)\x07")
 # Terminal control sequences a dumb terminal would not show. An OSC's text stops at
 # the next ESC: else each unended "ESC ]" scans to the end of the output, and a
@@ -54,9 +56,12 @@ SHELL_PROMPTS = {"P": "$ ", "C": "> "}
 PYTHON_PROMPTS = {"P": ">>> ", "C": "... "}
 
 
+GDB_PROMPTS = {"P": GDB_PROMPT, "C": ">"}  # gdb continues no input of ours
+
+
 def prompts_for(language: str) -> dict[str, str]:
-    """The prompts a step's terminal shows, by the step's language (console, pycon)."""
-    return PYTHON_PROMPTS if language == "pycon" else SHELL_PROMPTS
+    """The prompts a step's terminal shows, by the step's language (console, pycon, gdb)."""
+    return {"pycon": PYTHON_PROMPTS, "gdb": GDB_PROMPTS}.get(language, SHELL_PROMPTS)
 
 
 def shell_env(path: str, prompt: str = r"\$") -> dict[str, str]:

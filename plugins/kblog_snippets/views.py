@@ -21,12 +21,13 @@ from runner.terminal import prompts_for
 
 _FORMATTER = HtmlFormatter(nowrap=True)
 # Pygments' lexer for each language views highlights: an input line's, and "kmsg"
-# for a kernel log.
-LEXER_NAMES = {"console": "bash", "pycon": "python", "kmsg": "kmsg"}
+# for a kernel log. Pygments has no lexer for gdb's command line: it is shown plain.
+LEXER_NAMES = {"console": "bash", "pycon": "python", "gdb": "text", "kmsg": "kmsg"}
 WHERE_LABELS = {"guest": "guest VM", "build": "build environment"}
 STATUS_TEXT = {
     "hang": "Still running after {timeout:g} s, as the post expects: it never returns.",
     "not-run": "Not run: {output}",
+    "started": "Left running (output=later): a later block shows what it printed.",
 }
 # A hang the runner proved (runner.execute.HangProbe) says what it saw instead.
 PROVEN_HANG_TEXT = "Stuck for good, as the post expects: {proof}."

@@ -24,6 +24,7 @@ from runner.guest.image import GuestArtifacts
 from runner.host import Accel, kvm_precheck, pid_alive
 
 AGENT_PORT = "org.kblog.agent.0"
+GDB_SOCKET = "gdb.sock"  # in the VM's run dir
 BOOT_TIMEOUT = {"kvm": 30.0, "tcg": 120.0}
 KVM_SMOKE_TIMEOUT = 20.0
 EXIT_GRACE = 3.0  # how long a guest that closed the agent channel may take to exit
@@ -94,8 +95,14 @@ def qemu_argv(
     argv += ["-device", "virtio-serial-pci,id=vser"]
     argv += ["-chardev", f"socket,id=agent,path={_opt(rundir / 'agent.sock')},server=on,wait=off"]
     argv += ["-device", f"virtserialport,bus=vser.0,chardev=agent,name={AGENT_PORT}"]
-    # QMP: runner/guest/snapshot.py migrates a booted guest's state through it.
+    # QMP: runner/guest/snapshot.py migrates a booted guest's state through it, and
+    # runner/debugger.py resumes a guest that a gdb gone wrong left stopped.
     argv += ["-qmp", f"unix:{_opt(rundir / 'qmp.sock')},server=on,wait=off"]
+    # QEMU's gdbstub on a unix socket of this run only (no port on the host): a
+    # `.gdb` session attaches to it (runner/debugger.py). Unused, it costs nothing.
+    # wait=off: the guest runs without waiting for a debugger.
+    argv += ["-chardev", f"socket,id=gdb0,path={_opt(rundir / GDB_SOCKET)},server=on,wait=off"]
+    argv += ["-gdb", "chardev:gdb0"]  # the stub speaks on that chardev
     if incoming is not None:
         # Resume a saved guest instead of booting; the devices above must match its own.
         # Read from the file itself: through `exec:cat` and a pipe it took 0.1 s longer.

@@ -222,6 +222,13 @@ SILENT_FAILURE = (
 
 def explain(status: Status, step: Step, output: str) -> str:
     """Why a step with a failing status failed, for the author."""
+    if status == Status.TIMEOUT and step.kind == "gdb":
+        return f"gdb's guest did not stop, or gdb did not answer, within {step.timeout:g} s"
+    if status == Status.UNEXPECTED_RETURN and step.output == "later":
+        return (
+            "output=later, but it ended at once: only what keeps running (a program the "
+            "guest will stop in, gdb's `continue`) can be collected by a later block"
+        )
     return {
         Status.TIMEOUT: f"no prompt came back within {step.timeout:g} s "
         "(mark the block expect=hang if that is the point)",
@@ -249,7 +256,7 @@ def judge_step(step: Step, result: StepResult, kernel: str) -> StepResult:
     """The step's result with its kernel events and output match derived afresh from
     what it printed and logged, by today's rules."""
     judged = replace(result, events=list(events_of(tuple(result.kernel_log))))
-    if step.expected is None or result.status not in (Status.OK, Status.HANG):
+    if step.expected is None or result.status not in (Status.OK, Status.HANG, Status.STARTED):
         return replace(judged, matched=None, diff="", captures={})
     m = judge_output(expect.for_kernel(step.expected, kernel), result.output, result.exit_status)
     return replace(judged, matched=m.ok, diff=m.diff, captures=m.captures)

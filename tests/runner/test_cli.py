@@ -361,3 +361,31 @@ def test_unusable_scenario_exits_2(
 def test_missing_scenario_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([str(tmp_path / "nowhere.json")]) == 2
     assert "No such file" in capsys.readouterr().err
+
+
+def _gdbs() -> list[int]:
+    """The runner's gdbs (their machine interface) on this machine, whoever owns them."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            ours = argv[0].endswith(b"gdb") and b"--interpreter=mi3" in argv
+            if entry.name.isdigit() and ours and not is_dead(int(entry.name)):
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.vm
+def test_ctrl_c_while_gdb_waits_for_a_breakpoint(guest: Guest, tmp_path: Path) -> None:
+    """gdb holds a continue that never stops: Ctrl-C ends the run, gdb and the guest."""
+    gdb = {"session": "dbg", "language": "gdb"}
+    argv = _runner_cli(
+        tmp_path,
+        Step(**gdb, input="hbreak *0xffffffff81000000", expected=["..."]),  # type: ignore[arg-type]
+        Step(**gdb, input="continue", output="later"),  # type: ignore[arg-type]
+        Step(**gdb, input="continue", output="collect", timeout=LONG),  # type: ignore[arg-type]
+    )
+    before = _gdbs()
+    done = interrupt_run(argv, after_child="gdb", delay=3.0)
+    assert_interrupted(done, qemus=1)
+    assert [pid for pid in _gdbs() if pid not in before] == [], done.output

@@ -155,3 +155,20 @@ def test_superseded_root_disks_and_userlands_go_once_they_are_old(tmp_path: Path
     assert sorted(p.name for p in tmp_path.glob("root-*.img")) == [new.name, recent.name]
     guest_image._drop_stale(tmp_path, "rootfs-*", keep=tmp_path / "rootfs-new")
     assert not userland.exists()
+
+
+def test_gdb_mi_strings_and_fields_are_read_as_gdb_writes_them() -> None:
+    from runner.debugger import _field, c_string, mi_quote
+
+    assert c_string(r'"Continuing.\n"') == "Continuing.\n"
+    assert c_string(r'"a\tb \"q\" \\ \303\251"') == 'a\tb "q" \\ é'  # UTF-8 sent byte by byte
+    record = (
+        '=breakpoint-created,bkpt={number="2",type="hw breakpoint",'
+        'original-location="__do_sys_kblog_hello"}'
+    )
+    assert _field(record, "number") == "2"
+    assert _field(record, "original-location") == "__do_sys_kblog_hello"
+    assert _field('^error,msg="No symbol \\"x\\" in current context."', "msg") == (
+        'No symbol "x" in current context.'
+    )
+    assert mi_quote('p "a\\b"') == '"p \\"a\\\\b\\""'

@@ -72,9 +72,19 @@ def test_every_failing_status_is_explained() -> None:
     step = Step("t", "console", "sleep 9", timeout=2)
     for status in Status:
         text = verdict.explain(status, step, "the reason")
-        assert (text and text != status.value) or status in (Status.OK, Status.HANG)
+        assert (text and text != status.value) or status in (
+            Status.OK,
+            Status.HANG,
+            Status.STARTED,
+        )
     assert "within 2 s" in verdict.explain(Status.TIMEOUT, step, "")
     assert verdict.explain(Status.NOT_RUN, step, "the reason") == "not run: the reason"
+    gdb = Step("dbg", "gdb", "continue", timeout=3)
+    assert "gdb's guest did not stop" in verdict.explain(Status.TIMEOUT, gdb, "")
+    later = Step("t", "console", "true", output="later")
+    assert "output=later, but it ended at once" in verdict.explain(
+        Status.UNEXPECTED_RETURN, later, ""
+    )
 
 
 def test_dots_accept_any_output_but_not_a_failure() -> None:

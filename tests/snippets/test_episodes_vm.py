@@ -57,7 +57,7 @@ def badges(block: Element, kernel: str) -> list[str]:
 
 def test_episode_2_shows_what_the_guest_did(fresh_site) -> None:
     root, report = fresh_site
-    assert report.vm_runs == 6  # three posts, two kernels, nothing reused
+    assert report.vm_runs == 8  # four posts, two kernels, nothing reused
     page = root / "output" / "kernel-segfaults.html"
     html = page.read_text()
     steps = blocks(page)
@@ -126,3 +126,23 @@ def test_episode_2_is_recorded_in_time(fresh_site) -> None:
 def _events_from(events: list[list[float | str]], marker: str) -> list[list[float | str]]:
     at = next(n for n, e in enumerate(events) if e[1] == "m" and e[2] == marker)
     return events[at:]
+
+
+def test_episode_4_stops_the_built_kernel_in_gdb(fresh_site) -> None:
+    """gdb stopped the kernel the post built in episode 3's call, while the program
+    waited in the guest; the decoded oops names the field `read` on both kernels."""
+    root, _ = fresh_site
+    page = root / "output" / "looking-inside.html"
+    steps = blocks(page)
+    for kernel, offset in (("6.1", "0x10"), ("6.12", "0x18")):
+        everything = "\n".join(shown(b, kernel) for b in steps.values())
+        assert re.search(r"^Breakpoint 1, .* in __do_sys_kblog_hello \(", everything, re.M)
+        assert re.search(r"in entry_SYSCALL_64 \(\) at .*entry_64\.S:\d+", everything)
+        assert '"world"' in everything and '"kblog_hello' in everything
+        assert "[Inferior 1 (process 1) detached]" in everything
+        assert re.search(rf"^{offset}$", everything, re.M)
+        assert "ssize_t (*read)(struct file *" in everything
+        started = [
+            b for b in steps.values() if "Left running (output=later)" in panel(b, kernel).text()
+        ]
+        assert len(started) == 2  # gdb's continue and the program it stopped
