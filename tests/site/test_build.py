@@ -73,7 +73,7 @@ def _series_box(page: Element) -> Element:
 def test_series_navigation_part_1(built_site: Path) -> None:
     page = parse(built_site / EP1)
     box = _series_box(page)
-    assert "Part 1 of 3" in box.text()
+    assert "Part 1 of 4" in box.text()
     assert "Writing Linux kernel modules" in box.text()
     nav = page.find_all("nav", "kb-series-nav")[0]
     assert not nav.find_all("a", "kb-prev")
@@ -85,7 +85,7 @@ def test_series_navigation_part_1(built_site: Path) -> None:
 
 def test_series_navigation_part_2(built_site: Path) -> None:
     page = parse(built_site / EP2)
-    assert "Part 2 of 3" in _series_box(page).text()
+    assert "Part 2 of 4" in _series_box(page).text()
     nav = page.find_all("nav", "kb-series-nav")[0]
     (nxt,) = nav.find_all("a", "kb-next")
     assert nxt.attrs["href"] == "/system-call.html"
@@ -96,11 +96,21 @@ def test_series_navigation_part_2(built_site: Path) -> None:
 
 def test_series_navigation_part_3(built_site: Path) -> None:
     page = parse(built_site / "system-call.html")
-    assert "Part 3 of 3" in _series_box(page).text()
+    assert "Part 3 of 4" in _series_box(page).text()
+    nav = page.find_all("nav", "kb-series-nav")[0]
+    (nxt,) = nav.find_all("a", "kb-next")
+    assert nxt.attrs["href"] == "/looking-inside.html"
+    (prev,) = nav.find_all("a", "kb-prev")
+    assert prev.attrs["href"] == f"/{EP2}"
+
+
+def test_series_navigation_part_4(built_site: Path) -> None:
+    page = parse(built_site / "looking-inside.html")
+    assert "Part 4 of 4" in _series_box(page).text()
     nav = page.find_all("nav", "kb-series-nav")[0]
     assert not nav.find_all("a", "kb-next")
     (prev,) = nav.find_all("a", "kb-prev")
-    assert prev.attrs["href"] == f"/{EP2}"
+    assert prev.attrs["href"] == "/system-call.html"
 
 
 def test_episode_3_names_the_kernels_it_built_on_each_tab(built_site: Path) -> None:

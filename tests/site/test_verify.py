@@ -189,8 +189,8 @@ def test_two_shards_merged_give_the_unsharded_table(tmp_path: Path) -> None:
             "verify", "--kernel", "6.1", "--shard", f"{i}/2", "--out", str(out), timeout=900
         )
         assert done.returncode == whole.returncode, done.stdout + done.stderr
-        # Three posts in two shards: two cells, then one.
-        assert len(json.loads(out.read_text())["cells"]) == (2 if i == 1 else 1)
+        # Four posts in two shards: two cells each.
+        assert len(json.loads(out.read_text())["cells"]) == 2
     merged_report = tmp_path / "merged.html"
     merged = _invoke("verify", "--merge", str(shards), "--report", str(merged_report))
     assert merged.returncode == whole.returncode, merged.stderr
@@ -199,7 +199,12 @@ def test_two_shards_merged_give_the_unsharded_table(tmp_path: Path) -> None:
     found = report.from_json(json.loads((tmp_path / "whole.json").read_text()))
     assert [(r.post, r.kernel) for r in found] == [
         (f"content/{name}.md", "6.1")
-        for name in ("ep1-first-module", "ep2-kernel-segfaults", "ep3-system-call")
+        for name in (
+            "ep1-first-module",
+            "ep2-kernel-segfaults",
+            "ep3-system-call",
+            "ep4-looking-inside",
+        )
     ]
     assert all(r.steps and r.accel and r.qemu and r.captured_at for r in found), found
     page = merged_report.read_text()
@@ -212,5 +217,6 @@ def test_two_shards_merged_give_the_unsharded_table(tmp_path: Path) -> None:
         ["content/ep1-first-module.md", "6.1"],
         ["content/ep2-kernel-segfaults.md", "6.1"],
         ["content/ep3-system-call.md", "6.1"],
+        ["content/ep4-looking-inside.md", "6.1"],
     ]
     print(f"three verifications in {time.monotonic() - started:.0f} s")
