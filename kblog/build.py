@@ -19,12 +19,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from kblog_snippets.plugin import Settings, SnippetsPlugin, read_posts
+from kblog_snippets.plugin import Settings, SnippetsPlugin, check_player, read_posts
 from pelican import Pelican
 from pelican.settings import read_settings
 
 from kblog import lock
 from kblog.captures import Captured, CellOutcome, capture
+from kblog.parse import SnippetError
 
 
 class BuildError(RuntimeError):
@@ -117,6 +118,10 @@ def build_site(
             str(settings), override={"OUTPUT_PATH": str(output), **(overrides or {})}
         )
         root = Settings.read(conf).root
+        try:
+            check_player()  # before minutes of runs, not after them
+        except SnippetError as exc:
+            raise BuildError(str(exc)) from None
         # One writer of snippets/ and output/ at a time (kblog/lock.py).
         with lock.checkout_lock(root, f"a site build into {output}"):
             staging = _staging(output)

@@ -177,6 +177,8 @@ class SnippetsPlugin:
             self.captured, self.broken = self.given, dict(self.given_broken)
         else:
             posts, self.broken = read_posts(self.config)
+            if posts:
+                check_player()  # before minutes of runs, not after them
             self.captured = capture_service.capture(posts, self.config.request())
         markdown = pelican.settings.setdefault("MARKDOWN", {})
         markdown.setdefault("extensions", []).append(SnippetsExtension(page=self))
@@ -325,9 +327,8 @@ def replay_files(found: capture_service.PostCaptures) -> dict[str, str]:
     return made
 
 
-def copy_player(dest: Path) -> None:
-    """The player's script and style from node_modules/; missing, the build fails."""
-    dest.mkdir(parents=True, exist_ok=True)
+def check_player() -> None:
+    """The player's script and style are in node_modules/; missing, the build fails."""
     for name in PLAYER_FILES:
         source = PLAYER / name
         if not source.is_file():
@@ -335,7 +336,14 @@ def copy_player(dest: Path) -> None:
                 f"{source}: missing; the pages' replay player comes from npm: run `make html` "
                 "(or `npm ci` at the top of the checkout)"
             )
-        shutil.copyfile(source, dest / source.name)
+
+
+def copy_player(dest: Path) -> None:
+    """The player's script and style, copied into the site."""
+    check_player()
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in PLAYER_FILES:
+        shutil.copyfile(PLAYER / name, dest / Path(name).name)
 
 
 # The plugin of a plain `pelican` run (PLUGINS = ["kblog_snippets"]).

@@ -58,3 +58,28 @@ def test_a_post_whose_last_line_is_blank_spaces_builds(tmp_path: Path) -> None:
     site.add("spaces.md", HEAD.format(name="spaces") + body)
     site.build()
     assert "kb-step" in (site.output / "spaces.html").read_text()
+
+
+def test_a_missing_replay_player_fails_the_build_before_any_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without `npm ci` the build stops at once, naming the file and the fix, instead
+    of after minutes of runs whose captures it would then throw away."""
+    import kblog_snippets.plugin as snippets_plugin
+
+    runs: list[str] = []
+
+    def counting_runner(scenario, kernel, kmod):  # type: ignore[no-untyped-def]
+        runs.append(kernel)
+        return echo_runner(scenario, kernel, kmod)
+
+    monkeypatch.setattr(kblog.captures, "sandbox_runner", lambda display=None: counting_runner)
+    monkeypatch.setattr(snippets_plugin, "PLAYER", tmp_path / "no-node-modules")
+    site = _site(tmp_path)
+    site.add("hi.md", HEAD.format(name="hi") + "```{.console session=t}\n$ echo hi\nhi\n```\n")
+    with pytest.raises(BuildError) as failed:
+        site.build()
+    assert "asciinema-player.min.js: missing" in str(failed.value)
+    assert "npm ci" in str(failed.value)
+    assert runs == []
+    assert not site.output.exists() and not (site.snippets / "hi.json").exists()
