@@ -239,7 +239,8 @@ class Provenance:
     # The kernel the build steps made, where a guest step booted it: its `release`,
     # `source_package` and `source_version`, the `patch` it was built with (its path
     # under kmod/; "" if no patch file of the post's tree is what changed the source),
-    # `patch_sha256`, its `fragment` (kernel/guest.config) and `fragment_sha256`.
+    # `patch_sha256`, its `fragment` (kernel/guest.config, then any other fragment of
+    # kernel/ its .config carries, space-separated) and `fragment_sha256` (alike).
     built: dict[str, str] = field(default_factory=dict)
 
 

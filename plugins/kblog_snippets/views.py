@@ -186,7 +186,9 @@ def provenance(
         if not b:
             continue
         patch = f"kmod/{b['patch']}" if b.get("patch") else ""
-        fragment = b.get("fragment", "")
+        fragments = zip(
+            b.get("fragment", "").split(), b.get("fragment_sha256", "").split(), strict=True
+        )
         built.append(
             {
                 "release": b["release"],
@@ -194,9 +196,14 @@ def provenance(
                 "patch": patch,
                 "patch_url": f"{repository_url}/{patch}" if repository_url and patch else "",
                 "patch_sha256": b.get("patch_sha256", "")[:12],
-                "fragment": fragment,
-                "fragment_url": f"{repository_url}/{fragment}" if repository_url else "",
-                "fragment_sha256": b.get("fragment_sha256", "")[:12],
+                "fragments": [
+                    {
+                        "name": name,
+                        "url": f"{repository_url}/{name}" if repository_url else "",
+                        "sha256": digest[:12],
+                    }
+                    for name, digest in fragments
+                ],
             }
         )
     return {

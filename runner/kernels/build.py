@@ -559,19 +559,46 @@ def applied_patch(tree: Path, changed: dict[str, str], posts_tree: Path) -> Path
     return None
 
 
+def fragments_met(kernel_dir: Path, dotconfig: str) -> list[Path]:
+    """The config fragments of a post's kernel/ whose every setting the built .config
+    carries, kernel/guest.config first: a post's own steps may add one (episode 4
+    merges debug.config into guest.config), and the page credits what was used."""
+    found = sorted(kernel_dir.glob("*.config"), key=lambda p: (p.name != FRAGMENT_NAME, p.name))
+    return [
+        path
+        for path in found
+        if path.name == FRAGMENT_NAME or not unmet_options(path.read_text(), dotconfig)
+    ]
+
+
 def provenance(
     built: BuiltKernel, package: str, tree: Path, fragment: str, posts_tree: Path
 ) -> dict[str, str]:
-    """What a page says of a kernel its post built (runner.scenario.Provenance.built)."""
+    """What a page says of a kernel its post built (runner.scenario.Provenance.built).
+
+    `fragment` and `fragment_sha256` name each config fragment the kernel's .config
+    carries, separated by spaces: guest.config (the recipe's), then those the post's
+    steps added."""
     patch = applied_patch(tree, built.changed, posts_tree)
+    dotconfig = built.build_dir / ".config"
+    extra = [
+        path
+        for path in fragments_met(posts_tree / INSIDE_KERNEL_DIR, dotconfig.read_text())
+        if path.name != FRAGMENT_NAME
+    ]
+    names = [FRAGMENT_NAME, *(path.name for path in extra)]
+    digests = [
+        hashlib.sha256(fragment.encode()).hexdigest(),
+        *(hashlib.sha256(path.read_bytes()).hexdigest() for path in extra),
+    ]
     return {
         "release": built.release,
         "source_package": package,
         "source_version": built.source_version,
         "patch": str(patch.relative_to(posts_tree)) if patch is not None else "",
         "patch_sha256": hashlib.sha256(patch.read_bytes()).hexdigest() if patch else "",
-        "fragment": f"{config.KERNEL_DIR.name}/{FRAGMENT_NAME}",
-        "fragment_sha256": hashlib.sha256(fragment.encode()).hexdigest(),
+        "fragment": " ".join(f"{config.KERNEL_DIR.name}/{name}" for name in names),
+        "fragment_sha256": " ".join(digests),
     }
 
 

@@ -92,6 +92,20 @@ def test_the_fragment_carries_the_measured_recipe_and_a_release_of_its_own() -> 
 # --- cache keys ------------------------------------------------------------------------
 
 
+def test_the_fragments_credited_are_those_the_config_carries(tmp_path: Path) -> None:
+    """guest.config first, always; another fragment only where the post's own steps
+    put every one of its settings into .config (episode 4's debug.config)."""
+    (tmp_path / "guest.config").write_text("CONFIG_A=y\n")
+    (tmp_path / "debug.config").write_text("CONFIG_DEBUG_INFO=y\n# CONFIG_X is not set\n")
+    (tmp_path / "zz.config").write_text("CONFIG_Z=y\n")
+    (tmp_path / "notes.txt").write_text("CONFIG_A=y\n")
+    names = [p.name for p in kernel_build.fragments_met(tmp_path, "CONFIG_A=y\n")]
+    assert names == ["guest.config"]
+    with_debug = "CONFIG_A=y\nCONFIG_DEBUG_INFO=y\nCONFIG_Z=m\n"
+    names = [p.name for p in kernel_build.fragments_met(tmp_path, with_debug)]
+    assert names == ["guest.config", "debug.config"]
+
+
 def test_build_key_follows_series_source_fragment_and_post() -> None:
     key = build_key("6.1", "6.1.192-3", "CONFIG_A=y\n", "ep3")
     assert key == build_key("6.1", "6.1.192-3", "CONFIG_A=y\n", "ep3")

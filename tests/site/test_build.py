@@ -125,6 +125,21 @@ def test_episode_3_names_the_kernels_it_built_on_each_tab(built_site: Path) -> N
         assert f"Linux {k.release} (Debian " in text
         assert f"{k.source_package} {k.source} with kmod/syscall/kblog_hello-{label}.patch" in text
     assert text.count("kernel/guest.config (sha256 ") == len(config.KERNELS)
+    assert "debug.config" not in text
+
+
+def test_episode_4_credits_the_debug_fragment_its_steps_added(built_site: Path) -> None:
+    """Episode 4's kernels carry kernel/debug.config too: the page says so, with its digest."""
+    import hashlib
+
+    from runner import config
+
+    digest = hashlib.sha256((config.KERNEL_DIR / "debug.config").read_bytes()).hexdigest()
+    page = parse(built_site / "looking-inside.html")
+    (line,) = page.find_all("p", "kb-provenance")
+    text = " ".join(line.text().split())
+    credit = f") plus kernel/debug.config (sha256 {digest[:12]})"
+    assert text.count(credit) == len(config.KERNELS), text
 
 
 def test_code_blocks_are_highlighted_by_pygments(built_site: Path) -> None:

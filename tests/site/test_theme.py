@@ -104,6 +104,15 @@ def test_provenance_names_the_kernels_the_post_built_and_links_the_patch() -> No
         f"{url}/kmod/syscall/kblog_hello-6.12.patch",
         f"{url}/kernel/guest.config",
     ]
+    # A kernel whose .config also carries a fragment its post's steps added.
+    built["fragment"] += " kernel/debug.config"
+    built["fragment_sha256"] += " " + "ef" * 32
+    both = parse(render(stand_in(kblog_provenance=views.provenance(runs, "0"))))
+    (line,) = both.find_all("p", "kb-provenance")
+    assert " ".join(line.text().split()).endswith(
+        "and kernel/guest.config (sha256 cdcdcdcdcdcd) plus kernel/debug.config "
+        "(sha256 efefefefefef)."
+    )
 
 
 def test_reproduce_box() -> None:
