@@ -37,7 +37,7 @@ def test_an_edited_capture_shows_and_is_judged_despite_what_builds_kept(
     site = _site(tmp_path)
     cold = _build(site, 1)
     kept = {kind: len(list(memo.folder(kind).glob("*.json"))) for kind in ("judged", "views")}
-    assert kept == {"judged": 6, "views": 3}  # 3 posts on 2 kernels; a page each
+    assert kept == {"judged": 8, "views": 4}  # 4 posts on 2 kernels; a page each
     assert _build(site, 2) == cold  # warm: the same page
     # A capture edited by hand (a merge): a step took longer. The page shows it.
     captures = site / "snippets" / "ep1-first-module.json"

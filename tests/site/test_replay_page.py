@@ -11,7 +11,7 @@ from sitebuild import ROOT
 from kblog import report
 from runner import config, freeze
 
-POSTS = ("ep1-first-module", "ep2-kernel-segfaults", "ep3-system-call")
+POSTS = ("ep1-first-module", "ep2-kernel-segfaults", "ep3-system-call", "ep4-looking-inside")
 
 
 def test_the_player_comes_from_npm_into_the_theme(built_site: Path) -> None:
