@@ -58,6 +58,37 @@ DEFAULT_KERNEL = "6.1"
 # What the guest userland holds besides debootstrap's minbase: what the posts type.
 GUEST_SUITE = "bookworm"
 GUEST_PACKAGES = ("python3", "procps", "kmod", "util-linux", "sudo", "strace")
+
+
+@dataclass(frozen=True)
+class Wheel:
+    """A Python package for the guest that Debian's stable release has only too old:
+    one wheel from PyPI, pinned by its file and its digest, unpacked into the guest's
+    /usr/local (runner/guest/image.py). Its name is the pip package's."""
+
+    name: str
+    version: str
+    filename: str
+    url: str
+    sha256: str
+
+
+# drgn, for a post that reads the running kernel's data structures from inside the guest
+# (episode 4): Debian 12's python3-drgn is 0.0.22. This wheel is built for CPython 3.11,
+# bookworm's python3, and carries its own libelf, libdw and libkdumpfile.
+GUEST_WHEELS = (
+    Wheel(
+        name="drgn",
+        version="0.3.0",
+        filename="drgn-0.3.0-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64.whl",
+        url="https://files.pythonhosted.org/packages/f3/19/"
+        "3eb95fcafea830a74c43216536cf80e0171a649c2c9005bf919521c1c5c9/"
+        "drgn-0.3.0-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64.whl",
+        sha256="5e887717f59682cbc53ce14038f7fcf39b5f5690d8a1b6e91b90306b27bf13eb",
+    ),
+)
+# The guest's python3 (bookworm's), whose site directory the wheels go to.
+GUEST_PYTHON = "python3.11"
 GUEST_USER = "user"
 GUEST_HOME = f"/home/{GUEST_USER}"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import lzma
 import math
 import os
@@ -16,6 +17,8 @@ import shutil
 import subprocess
 import tempfile
 import time
+import urllib.request
+import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,7 +177,7 @@ def rootfs(log: Log = print) -> Path:
         return _prepared_rootfs(Path(prepared), log)
     cache = config.cache_dir()
     key = sources.digest(
-        [config.GUEST_SUITE, *config.GUEST_PACKAGES, config.GUEST_USER, "rootfs-3"]
+        [config.GUEST_SUITE, *config.GUEST_PACKAGES, *_wheel_pins(), config.GUEST_USER, "rootfs-3"]
     )
     final = cache / f"rootfs-{key}"
     if final.exists():
@@ -198,7 +201,7 @@ def rootfs(log: Log = print) -> Path:
             ],
             "debootstrap",
         )
-        _configure_rootfs(tmp)
+        _configure_rootfs(tmp, log)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -215,7 +218,9 @@ def _prepared_rootfs(src: Path, log: Log) -> Path:
     if not (src / "etc" / "passwd").is_file():
         raise ImageError(f"KBLOG_GUEST_ROOTFS={src}: not a root filesystem (no etc/passwd)")
     cache = config.cache_dir()
-    key = sources.digest(["prepared", _packages_digest(src), config.GUEST_USER, "rootfs-4"])
+    key = sources.digest(
+        ["prepared", _packages_digest(src), *_wheel_pins(), config.GUEST_USER, "rootfs-4"]
+    )
     final = cache / f"rootfs-{key}"
     if final.exists():
         return final
@@ -224,7 +229,7 @@ def _prepared_rootfs(src: Path, log: Log) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-rootfs-", dir=cache))
     try:
         _run(["cp", "-a", f"{src}/.", str(tmp)], "copying the prepared userland")
-        _configure_rootfs(tmp)
+        _configure_rootfs(tmp, log)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -241,7 +246,8 @@ def _packages_digest(root: Path) -> str:
     return sources.digest([(root / "var" / "lib" / "dpkg" / "status").read_bytes()])
 
 
-def _configure_rootfs(root: Path) -> None:
+def _configure_rootfs(root: Path, log: Log = print) -> None:
+    _install_wheels(root, log)
     user = config.GUEST_USER
     _run(["chroot", str(root), "useradd", "--create-home", "--shell", "/bin/bash", user], "useradd")
     sudoers = root / "etc" / "sudoers.d" / "kblog"
@@ -261,6 +267,90 @@ def _configure_rootfs(root: Path) -> None:
     for junk in ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man"):
         shutil.rmtree(root / junk, ignore_errors=True)
         (root / junk).mkdir(parents=True, exist_ok=True)
+
+
+def _wheel_pins() -> list[str]:
+    """What names the guest's wheels in a userland's key: a new pin is a new userland."""
+    return [f"{wheel.filename}={wheel.sha256}" for wheel in config.GUEST_WHEELS]
+
+
+def fetch_wheel(wheel: config.Wheel, log: Log = print) -> Path:
+    """The pinned wheel, from the cache or else from PyPI, checked against its digest
+    either way (a cached file could be cut short; a mirror could serve another)."""
+    final = config.cache_dir() / "wheels" / wheel.filename
+    if final.is_file() and _sha256(final) == wheel.sha256:
+        return final
+    log(f"fetching {wheel.name} {wheel.version} from PyPI ({wheel.filename})")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=".tmp-wheel-", dir=final.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(wheel.url, timeout=120) as reply:
+            shutil.copyfileobj(reply, out)
+        got = _sha256(tmp)
+        if got != wheel.sha256:
+            raise ImageError(f"{wheel.url}: sha256 {got}, but runner/config.py pins {wheel.sha256}")
+    except OSError as exc:  # no network, a full disk: what was fetched, and why
+        tmp.unlink(missing_ok=True)
+        raise ImageError(f"{wheel.url}: cannot fetch it: {exc}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return _publish(tmp, final)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _install_wheels(root: Path, log: Log) -> None:
+    """Install the pinned wheels into the userland at `root` as pip would, without pip
+    (bookworm's python3 has none): the files unpacked into /usr/local's site directory,
+    a script in /usr/local/bin per console entry point, and the modules compiled (the
+    guest's root is read-only, so Python could not cache its bytecode there)."""
+    site = root / "usr" / "local" / "lib" / config.GUEST_PYTHON / "dist-packages"
+    if not (root / "usr" / "bin" / config.GUEST_PYTHON).exists():
+        raise ImageError(f"the guest userland has no {config.GUEST_PYTHON} for its wheels")
+    bindir = root / "usr" / "local" / "bin"
+    for wheel in config.GUEST_WHEELS:
+        with zipfile.ZipFile(fetch_wheel(wheel, log)) as archive:
+            archive.extractall(site)
+            entry_points = f"{wheel.name}-{wheel.version}.dist-info/entry_points.txt"
+            scripts = _console_scripts(archive.read(entry_points).decode())
+        bindir.mkdir(parents=True, exist_ok=True)
+        for name, target in scripts.items():
+            module, _, func = target.partition(":")
+            script = bindir / name
+            script.write_text(
+                f"#!/usr/bin/{config.GUEST_PYTHON}\n"
+                "import sys\n"
+                f"from {module} import {func}\n"
+                f"sys.exit({func}())\n"
+            )
+            script.chmod(0o755)
+    guest_site = "/" + str(site.relative_to(root))
+    _run(
+        ["chroot", str(root), config.GUEST_PYTHON, "-m", "compileall", "-q", guest_site],
+        "compileall",
+    )
+
+
+def _console_scripts(entry_points: str) -> dict[str, str]:
+    """The [console_scripts] of a wheel's entry_points.txt: name -> "module:function"."""
+    scripts: dict[str, str] = {}
+    section = ""
+    for line in entry_points.splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = line.strip("[]")
+        elif section == "console_scripts" and "=" in line:
+            name, _, target = line.partition("=")
+            scripts[name.strip()] = target.strip()
+    return scripts
 
 
 def _disk_usage_mb(root: Path) -> float:

@@ -4,6 +4,7 @@ throttle too)."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import time
@@ -172,3 +173,40 @@ def test_gdb_mi_strings_and_fields_are_read_as_gdb_writes_them() -> None:
         'No symbol "x" in current context.'
     )
     assert mi_quote('p "a\\b"') == '"p \\"a\\\\b\\""'
+
+
+def _wheel(source: Path, sha256: str) -> config.Wheel:
+    return config.Wheel("demo", "1.0", "demo-1.0-py3-none-any.whl", source.as_uri(), sha256)
+
+
+def test_a_guest_wheel_is_checked_against_its_pin(tmp_path: Path, monkeypatch) -> None:
+    """A wheel that is not the pinned one is refused and not kept; the pinned one is kept
+    and found again without the source; a cached copy cut short is fetched anew."""
+    monkeypatch.setenv("KBLOG_CACHE", str(tmp_path / "cache"))
+    source = tmp_path / "demo.whl"
+    source.write_bytes(b"the wheel's bytes")
+    right = hashlib.sha256(b"the wheel's bytes").hexdigest()
+    wheels = tmp_path / "cache" / "wheels"
+    with pytest.raises(ImageError, match=f"sha256 {right}, but runner/config.py pins 0+$"):
+        guest_image.fetch_wheel(_wheel(source, "0" * 64), log=lambda _: None)
+    assert list(wheels.iterdir()) == []  # neither the file nor its temporary
+    kept = guest_image.fetch_wheel(_wheel(source, right), log=lambda _: None)
+    assert kept == wheels / "demo-1.0-py3-none-any.whl"
+    assert kept.read_bytes() == b"the wheel's bytes"
+    source.unlink()
+    assert guest_image.fetch_wheel(_wheel(source, right), log=lambda _: None) == kept
+    kept.write_bytes(b"the wheel")  # cut short: not trusted, and the source is gone
+    with pytest.raises(ImageError, match="cannot fetch it"):
+        guest_image.fetch_wheel(_wheel(source, right), log=lambda _: None)
+
+
+def test_a_wheels_console_scripts() -> None:
+    """drgn's entry points, as its 0.3.0 wheel writes them: the scripts, not the plugins."""
+    text = (
+        "[console_scripts]\ndrgn = drgn.cli:_main\ndrgn-crash = drgn.internal.crashcli:_main\n\n"
+        "[drgn.plugins]\nbuiltin_commands = drgn.commands._builtin\n"
+    )
+    assert guest_image._console_scripts(text) == {
+        "drgn": "drgn.cli:_main",
+        "drgn-crash": "drgn.internal.crashcli:_main",
+    }

@@ -130,7 +130,8 @@ def _events_from(events: list[list[float | str]], marker: str) -> list[list[floa
 
 def test_episode_4_stops_the_built_kernel_in_gdb(fresh_site) -> None:
     """gdb stopped the kernel the post built in episode 3's call, while the program
-    waited in the guest; the decoded oops names the field `read` on both kernels."""
+    waited in the guest; the decoded oops names the field `read` on both kernels; drgn
+    read the running kernel afterwards."""
     root, _ = fresh_site
     page = root / "output" / "looking-inside.html"
     steps = blocks(page)
@@ -146,3 +147,19 @@ def test_episode_4_stops_the_built_kernel_in_gdb(fresh_site) -> None:
             b for b in steps.values() if "Left running (output=later)" in panel(b, kernel).text()
         ]
         assert len(started) == 2  # gdb's continue and the program it stopped
+        _check_drgn(everything, kernel)
+
+
+def _check_drgn(everything: str, kernel: str) -> None:
+    """drgn, in the guest on /proc/kcore, read the built kernel's tasks and log: the
+    agent as pid 1, the window's shell (the pid `echo $$` printed) as drgn's parent, and
+    the greeting the program that gdb stopped logged, with a clock that moved."""
+    assert re.search(r"^1 S kblog-agent\n(\d+) S bash\n(\d+) R drgn$", everything, re.M), kernel
+    chain = re.search(
+        r"^(\d+) drgn\n(\d+) bash\n1 kblog-agent\n0 swapper/0\n.*?^(\d+)$", everything, re.M | re.S
+    )
+    assert chain is not None, kernel
+    assert chain[2] == chain[3] and int(chain[1]) > int(chain[2])
+    assert re.search(r"^kblog_hello: hello, world, from kblog_hello \(pid \d+\)$", everything, re.M)
+    moved = re.search(r"^jiffies went on by (\d+)$", everything, re.M)
+    assert moved is not None and int(moved[1]) > 0, kernel
