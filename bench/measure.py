@@ -162,34 +162,86 @@ def edited_patch(directory: Path, n: int) -> Path:
     return path
 
 
-def kernel_builds(runs: int) -> dict[str, Any]:
-    """A clean build of the episode's kernel in a workspace of its own (once: it takes
-    minutes), then rebuilds after a function-body edit (median of `runs`)."""
+DEBUG_FRAGMENT = config.KERNEL_DIR / "debug.config"
+
+
+def debug_fragment(directory: Path) -> Path:
+    """Episode 4's options, made as its page makes them: the guest's fragment, then
+    the debugger's, one after the other (`cat guest.config debug.config`)."""
     from runner.kernels import build as kernel_build
 
-    top = config.kernel_cache_dir() / "kernel-build" / "bench"  # beside the source it links
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            shutil.rmtree(top, ignore_errors=True)
+    path = directory / "debug.config"
+    path.write_text(kernel_build.FRAGMENT.read_text() + DEBUG_FRAGMENT.read_text())
+    return path
+
+
+def clean_and_rebuilds(runs: int, fragment: Path, top: Path, tmp: Path) -> dict[str, Any]:
+    """A clean build of the episode's patched kernel with `fragment`, in a workspace of
+    its own at `top` (once: it takes minutes), then rebuilds after a function-body edit
+    (median of `runs`)."""
+    from runner.kernels import build as kernel_build
+
+    try:
+        shutil.rmtree(top, ignore_errors=True)
+        started = time.monotonic()
+        spec = kernel_build.KernelSpec(fragment=fragment, patches=(SYSCALL_PATCH,))
+        kernel_build.build(spec, log=lambda _m: None, top=top)
+        clean = time.monotonic() - started
+        count = iter(range(1, runs + 1))
+
+        def rebuild() -> float:
+            patch = edited_patch(tmp, next(count))
             started = time.monotonic()
-            spec = kernel_build.KernelSpec(patches=(SYSCALL_PATCH,))
+            spec = kernel_build.KernelSpec(fragment=fragment, patches=(patch,))
             kernel_build.build(spec, log=lambda _m: None, top=top)
-            clean = time.monotonic() - started
-            count = iter(range(1, runs + 1))
+            return time.monotonic() - started
 
-            def rebuild() -> float:
-                patch = edited_patch(Path(tmp), next(count))
-                started = time.monotonic()
-                spec = kernel_build.KernelSpec(patches=(patch,))
-                kernel_build.build(spec, log=lambda _m: None, top=top)
-                return time.monotonic() - started
+        return {"clean": _summary([clean]), "rebuild": median_of(runs, rebuild)}
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
 
-            return {
-                "kernel_clean_build": {"median_s": round(clean, 3), "samples_s": [round(clean, 3)]},
-                "kernel_rebuild_after_edit": median_of(runs, rebuild),
-            }
-        finally:
-            shutil.rmtree(top, ignore_errors=True)
+
+def kernel_builds(runs: int) -> dict[str, Any]:
+    """Episode 3's kernel, then episode 4's (the same patch, debug.config on top), each
+    built clean and rebuilt after an edit, one after the other in the same run."""
+    from runner.kernels import build as kernel_build
+
+    # Beside the source they link; no "-" in the names: a workspace is seeded from
+    # those named like it (kernel_build.seed), and a clean build must start empty.
+    parent = config.kernel_cache_dir() / "kernel-build"
+    with tempfile.TemporaryDirectory() as tmp:
+        plain = clean_and_rebuilds(runs, kernel_build.FRAGMENT, parent / "bench", Path(tmp))
+        debug = debug_fragment(Path(tmp))
+        withdebug = clean_and_rebuilds(runs, debug, parent / "bench_debug", Path(tmp))
+    return {
+        "kernel_clean_build": plain["clean"],
+        "kernel_rebuild_after_edit": plain["rebuild"],
+        "debug_kernel_clean_build": withdebug["clean"],
+        "debug_kernel_rebuild_after_edit": withdebug["rebuild"],
+        # The target: the debugger's kernel costs at most twice episode 3's, clean.
+        "debug_clean_over_clean": round(
+            withdebug["clean"]["median_s"] / plain["clean"]["median_s"], 2
+        ),
+    }
+
+
+def episodes_3_and_4(runs: int, kernel_name: str) -> dict[str, Any]:
+    """Episode 4 end to end, its debug kernel cached, alternating with episode 3, its
+    own kernel cached: the ratio's two sides under the same load."""
+    ep3 = episode_scenario("ep3-system-call.md")
+    ep4 = episode_scenario("ep4-looking-inside.md")
+    episode_seconds(ep4, kernel_name)  # its workspace up to date: a cached kernel
+    three: list[float] = []
+    four: list[float] = []
+    for _ in range(runs):
+        three.append(episode_seconds(ep3, kernel_name))
+        four.append(episode_seconds(ep4, kernel_name))
+    return {
+        "episode4_scenario": _summary(four),
+        "episode3_beside_episode4": _summary(three),
+        # The target: at most twice episode 3, the gdb and drgn sessions included.
+        "episode4_over_episode3": round(statistics.median(four) / statistics.median(three), 2),
+    }
 
 
 PROC_PATCH = ROOT / "tests" / "kernel_post" / "proc" / "kblog-version.patch"
@@ -299,6 +351,7 @@ def run(runs: int = 3, quick: bool = False, kernel_build: bool = False) -> dict[
     episode_seconds(ep3, kernel.name)  # the kernel workspace up to date: a cached kernel
     results["episode3_scenario"] = median_of(runs, lambda: episode_seconds(ep3, kernel.name))
     if kernel_build:
+        results.update(episodes_3_and_4(runs, kernel.name))
         results.update(kernel_builds(runs))
         results.update(kernel_posts_alternating(runs))
     if not quick:
@@ -335,6 +388,10 @@ def table(results: dict[str, Any]) -> str:
         ("episode 3 scenario, kernel cached", "episode3_scenario"),
         ("kernel: clean build (one run)", "kernel_clean_build"),
         ("kernel: rebuild after a body edit", "kernel_rebuild_after_edit"),
+        ("debug kernel: clean build (one run)", "debug_kernel_clean_build"),
+        ("debug kernel: rebuild after the edit", "debug_kernel_rebuild_after_edit"),
+        ("episode 4 scenario, kernel cached", "episode4_scenario"),
+        ("episode 3, alternating with episode 4", "episode3_beside_episode4"),
         ("episode 3, alternating with post 2", "episode3_alternating"),
         ("kernel post 2, alternating with ep 3", "second_kernel_post_alternating"),
         ("invoke verify, whole series", "verify_series"),
@@ -365,6 +422,12 @@ def table(results: dict[str, Any]) -> str:
         made = results["alternating_objects_compiled"]
         lines.append(f"{'objects compiled, alternating (target 0)':38} {made:>8}")
         lines.append(f"{'one kernel workspace on disk':38} {results['kernel_workspace_mb']:>5} MB")
+    if "debug_clean_over_clean" in results:
+        ratio = results["debug_clean_over_clean"]
+        lines.append(f"{'debug / ep 3 clean build (target <= 2)':38} {ratio:>7.2f}x")
+    if "episode4_over_episode3" in results:
+        ratio = results["episode4_over_episode3"]
+        lines.append(f"{'episode 4 / episode 3 (target <= 2)':38} {ratio:>7.2f}x")
     if "episode3_scenario" in results:
         ep3 = results["episode3_scenario"]["median_s"]
         lines.append(f"{'episode 3, kernel cached (target <= 15)':38} {ep3:>7.2f}s")
