@@ -7,6 +7,7 @@ from pathlib import Path
 
 from bench import measure
 from runner.kernels import build as kernel_build
+from runner.scenario import Provenance, ScenarioResult, Status, StepResult
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,6 +40,7 @@ def test_table_reports_the_debug_kernel_and_its_targets() -> None:
         "episode4_scenario": {"median_s": 17.0},
         "debug_clean_over_clean": 1.75,
         "episode4_over_episode3": 1.7,
+        "episodes_3_4_objects_compiled": 0,
     }
     lines = measure.table(results).splitlines()
     assert any(line.startswith("debug kernel: clean build") and "700.00s" in line for line in lines)
@@ -47,3 +49,15 @@ def test_table_reports_the_debug_kernel_and_its_targets() -> None:
     assert any("(target <= 2)" in line and line.endswith("1.75x") for line in lines)
     assert any(line.startswith("episode 4 / episode 3 (target <= 2)") for line in lines)
     assert any(line.endswith("1.70x") for line in lines)
+    assert any(line.startswith("objects compiled, eps 3 and 4") for line in lines)
+
+
+def test_compiled_counts_kbuilds_cc_lines() -> None:
+    output = "  CC      kernel/sys.o\r\n  AR      kernel/built-in.a\r\n  CC      init/version.o\r\n"
+    steps = [
+        StepResult(0, Status.OK, "$ ", "make O=~/build -j2 bzImage", output, 0, 1.0, "build"),
+        StepResult(1, Status.OK, "$ ", "cat x.c", "  CC      not/a/build.o\n", 0, 0.1, "build"),
+    ]
+    provenance = Provenance("6.1.0-56-amd64", "6.1.1", "tcg", "test", "7.2", "now", 1.0, 9.0)
+    result = ScenarioResult("ep3-system-call", provenance, steps)
+    assert measure.compiled(result) == 2
