@@ -383,7 +383,10 @@ def bench(c, runs=3, quick=False, kernel=False):
     post that builds the kernel: tens of minutes); write bench/results.json."""
     from bench import measure
 
-    results = measure.run(runs=int(runs), quick=quick, kernel_build=kernel)
+    def note(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    results = measure.run(runs=int(runs), quick=quick, kernel_build=kernel, log=note)
     measure.write(results)
     print(measure.table(results))
 

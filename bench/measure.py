@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import config
+from runner.events import Log
 from runner.execute import run_scenario
 from runner.guest import image as guest_image
 from runner.guest import sessions as guest_session
@@ -333,7 +334,11 @@ def _disk_mb(path: Path) -> float:
     return int(out.stdout.split()[0]) / 1024
 
 
-def run(runs: int = 3, quick: bool = False, kernel_build: bool = False) -> dict[str, Any]:
+def run(
+    runs: int = 3, quick: bool = False, kernel_build: bool = False, log: Log = lambda _m: None
+) -> dict[str, Any]:
+    """Every measure; with `kernel_build`, each kernel part's figures go to `log` as
+    they come: they take tens of minutes, and a later part may fail."""
     kernel = config.kernel()
     artifacts = guest_image.prepare(kernel, log=lambda _m: None)
     accel = choose_accel(artifacts, log=lambda _m: None)
@@ -367,9 +372,14 @@ def run(runs: int = 3, quick: bool = False, kernel_build: bool = False) -> dict[
     episode_seconds(ep3, kernel.name)  # the kernel workspace up to date: a cached kernel
     results["episode3_scenario"] = median_of(runs, lambda: episode_seconds(ep3, kernel.name))
     if kernel_build:
-        results.update(episodes_3_and_4(runs, kernel.name))
-        results.update(kernel_builds(runs))
-        results.update(kernel_posts_alternating(runs))
+        for part in (
+            lambda: episodes_3_and_4(runs, kernel.name),
+            lambda: kernel_builds(runs),
+            lambda: kernel_posts_alternating(runs),
+        ):
+            figures = part()
+            log(json.dumps(figures))
+            results.update(figures)
     if not quick:
         results["verify_series"] = median_of(runs, verify_series)
         # The target: the whole series, both kernels, in at most 3 cold boots.
