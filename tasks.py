@@ -378,11 +378,15 @@ def serve(c: Context, host: str = "127.0.0.1", port: int = 8000) -> None:
 @task
 def bench(c, runs=3, quick=False, kernel=False):
     """Measure boot, restore, episodes 2 and 3, verify and warm builds (with --kernel,
-    also a clean kernel build, a rebuild, and episode 3 alternating with a second post
-    that builds the kernel: minutes); write bench/results.json."""
+    also episode 4 beside episode 3, kernels cached; episode 3's kernel and episode 4's
+    debug kernel each built clean and rebuilt; and episode 3 alternating with a second
+    post that builds the kernel: tens of minutes); write bench/results.json."""
     from bench import measure
 
-    results = measure.run(runs=int(runs), quick=quick, kernel_build=kernel)
+    def note(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    results = measure.run(runs=int(runs), quick=quick, kernel_build=kernel, log=note)
     measure.write(results)
     print(measure.table(results))
 

@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from runner import config
+from runner.events import Log
 from runner.execute import run_scenario
 from runner.guest import image as guest_image
 from runner.guest import sessions as guest_session
 from runner.guest import snapshot
 from runner.guest.vm import VM, choose_accel
 from runner.judge import verdict
-from runner.scenario import Scenario, Step
+from runner.scenario import Scenario, ScenarioResult, Step
 from runner.terminal import Terminal
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,13 +74,24 @@ def episode_scenario(post: str) -> Scenario:
     return read_post(ROOT / "content" / post, f"content/{post}").scenario
 
 
-def episode_seconds(scenario: Scenario, kernel_name: str) -> float:
-    """How long a whole post's run took, by its own account; a failed run is no measure."""
+def episode_run(scenario: Scenario, kernel_name: str) -> ScenarioResult:
+    """A whole post's run, judged: a failed run is no measure."""
     result = run_scenario(scenario, kernel_name, log=lambda _m: None)
     failed = verdict.problems(scenario, result, kernel_name)
     if failed:
         raise RuntimeError(f"{scenario.name} failed: {failed[0]}")
-    return result.provenance.total_seconds
+    return result
+
+
+def episode_seconds(scenario: Scenario, kernel_name: str) -> float:
+    """How long a whole post's run took, by its own account."""
+    return episode_run(scenario, kernel_name).provenance.total_seconds
+
+
+def compiled(result: ScenarioResult) -> int:
+    """How many objects the run's kernel builds compiled (kbuild's CC lines)."""
+    made = [r.output for r in result.steps if r.input.endswith("bzImage")]
+    return sum(len(COMPILED.findall(out.replace("\r", ""))) for out in made)
 
 
 def site_build(plugin: bool) -> float:
@@ -162,34 +174,91 @@ def edited_patch(directory: Path, n: int) -> Path:
     return path
 
 
-def kernel_builds(runs: int) -> dict[str, Any]:
-    """A clean build of the episode's kernel in a workspace of its own (once: it takes
-    minutes), then rebuilds after a function-body edit (median of `runs`)."""
+DEBUG_FRAGMENT = config.KERNEL_DIR / "debug.config"
+
+
+def debug_fragment(directory: Path) -> Path:
+    """Episode 4's options, made as its page makes them: the guest's fragment, then
+    the debugger's, one after the other (`cat guest.config debug.config`)."""
     from runner.kernels import build as kernel_build
 
-    top = config.kernel_cache_dir() / "kernel-build" / "bench"  # beside the source it links
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            shutil.rmtree(top, ignore_errors=True)
+    path = directory / "debug.config"
+    path.write_text(kernel_build.FRAGMENT.read_text() + DEBUG_FRAGMENT.read_text())
+    return path
+
+
+def clean_and_rebuilds(runs: int, fragment: Path, top: Path, tmp: Path) -> dict[str, Any]:
+    """A clean build of the episode's patched kernel with `fragment`, in a workspace of
+    its own at `top` (once: it takes minutes), then rebuilds after a function-body edit
+    (median of `runs`)."""
+    from runner.kernels import build as kernel_build
+
+    try:
+        shutil.rmtree(top, ignore_errors=True)
+        started = time.monotonic()
+        spec = kernel_build.KernelSpec(fragment=fragment, patches=(SYSCALL_PATCH,))
+        kernel_build.build(spec, log=lambda _m: None, top=top)
+        clean = time.monotonic() - started
+        count = iter(range(1, runs + 1))
+
+        def rebuild() -> float:
+            patch = edited_patch(tmp, next(count))
             started = time.monotonic()
-            spec = kernel_build.KernelSpec(patches=(SYSCALL_PATCH,))
+            spec = kernel_build.KernelSpec(fragment=fragment, patches=(patch,))
             kernel_build.build(spec, log=lambda _m: None, top=top)
-            clean = time.monotonic() - started
-            count = iter(range(1, runs + 1))
+            return time.monotonic() - started
 
-            def rebuild() -> float:
-                patch = edited_patch(Path(tmp), next(count))
-                started = time.monotonic()
-                spec = kernel_build.KernelSpec(patches=(patch,))
-                kernel_build.build(spec, log=lambda _m: None, top=top)
-                return time.monotonic() - started
+        return {"clean": _summary([clean]), "rebuild": median_of(runs, rebuild)}
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
 
-            return {
-                "kernel_clean_build": {"median_s": round(clean, 3), "samples_s": [round(clean, 3)]},
-                "kernel_rebuild_after_edit": median_of(runs, rebuild),
-            }
-        finally:
-            shutil.rmtree(top, ignore_errors=True)
+
+def kernel_builds(runs: int) -> dict[str, Any]:
+    """Episode 3's kernel, then episode 4's (the same patch, debug.config on top), each
+    built clean and rebuilt after an edit, one after the other in the same run."""
+    from runner.kernels import build as kernel_build
+
+    # Beside the source they link; no "-" in the names: a workspace is seeded from
+    # those named like it (kernel_build.seed), and a clean build must start empty.
+    parent = config.kernel_cache_dir() / "kernel-build"
+    with tempfile.TemporaryDirectory() as tmp:
+        plain = clean_and_rebuilds(runs, kernel_build.FRAGMENT, parent / "bench", Path(tmp))
+        debug = debug_fragment(Path(tmp))
+        withdebug = clean_and_rebuilds(runs, debug, parent / "bench_debug", Path(tmp))
+    return {
+        "kernel_clean_build": plain["clean"],
+        "kernel_rebuild_after_edit": plain["rebuild"],
+        "debug_kernel_clean_build": withdebug["clean"],
+        "debug_kernel_rebuild_after_edit": withdebug["rebuild"],
+        # The target: the debugger's kernel costs at most twice episode 3's, clean.
+        "debug_clean_over_clean": round(
+            withdebug["clean"]["median_s"] / plain["clean"]["median_s"], 2
+        ),
+    }
+
+
+def episodes_3_and_4(runs: int, kernel_name: str) -> dict[str, Any]:
+    """Episode 4 end to end, its debug kernel cached, alternating with episode 3, its
+    own kernel cached: the ratio's two sides under the same load."""
+    ep3 = episode_scenario("ep3-system-call.md")
+    ep4 = episode_scenario("ep4-looking-inside.md")
+    episode_seconds(ep4, kernel_name)  # its workspace up to date: a cached kernel
+    three: list[float] = []
+    four: list[float] = []
+    made: list[int] = []
+    for _ in range(runs):
+        for scenario, samples in ((ep3, three), (ep4, four)):
+            result = episode_run(scenario, kernel_name)
+            samples.append(result.provenance.total_seconds)
+            made.append(compiled(result))
+    return {
+        "episode4_scenario": _summary(four),
+        "episode3_beside_episode4": _summary(three),
+        # 0: each keeps its own objects, so neither build undoes the other's.
+        "episodes_3_4_objects_compiled": max(made),
+        # The target: at most twice episode 3, the gdb and drgn sessions included.
+        "episode4_over_episode3": round(statistics.median(four) / statistics.median(three), 2),
+    }
 
 
 PROC_PATCH = ROOT / "tests" / "kernel_post" / "proc" / "kblog-version.patch"
@@ -265,7 +334,11 @@ def _disk_mb(path: Path) -> float:
     return int(out.stdout.split()[0]) / 1024
 
 
-def run(runs: int = 3, quick: bool = False, kernel_build: bool = False) -> dict[str, Any]:
+def run(
+    runs: int = 3, quick: bool = False, kernel_build: bool = False, log: Log = lambda _m: None
+) -> dict[str, Any]:
+    """Every measure; with `kernel_build`, each kernel part's figures go to `log` as
+    they come: they take tens of minutes, and a later part may fail."""
     kernel = config.kernel()
     artifacts = guest_image.prepare(kernel, log=lambda _m: None)
     accel = choose_accel(artifacts, log=lambda _m: None)
@@ -299,8 +372,14 @@ def run(runs: int = 3, quick: bool = False, kernel_build: bool = False) -> dict[
     episode_seconds(ep3, kernel.name)  # the kernel workspace up to date: a cached kernel
     results["episode3_scenario"] = median_of(runs, lambda: episode_seconds(ep3, kernel.name))
     if kernel_build:
-        results.update(kernel_builds(runs))
-        results.update(kernel_posts_alternating(runs))
+        for part in (
+            lambda: episodes_3_and_4(runs, kernel.name),
+            lambda: kernel_builds(runs),
+            lambda: kernel_posts_alternating(runs),
+        ):
+            figures = part()
+            log(json.dumps(figures))
+            results.update(figures)
     if not quick:
         results["verify_series"] = median_of(runs, verify_series)
         # The target: the whole series, both kernels, in at most 3 cold boots.
@@ -335,6 +414,10 @@ def table(results: dict[str, Any]) -> str:
         ("episode 3 scenario, kernel cached", "episode3_scenario"),
         ("kernel: clean build (one run)", "kernel_clean_build"),
         ("kernel: rebuild after a body edit", "kernel_rebuild_after_edit"),
+        ("debug kernel: clean build (one run)", "debug_kernel_clean_build"),
+        ("debug kernel: rebuild after the edit", "debug_kernel_rebuild_after_edit"),
+        ("episode 4 scenario, kernel cached", "episode4_scenario"),
+        ("episode 3, alternating with episode 4", "episode3_beside_episode4"),
         ("episode 3, alternating with post 2", "episode3_alternating"),
         ("kernel post 2, alternating with ep 3", "second_kernel_post_alternating"),
         ("invoke verify, whole series", "verify_series"),
@@ -365,6 +448,15 @@ def table(results: dict[str, Any]) -> str:
         made = results["alternating_objects_compiled"]
         lines.append(f"{'objects compiled, alternating (target 0)':38} {made:>8}")
         lines.append(f"{'one kernel workspace on disk':38} {results['kernel_workspace_mb']:>5} MB")
+    if "debug_clean_over_clean" in results:
+        ratio = results["debug_clean_over_clean"]
+        lines.append(f"{'debug / ep 3 clean build (target <= 2)':38} {ratio:>7.2f}x")
+    if "episode4_over_episode3" in results:
+        ratio = results["episode4_over_episode3"]
+        lines.append(f"{'episode 4 / episode 3 (target <= 2)':38} {ratio:>7.2f}x")
+    if "episodes_3_4_objects_compiled" in results:
+        made = results["episodes_3_4_objects_compiled"]
+        lines.append(f"{'objects compiled, eps 3 and 4 (target 0)':38} {made:>8}")
     if "episode3_scenario" in results:
         ep3 = results["episode3_scenario"]["median_s"]
         lines.append(f"{'episode 3, kernel cached (target <= 15)':38} {ep3:>7.2f}s")
