@@ -372,8 +372,9 @@ def _results(
         else:
             published = entry.result if entry is not None else None
             old_inputs = entry.inputs if entry is not None else {}
+            written = verdict.templates(post.scenario.steps, name)
             outcome, detail = verdict.after_run(
-                decision, published, old_inputs, result, planned.inputs
+                decision, published, old_inputs, result, planned.inputs, written
             )
             answer.outcomes.append(CellOutcome(source, name, outcome, detail))
             table[name] = freeze.make_entry(planned.inputs, result)

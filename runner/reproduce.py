@@ -64,7 +64,8 @@ def compare(
         lines.append("no published capture for this kernel: nothing to compare with")
         return Reproduction(result, problems, False, "\n".join(lines), fallback)
     renames = verdict.kernel_renames(published.result, result) if fallback else None
-    diff = verdict.compare(published.result.steps, result.steps, renames)
+    written = verdict.templates(scenario.steps, kernel)
+    diff = verdict.compare(published.result.steps, result.steps, renames, written)
     where = ""
     if fallback:
         page = published.result.provenance.kernel

@@ -63,17 +63,41 @@ def _line_pattern(line: str) -> re.Pattern[str]:
 
 def match(expected: list[str], actual: list[str]) -> Match:
     """Match line lists; on failure the diff shows expected against actual."""
-    patterns = [
-        None if line.strip() == ELLIPSIS else _line_pattern(line.rstrip()) for line in expected
-    ]
-    actual = [line.rstrip() for line in actual]
-    found = _match_from(patterns, actual, 0, 0, {})
+    found = _match(expected, actual)
     if found is not None:
-        return Match(True, found)
+        return Match(True, found[0])
     diff = "\n".join(
         difflib.unified_diff(expected, actual, "expected", "captured", lineterm="", n=2)
     )
     return Match(False, diff=diff)
+
+
+def as_written(expected: list[str], actual: list[str]) -> list[str]:
+    """`actual` with each line that an expected line matched through `...` or
+    `@name@` inside it read as that expected line: what the author declared as
+    varying reads the same in every run (a PID, a count), so comparisons of two
+    runs leave it aside. Lines under a whole-line `...`, and every line when the
+    expectation does not match, are kept as they are."""
+    found = _match(expected, actual)
+    if found is None:
+        return actual
+    lines = list(actual)
+    for j, i in found[1].items():
+        if _VARYING.search(expected[i]):
+            lines[j] = expected[i].rstrip()
+    return lines
+
+
+_VARYING = re.compile(r"\.\.\.|@[A-Za-z_][A-Za-z0-9_]*@")
+# Where a match went: for each actual line (by index), the expected line it matched.
+_Pairs = dict[int, int]
+
+
+def _match(expected: list[str], actual: list[str]) -> tuple[dict[str, str], _Pairs] | None:
+    patterns = [
+        None if line.strip() == ELLIPSIS else _line_pattern(line.rstrip()) for line in expected
+    ]
+    return _match_from(patterns, [line.rstrip() for line in actual], 0, 0, {}, {})
 
 
 def _match_from(
@@ -82,14 +106,15 @@ def _match_from(
     i: int,
     j: int,
     caps: dict[str, str],
-) -> dict[str, str] | None:
+    pairs: _Pairs,
+) -> tuple[dict[str, str], _Pairs] | None:
     while i < len(patterns):
         pattern = patterns[i]
         if pattern is None:
             if i == len(patterns) - 1:
-                return caps
+                return caps, pairs
             for k in range(j, len(actual) + 1):
-                found = _match_from(patterns, actual, i + 1, k, dict(caps))
+                found = _match_from(patterns, actual, i + 1, k, dict(caps), dict(pairs))
                 if found is not None:
                     return found
             return None
@@ -98,12 +123,13 @@ def _match_from(
         m = pattern.match(actual[j])
         if m is None:
             return None
-        found = {k: v for k, v in m.groupdict().items() if v is not None}
-        if any(caps.get(k, v) != v for k, v in found.items()):
+        got = {k: v for k, v in m.groupdict().items() if v is not None}
+        if any(caps.get(k, v) != v for k, v in got.items()):
             return None  # a name seen on an earlier line stands for the same text here
-        caps.update(found)
+        caps.update(got)
+        pairs[j] = i
         i, j = i + 1, j + 1
-    return caps if j == len(actual) else None
+    return (caps, pairs) if j == len(actual) else None
 
 
 def says_nothing(expected: list[str]) -> bool:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import difflib
 import enum
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from runner import terminal
@@ -109,18 +109,20 @@ def after_run(
     old_inputs: dict[str, str],
     now: ScenarioResult,
     inputs: dict[str, str],
+    written: Templates = (),
 ) -> tuple[Outcome, str]:
     """(the outcome, its detail) once a run passed. A fresh capture that was re-run is
     compared with the published one, and so is a run on another ABI of the same series
     (verify --newest): it would be fresh but for the kernel release, whose name and
-    Debian version are then set aside."""
+    Debian version are then set aside. `written`: templates() of the post, for this
+    kernel."""
     if published is None:
         return Outcome.CAPTURED, ""
     differing = {k for k, v in inputs.items() if old_inputs.get(k) != v}
     if not (decision.fresh or differing == {"kernel"}):
         return Outcome.CAPTURED, ""
     renames = kernel_renames(published, now)
-    detail = compare(published.steps, now.steps, renames)
+    detail = compare(published.steps, now.steps, renames, written)
     return (Outcome.DRIFTED if detail else Outcome.FRESH), detail
 
 
@@ -144,12 +146,26 @@ def kernel_renames(published: ScenarioResult, now: ScenarioResult) -> dict[str, 
     return renames
 
 
-def _view(result: StepResult, renames: Mapping[str, str]) -> list[str]:
-    """A step's output as comparisons see it. In build steps, kbuild's progress lines
-    are left out (with kept objects they list what this run had to redo, which depends
-    on the runs before it) and what a kept and a fresh build word differently reads
-    as one (KEPT_OR_FRESH)."""
-    lines = normalize_lines([rename(line, renames) for line in result.output.split("\n")])
+# Per step (by index), the lines the post expects (None: no expectation).
+Templates = Sequence[list[str] | None]
+
+
+def templates(steps: Sequence[Step], kernel: str) -> list[list[str] | None]:
+    """What the post writes for each step's output on `kernel`, for comparisons."""
+    return [None if s.expected is None else expect.for_kernel(s.expected, kernel) for s in steps]
+
+
+def _view(result: StepResult, renames: Mapping[str, str], written: Templates) -> list[str]:
+    """A step's output as comparisons see it. The parts the post writes as `...` or
+    `@name@` read as written (expect.as_written): the author declared them varying.
+    In build steps, kbuild's progress lines are left out (with kept objects they
+    list what this run had to redo, which depends on the runs before it) and what a
+    kept and a fresh build word differently reads as one (KEPT_OR_FRESH)."""
+    lines = [rename(line, renames) for line in result.output.split("\n")]
+    template = written[result.index] if result.index < len(written) else None
+    if template is not None:
+        lines = expect.as_written(template, lines)
+    lines = normalize_lines(lines)
     if result.where == "build":
         lines = [KEPT_OR_FRESH.get(line, line) for line in lines if not KBUILD_PROGRESS.match(line)]
     return lines
@@ -169,16 +185,23 @@ def kinds_of(log: tuple[str, ...]) -> list[str]:
 
 
 def compare(
-    published: list[StepResult], now: list[StepResult], renames: Mapping[str, str] | None = None
+    published: list[StepResult],
+    now: list[StepResult],
+    renames: Mapping[str, str] | None = None,
+    written: Templates = (),
+    written_now: Templates | None = None,
 ) -> str:
     """How two captures differ once volatile values are blanked ("" when they do not):
     status, output and the kinds of kernel events, step by step. `renames` apply to the
-    published output first (see kernel_renames)."""
+    published output first (see kernel_renames); `written` is what the post expects
+    of the published capture's steps (templates()), `written_now` of the new ones'
+    when they ran on another kernel label."""
     lines: list[str] = []
     if len(published) != len(now):
         lines.append(f"{len(published)} steps published, {len(now)} now")
     for old, new in zip(published, now, strict=False):
-        before, after = _view(old, renames or {}), _view(new, {})
+        before = _view(old, renames or {}, written)
+        after = _view(new, {}, written if written_now is None else written_now)
         old_kinds, new_kinds = kinds_of(tuple(old.kernel_log)), kinds_of(tuple(new.kernel_log))
         if before == after and old.status == new.status and old_kinds == new_kinds:
             continue
@@ -192,21 +215,29 @@ def compare(
     return "\n".join(lines)
 
 
-def differs(per_kernel: Mapping[str, list[StepResult]]) -> bool:
-    """Whether the kernels' captures of some steps differ (the same rule as drift)."""
-    views = list(per_kernel.values())
-    return any(compare(views[0], other) for other in views[1:])
+def differs(
+    per_kernel: Mapping[str, list[StepResult]], written: Mapping[str, Templates] | None = None
+) -> bool:
+    """Whether the kernels' captures of some steps differ (the same rule as drift);
+    `written`: templates() by kernel label."""
+    (first, steps), *others = per_kernel.items()
+    by_label = written or {}
+    return any(
+        compare(steps, other, None, by_label.get(first, ()), by_label.get(label, ()))
+        for label, other in others
+    )
 
 
 def differing_blocks(steps: list[Step], per_kernel: Mapping[str, list[StepResult]]) -> set[int]:
     """The blocks (Step.block) whose steps' captures differ across the kernels."""
+    written = {label: templates(steps, label) for label in per_kernel}
     blocks: dict[int, list[int]] = {}
     for index, step in enumerate(steps):
         blocks.setdefault(step.block, []).append(index)
     return {
         block
         for block, indices in blocks.items()
-        if differs({k: [results[i] for i in indices] for k, results in per_kernel.items()})
+        if differs({k: [results[i] for i in indices] for k, results in per_kernel.items()}, written)
     }
 
 

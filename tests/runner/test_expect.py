@@ -128,3 +128,28 @@ class TestSubstitute:
     def test_unknown_name_names_the_source(self) -> None:
         with pytest.raises(expect.CaptureError, match=r"post\.md:12: @major@ is used before"):
             expect.substitute("mknod c @major@ 0", {}, "post.md:12")
+
+
+class TestAsWritten:
+    """What the author writes as `...` or `@name@` reads as written in comparisons."""
+
+    def test_lines_with_varying_parts_read_as_the_template(self) -> None:
+        written = ["1 S kblog-agent", "... S bash", "... R drgn"]
+        assert expect.as_written(written, ["1 S kblog-agent", "36 S bash", "42 R drgn"]) == (
+            expect.as_written(written, ["1 S kblog-agent", "37 S bash", "47 R drgn"])
+        )
+        assert expect.as_written(["@shell@ bash"], ["36 bash"]) == ["@shell@ bash"]
+
+    def test_what_the_author_wrote_out_is_kept(self) -> None:
+        written = ["1 S kblog-agent", "... R drgn"]
+        assert expect.as_written(written, ["1 S kblog-agent", "42 S drgn"]) == [
+            "1 S kblog-agent",
+            "42 S drgn",  # no match: every line kept, and drift shows the state changed
+        ]
+
+    def test_lines_under_a_whole_line_ellipsis_are_kept(self) -> None:
+        assert expect.as_written(["...", "done"], ["CC a.o", "LD b", "done"]) == [
+            "CC a.o",
+            "LD b",
+            "done",
+        ]

@@ -101,3 +101,15 @@ def test_a_fresh_build_dir_and_a_kept_one_are_no_drift() -> None:
     # In the guest, or anything else changed, it is still a difference.
     assert compare([step(kept)], [step(fresh)]) != ""
     assert compare([step(kept, where="build")], [step(fresh[:-1], where="build")]) != ""
+
+
+def test_what_the_post_writes_as_varying_is_not_drift() -> None:
+    """A PID the post writes as `...` differs from run to run; a state it writes out
+    does not, and a step without an expectation is compared as it printed."""
+    written = [["1 S kblog-agent", "... R drgn"]]
+    published = [step(["1 S kblog-agent", "42 R drgn"])]
+    assert compare(published, [step(["1 S kblog-agent", "47 R drgn"])], None, written) == ""
+    assert "+47 S drgn" in compare(
+        published, [step(["1 S kblog-agent", "47 S drgn"])], None, written
+    )
+    assert compare(published, [step(["1 S kblog-agent", "47 R drgn"])]) != ""
