@@ -18,14 +18,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from runner import config, freeze, interrupt, memo
 from runner.judge import verdict
 from runner.judge.verdict import Action, Outcome
-from runner.scenario import Scenario, ScenarioResult
+from runner.scenario import KernelEvent, Scenario, ScenarioResult, StepResult
 
 from .parse import Post
 
@@ -184,20 +184,50 @@ def judged(
     """What keeps a capture from being what its post says (verdict.problems), and the
     capture as the judge reads it today (verdict.rejudge). `stored` is the text of the
     captures file `result` was read from ("" for a fresh run): such a capture is judged
-    once per change of that text, of the post or of the judge."""
+    once per change of that text, of the post or of the judge. The memo keeps what
+    judging derives (the problems, each step's events and match), not the capture:
+    `result` is already read."""
     scenario = post.scenario
     at = JUDGED.key([stored, post.model, kernel]) if stored else ""
     found = JUDGED.get(at) if at else None
     if isinstance(found, dict):
         try:
-            return [str(p) for p in found["problems"]], ScenarioResult.from_json(found["result"])
+            return [str(p) for p in found["problems"]], _judged_again(result, found["steps"])
         except (KeyError, TypeError, ValueError):
             pass  # an entry of another shape: judged again below
     problems = verdict.problems(scenario, result, kernel)
     read = verdict.rejudge(scenario, result, kernel)
     if at:
-        JUDGED.put(at, {"problems": problems, "result": read.to_json()})
+        JUDGED.put(at, {"problems": problems, "steps": [_derived(step) for step in read.steps]})
     return problems, read
+
+
+def _derived(step: StepResult) -> dict[str, Any]:
+    """What verdict.judge_step derives afresh for a stored step, as kept."""
+    return {
+        "events": [vars(e) for e in step.events],
+        "matched": step.matched,
+        "diff": step.diff,
+        "captures": step.captures,
+    }
+
+
+def _judged_again(result: ScenarioResult, derived: list[dict[str, Any]]) -> ScenarioResult:
+    """`result` with what a judge derived for its steps before (_derived); ValueError
+    if that does not fit them."""
+    if len(derived) != len(result.steps):
+        raise ValueError("the kept verdict has another number of steps")
+    steps = [
+        replace(
+            step,
+            events=[KernelEvent(**e) for e in kept["events"]],
+            matched=kept["matched"],
+            diff=str(kept["diff"]),
+            captures=dict(kept["captures"]),
+        )
+        for step, kept in zip(result.steps, derived, strict=True)
+    ]
+    return replace(result, steps=steps)
 
 
 def differing_blocks(post: Post, results: dict[str, ScenarioResult], text: str) -> frozenset[int]:

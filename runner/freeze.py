@@ -113,16 +113,19 @@ def loads(text: str, path: Path) -> dict[str, Entry]:
 
 
 def _result(stored: dict[str, Any]) -> ScenarioResult:
-    data = json.loads(json.dumps(stored))
-    for step in data["steps"]:
-        for name in TEXT_FIELDS:
-            if isinstance(step[name], list):
-                step[name] = "\n".join(step[name])
-    data["recordings"] = {
+    """The run as stored, `stored` left as it was (new dicts where fields change)."""
+    steps = [
+        {
+            **step,
+            **{name: "\n".join(step[name]) for name in TEXT_FIELDS if isinstance(step[name], list)},
+        }
+        for step in stored["steps"]
+    ]
+    recordings = {
         name: {**rec, "events": unpack_recording(rec["events"])}
-        for name, rec in data.get("recordings", {}).items()
+        for name, rec in stored.get("recordings", {}).items()
     }
-    return ScenarioResult.from_json(data)
+    return ScenarioResult.from_json({**stored, "steps": steps, "recordings": recordings})
 
 
 def unpack_recording(packed: str) -> list[list[float | str]]:
