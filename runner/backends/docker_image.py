@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from runner import config, host_packages, sources
 from runner.events import Log
+from runner.guest import image as guest_image
 
 if TYPE_CHECKING:
     import docker
@@ -305,12 +306,21 @@ def inputs_digest(base_id: str) -> str:
     return sources.digest(parts)
 
 
-def _context() -> io.BytesIO:
-    """The build context as a tar: runner/ only (no build caches, no venv)."""
+# Where the context carries the guest's pinned wheels (the Dockerfile's COPY).
+WHEELS = "wheels"
+
+
+def _context(log: Log) -> io.BytesIO:
+    """The build context as a tar: runner/ (no build caches, no venv) and the guest's
+    pinned wheels. The host fetches those (guest_image.fetch_wheel, its cache and its
+    trust store): a build step in the container may sit behind a proxy whose CA only
+    the host trusts. Their pins are in config.py, so inputs_digest covers them."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for path in _context_files():
             tar.add(path, arcname=str(path.relative_to(HERE)), recursive=False)
+        for wheel in config.GUEST_WHEELS:
+            tar.add(guest_image.fetch_wheel(wheel, log), arcname=f"{WHEELS}/{wheel.filename}")
     buf.seek(0)
     return buf
 
@@ -380,7 +390,7 @@ def build_image(
     started = time.monotonic()
     tail: list[str] = []
     stream: Iterator[dict[str, Any]] = client.api.build(
-        fileobj=_context(),
+        fileobj=_context(log),
         custom_context=True,
         dockerfile="Dockerfile",
         tag=TAG,
