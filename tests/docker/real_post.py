@@ -70,4 +70,6 @@ def drift_from_published(post: Post, result: ScenarioResult, kernel: str) -> str
     # Through the stored form, as snippets/ keeps it.
     now = freeze.loads(freeze.dumps({kernel: freeze.make_entry({}, result)}, post.source), Path())
     stored = now[kernel].result
-    return verdict.compare(published.steps, stored.steps, verdict.kernel_renames(published, stored))
+    renames = verdict.kernel_renames(published, stored)
+    written = verdict.templates(post.scenario.steps, kernel)
+    return verdict.compare(published.steps, stored.steps, renames, written)

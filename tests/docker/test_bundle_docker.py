@@ -64,3 +64,18 @@ def test_episode_3_builds_its_kernel_from_its_bundle_in_docker(
     assert re.search(r"^container \w+ started \(", shown, re.M), shown
     assert "matches the published capture (volatile values aside)" in shown
     assert "differs" not in shown
+
+
+def test_episode_4_reproduces_from_its_bundle_in_docker(
+    real_site: MiniSite, tmp_path: Path
+) -> None:
+    """The bundle carries kernel/debug.config too: the container builds the debug
+    kernel (or reuses it from the kblog-kernel-build volume), stops it in gdb and
+    reads it with drgn, and the run matches the page."""
+    bundle = real_site.output / "bundles" / "ep4-looking-inside.tar.gz"
+    with tarfile.open(bundle) as tar:
+        assert "ep4-looking-inside/kernel/debug.config" in tar.getnames()
+    shown = reproduce_in_docker(real_site, "looking-inside.html", "ep4-looking-inside", tmp_path)
+    assert re.search(r"^container \w+ started \(", shown, re.M), shown
+    assert "matches the published capture (volatile values aside)" in shown
+    assert "differs" not in shown
