@@ -30,17 +30,29 @@ _keys = itertools.count()
 _stopping = False
 
 
+_sigint = False  # a SIGINT came (catch_sigint's handler ran)
+
+
 def catch_sigint() -> None:
     """Make SIGINT raise KeyboardInterrupt, even where it was inherited as ignored (a
     script's background job): Python then installs no handler, while QEMU installs
-    its own, so a guest died of Ctrl-C and the runner went on. For the main thread
+    its own, so a guest died of Ctrl-C and the runner went on. The handler also
+    leaves a mark that check() sees: a KeyboardInterrupt raised where Python only
+    reports it ("Exception ignored in", e.g. in logging's at-fork handler while a
+    subprocess starts) was lost, and the run went on to exit 0. For the main thread
     of a command-line entry point only."""
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, _on_sigint)
+
+
+def _on_sigint(signum: int, frame: object) -> None:
+    global _sigint
+    _sigint = True
+    raise KeyboardInterrupt
 
 
 def check() -> None:
     """Raise Interrupted once this process is being interrupted."""
-    if _stopping:
+    if _stopping or _sigint:
         raise Interrupted
 
 
@@ -63,7 +75,7 @@ def stops(stop: Stop) -> Iterator[None]:
 def stopping() -> Iterator[None]:
     """Stop every run under way and let none start while the body waits for them to
     unwind; afterwards runs may start again (a long-lived process builds again)."""
-    global _stopping
+    global _stopping, _sigint
     with _lock:
         _stopping = True
         pending = list(_stops.values())
@@ -74,4 +86,4 @@ def stopping() -> Iterator[None]:
         yield
     finally:
         with _lock:
-            _stopping = False
+            _stopping = _sigint = False

@@ -164,7 +164,11 @@ def _view(result: StepResult, renames: Mapping[str, str], written: Templates) ->
     lines = [rename(line, renames) for line in result.output.split("\n")]
     template = written[result.index] if result.index < len(written) else None
     if template is not None:
-        lines = expect.as_written(template, lines)
+        # Matched as judge_output matches: without the newline that ends the output.
+        end = len(lines)
+        while end and not lines[end - 1].strip():
+            end -= 1
+        lines = expect.as_written(template, lines[:end]) + lines[end:]
     lines = normalize_lines(lines)
     if result.where == "build":
         lines = [KEPT_OR_FRESH.get(line, line) for line in lines if not KBUILD_PROGRESS.match(line)]

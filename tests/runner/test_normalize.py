@@ -113,3 +113,6 @@ def test_what_the_post_writes_as_varying_is_not_drift() -> None:
         published, [step(["1 S kblog-agent", "47 S drgn"])], None, written
     )
     assert compare(published, [step(["1 S kblog-agent", "47 R drgn"])]) != ""
+    # As a terminal gives it: the output ends with a newline.
+    ended = [step(["1 S kblog-agent", "42 R drgn", ""])]
+    assert compare(ended, [step(["1 S kblog-agent", "43 R drgn", ""])], None, written) == ""
