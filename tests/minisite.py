@@ -54,6 +54,23 @@ class MiniSite:
         return build_site(ROOT / "pelicanconf.py", self.output, overrides, **kwargs)
 
 
+# The real series, as pelicanconf.py names it.
+REAL_SERIES = {"kmod": "Writing Linux kernel modules"}
+
+
+def real_site(root: Path) -> tuple[MiniSite, Any]:
+    """The site's own posts and published captures in `root`, built as `make html`
+    builds them: fresh captures are reused, so the bundles hold those of snippets/.
+    Returns the site and the build's report."""
+    site = MiniSite(root)
+    shutil.copytree(ROOT / "content", site.content)
+    shutil.copytree(ROOT / "snippets", site.snippets)
+    (site.root / "kmod").symlink_to(ROOT / "kmod")
+    (site.root / "kernel").symlink_to(ROOT / "kernel")
+    report = site.build(overrides={"SERIES": REAL_SERIES, "KBLOG_KERNELS": ["6.1", "6.12"]})
+    return site, report
+
+
 def echo_runner(scenario: Any, kernel: str, kmod: Path) -> Any:
     """Stands in for the sandbox (kblog.captures.Runner): each step printed just what
     the post expects, so a build makes and keeps captures without a VM."""

@@ -4,29 +4,21 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import tarfile
 from pathlib import Path
 
+import minisite
 import pytest
-from minisite import ROOT, MiniSite, run_reproduce_box
+from minisite import MiniSite, run_reproduce_box
 
 pytestmark = [pytest.mark.docker, pytest.mark.vm]
-
-SERIES = {"kmod": "Writing Linux kernel modules"}  # as pelicanconf.py names it
 
 
 @pytest.fixture(scope="module")
 def real_site(tmp_path_factory: pytest.TempPathFactory, runner_image: str) -> MiniSite:
-    """The site's posts and their published captures, built as `make html` builds them:
-    a capture that is fresh is reused, so the bundles hold the captures of snippets/.
-    (With the engine up and the image made: the reader's commands need both.)"""
-    site = MiniSite(tmp_path_factory.mktemp("real-site"))
-    shutil.copytree(ROOT / "content", site.content)
-    shutil.copytree(ROOT / "snippets", site.snippets)
-    (site.root / "kmod").symlink_to(ROOT / "kmod")
-    (site.root / "kernel").symlink_to(ROOT / "kernel")
-    report = site.build(overrides={"SERIES": SERIES, "KBLOG_KERNELS": ["6.1", "6.12"]})
+    """The site's posts and their published captures (minisite.real_site). (With the
+    engine up and the image made: the reader's commands need both.)"""
+    site, report = minisite.real_site(tmp_path_factory.mktemp("real-site"))
     print(f"the site's build ran {report.vm_runs} posts in a VM")  # 0 while captures are fresh
     return site
 
