@@ -32,6 +32,7 @@ from runner.judge import expect, kernel_log, verdict
 from runner.kernels import build as kernel_build
 from runner.scenario import (
     FAILED_STATUSES,
+    TERMINAL_KINDS,
     Provenance,
     Scenario,
     ScenarioResult,
@@ -61,7 +62,7 @@ FLOOD_KEPT = 16 << 10
 @dataclass
 class Session:
     term: terminal.Terminal
-    kind: str
+    kind: str  # the program at its prompt now: a shell may have started a Python
     where: str
     busy_since: str | None = None  # source of a step still running (expect=hang)
     handle: terminal.LocalPty | None = None
@@ -313,6 +314,7 @@ class Run:
         if step.where == "guest":
             self._check_not_stopped(step)
         sess = self.session(step)
+        _check_program(step, sess)
         typed = expect.substitute(step.input, self.captures, step.source)
         lines = typed.split("\n")
         prompt = sess.prompts["P"]
@@ -341,6 +343,8 @@ class Run:
         else:
             typed_out = self._type(sess, lines, deadline, probe)
         exchange, incomplete = typed_out.exchange, typed_out.incomplete
+        if exchange.prompt is not None:
+            sess.kind = exchange.prompt.program  # `python3` or `exit()` changes it
         flood = ""
         if typed_out.overflow:
             flood = self._stop_flood(sess, step, exchange, received, started)
@@ -657,6 +661,22 @@ class Run:
             return Status.LOST
         sess.busy_since = f"from {step.source}"  # it still runs: nothing more is typed here
         return Status.HANG if step.expect_hang else Status.TIMEOUT
+
+
+def _check_program(step: Step, sess: Session) -> None:
+    """A block types into the program its language names: a pycon block into a
+    Python a console step started, a console block into the shell it exited to."""
+    if step.kind == sess.kind or step.kind not in TERMINAL_KINDS:
+        return
+    if step.kind == "python":
+        how = "start a Python shell in it first (a console step such as `python3` or `sudo drgn`)"
+    else:
+        how = "leave that Python first (`exit()` at the end of a pycon block)"
+    shows = "Python's prompt (>>>)" if sess.kind == "python" else "a shell prompt ($)"
+    raise RunError(
+        f"{step.source}: this {step.language} block types into session {step.session!r}, "
+        f"whose terminal shows {shows}: {how}"
+    )
 
 
 class HangProbe:

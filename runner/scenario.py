@@ -13,6 +13,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 LANGUAGES = {"console": "shell", "pycon": "python", "gdb": "gdb"}
+# The kinds a guest terminal goes between: a shell step may start a Python shell
+# (python3, drgn) that the session's next blocks type into, until it exits.
+TERMINAL_KINDS = ("shell", "python")
 # gdb's prompt: it starts each input of a gdb block, and the page shows it.
 GDB_PROMPT = "(gdb) "
 WHERES = ("guest", "build")
@@ -111,7 +114,7 @@ class Scenario:
                     "the kernel"
                 )
             seen = kinds.setdefault(step.session, (step.kind, step.where))
-            if seen != (step.kind, step.where):
+            if seen != (step.kind, step.where) and not _same_terminal(seen, step):
                 raise ScenarioError(
                     f"{step.source}: session {step.session!r} is a {seen[0]} session "
                     f"in the {seen[1]} environment; this step uses it as "
@@ -138,6 +141,14 @@ class Scenario:
         """A hash of what is run (sources and line numbers do not count)."""
         essence = [{k: v for k, v in asdict(s).items() if k not in ("source",)} for s in self.steps]
         return hashlib.sha256(json.dumps(essence, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _same_terminal(seen: tuple[str, str], step: Step) -> bool:
+    """Whether `step` may type into a session first seen as `seen` (kind, where): a
+    guest terminal shows a shell or a Python it started; which one it shows when the
+    step comes is the run's to check (execute.py), from the prompt it printed."""
+    kind, where = seen
+    return where == step.where == "guest" and {kind, step.kind} <= set(TERMINAL_KINDS)
 
 
 def _check_started(started: dict[str, Step], step: Step) -> None:

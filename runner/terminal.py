@@ -90,6 +90,12 @@ class Prompt:
     kind: str  # "P" or "C"
     status: int | None  # the shell's $? for P prompts
 
+    @property
+    def program(self) -> str:
+        """Which kind of program printed it (a Step's kind): a shell's prompt always
+        carries its $?, a Python's never does."""
+        return "python" if self.status is None else "shell"
+
 
 @dataclass
 class Exchange:

@@ -30,6 +30,7 @@ from runner.kernels import debian
 HERE = Path(__file__).resolve().parent
 INIT_SCRIPT = HERE / "init"
 AGENT_DIR = HERE / "agent"
+AGENT_SITE = AGENT_DIR / "site"  # modules for the guest's site-packages
 # The root disk is read-only (writes go to a tmpfs overlay), so it needs no free
 # space beyond ext4's own: its size follows the userland's, plus this margin.
 ROOT_IMAGE_SLACK = 1.25
@@ -378,7 +379,14 @@ def root_image(log: Log = print) -> Path:
     usage = _disk_usage_mb(base) + _disk_usage_mb(AGENT_DIR)
     size_mb = 64 * math.ceil((usage * ROOT_IMAGE_SLACK + ROOT_IMAGE_EXTRA_MB) / 64)
     final.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(AGENT_DIR, agent_dest, ignore=shutil.ignore_patterns(*sources.IGNORE))
+    ignore = shutil.ignore_patterns(*sources.IGNORE, AGENT_SITE.name)
+    shutil.copytree(AGENT_DIR, agent_dest, ignore=ignore)
+    # Every python3 of the guest imports what AGENT_SITE holds (its .pth says so).
+    site = base / "usr" / "local" / "lib" / config.GUEST_PYTHON / "dist-packages"
+    site.mkdir(parents=True, exist_ok=True)
+    for path in AGENT_SITE.iterdir():
+        if not sources.ignored(path.name):
+            shutil.copy2(path, site / path.name)
     fd, tmp_name = tempfile.mkstemp(prefix=".tmp-root-", dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)

@@ -129,12 +129,21 @@ class TestValidation:
         with pytest.raises(ScenarioError, match=r"^post\.md:7: the build environment only runs"):
             Scenario("s", [step]).validate()
 
-    def test_session_reused_as_another_kind(self) -> None:
+    def test_a_guest_terminal_goes_between_shell_and_python(self) -> None:
+        # `python3` (or `sudo drgn`) in a shell, pycon blocks in it, `exit()`, the shell.
         steps = [
-            Step("t", "console", "ls", source="post.md:1"),
+            Step("t", "console", "python3 -q", source="post.md:1"),
             Step("t", "pycon", "1", source="post.md:2"),
+            Step("t", "console", "ls", source="post.md:3"),
         ]
-        with pytest.raises(ScenarioError, match=r"^post\.md:2: session 't' is a shell session"):
+        Scenario("s", steps).validate()
+
+    def test_session_reused_as_gdb(self) -> None:
+        steps = [
+            Step("t", "pycon", "1", source="post.md:1"),
+            Step("t", "gdb", "bt", source="post.md:2"),
+        ]
+        with pytest.raises(ScenarioError, match=r"^post\.md:2: session 't' is a python session"):
             Scenario("s", steps).validate()
 
     def test_session_reused_in_another_environment(self) -> None:
