@@ -86,6 +86,7 @@ class AgentClient:
         self._ids = itertools.count(1)
         self._replies: dict[int, dict] = {}
         self._cond = threading.Condition()
+        self._send_lock = threading.Lock()
         self._closed = False
         # Why the host dropped the channel (the guest broke the protocol); "" if it did not.
         self.failure = ""
@@ -158,13 +159,19 @@ class AgentClient:
                 self._replies[msg["id"]] = msg
                 self._cond.notify_all()
 
-    def send(self, op: str, **fields: object) -> int:
-        rid = next(self._ids)
-        data = json.dumps({"id": rid, "op": op, **fields}).encode() + b"\n"
-        try:
-            self._sock.sendall(data)
-        except OSError as exc:
-            raise AgentLost(f"agent channel closed: {exc}") from exc
+    def send(self, op: str, payload: bytes = b"", **fields: object) -> int:
+        """Send a request, its payload (bytes as they are) right behind its line."""
+        if payload:
+            fields["payload"] = len(payload)
+        with self._send_lock:  # a payload of megabytes is one message, not interleaved
+            rid = next(self._ids)
+            data = json.dumps({"id": rid, "op": op, **fields}).encode() + b"\n"
+            try:
+                self._sock.sendall(data)
+                if payload:
+                    self._sock.sendall(payload)
+            except OSError as exc:
+                raise AgentLost(f"agent channel closed: {exc}") from exc
         return rid
 
     def wait(self, rid: int, timeout: float) -> dict:
@@ -182,8 +189,10 @@ class AgentClient:
             raise AgentError(reply.get("error", "unknown agent error"))
         return reply
 
-    def request(self, op: str, timeout: float = 30.0, **fields: object) -> dict:
-        return self.wait(self.send(op, **fields), timeout)
+    def request(
+        self, op: str, timeout: float = 30.0, payload: bytes = b"", **fields: object
+    ) -> dict:
+        return self.wait(self.send(op, payload, **fields), timeout)
 
     # --- the ops, one method each ----------------------------------------------------
 
@@ -242,9 +251,9 @@ class AgentClient:
 
     def put(self, root: str, files: list[tuple[str, bytes, int]], owner: str | None = None) -> None:
         """Write (path under `root`, content, mode) files in the guest, owned by `owner`."""
-        blob = base64.b64encode(zlib.compress(b"".join(data for _, data, _ in files), 1)).decode()
+        blob = zlib.compress(b"".join(data for _, data, _ in files), 1)
         entries = [{"path": path, "size": len(data), "mode": mode} for path, data, mode in files]
-        self.request("put", root=root, files=entries, data=blob, owner=owner)
+        self.request("put", payload=blob, root=root, files=entries, owner=owner)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 import threading
@@ -89,9 +88,9 @@ def test_requests_of_any_size_arrive_whole_and_in_order(guest: Guest) -> None:
     with VM(artifacts, accel, restore=snapshot.ensure(artifacts, accel, lambda m: None)) as vm:
         agent = vm.agent
         assert agent is not None
-        blob = base64.b64encode(zlib.compress(b"".join(d for _, d, _ in files), 1)).decode()
+        blob = zlib.compress(b"".join(d for _, d, _ in files), 1)
         entries = [{"path": p, "size": len(d), "mode": m} for p, d, m in files]
-        put = agent.send("put", root=config.GUEST_HOME, files=entries, data=blob)
+        put = agent.send("put", blob, root=config.GUEST_HOME, files=entries)
         hellos = [agent.send("hello") for _ in range(3)]
         agent.wait(put, 60)
         assert all(agent.wait(h, 10)["protocol"] for h in hellos)

@@ -4,7 +4,9 @@ Standard library only: it runs on the guest's Debian python3. Protocol: one JSON
 object per line each way. The host sends requests ({"id": N, "op": ...}) and gets
 one reply per request ({"id": N, "ok": true, ...} or {"id": N, "ok": false,
 "error": ...}); the agent also sends events without an id: terminal output
-({"ev": "out"}) and session exits ({"ev": "exit"}).
+({"ev": "out"}) and session exits ({"ev": "exit"}). A request with "payload": N
+is followed on the port by N bytes as they are (a put's files): under emulation,
+base64 in a JSON string would cost the guest more than the bytes themselves.
 
 Kernel messages never pass through here: they go out on the serial console, so a
 dead agent still leaves the whole kernel log on the host.
@@ -31,7 +33,7 @@ import traceback
 import zlib
 from pathlib import Path
 
-PROTOCOL = 4
+PROTOCOL = 5
 EXIT_DRAIN = 0.5  # how long a session's pty is read after its program exits
 PORT_NAME = "org.kblog.agent.0"
 READ_SIZE = 65536
@@ -128,6 +130,9 @@ class Agent:
         self.port_path = port
         self.port = os.open(port, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         self.inbuf = bytearray()
+        # A request whose payload is still arriving, and the payload so far.
+        self.waiting: dict | None = None
+        self.payload = bytearray()
         self.outbuf = bytearray()
         self.sessions: dict[str, Session] = {}
         self.by_pid: dict[int, Session] = {}
@@ -180,9 +185,9 @@ class Agent:
                 time.sleep(0.05)  # host not connected: poll() would spin
 
     def read_port(self) -> None:
-        """Read all the port holds now. A request of a few hundred kB (a put) comes
-        a page at a time: one poll round per page, or a scan of the whole buffer for
-        its end per page, would cost more than moving the bytes under emulation."""
+        """Read all the port holds now. A put of megabytes comes a page at a time: one
+        poll round per page, or a scan of the whole buffer for its end per page,
+        would cost more than moving the bytes under emulation."""
         while True:
             try:
                 data = os.read(self.port, READ_SIZE)
@@ -190,25 +195,49 @@ class Agent:
                 return
             if not data:
                 return
+            self.take(data)
+
+    def take(self, data: bytes) -> None:
+        """Lines, and the payloads that follow some of them, out of what was read."""
+        while data:
+            if self.waiting is not None:
+                need = self.waiting["payload"] - len(self.payload)
+                self.payload += data[:need]
+                data = data[need:]
+                if len(self.payload) == self.waiting["payload"]:
+                    req, self.waiting = self.waiting, None
+                    req["payload"], self.payload = bytes(self.payload), bytearray()
+                    self.handle(req)
+                continue
             end = data.find(b"\n")
             if end < 0:
                 self.inbuf += data
+                return
+            line = bytes(self.inbuf + data[:end])
+            self.inbuf = bytearray()
+            data = data[end + 1 :]
+            req = self.parse(line)
+            if req is None:
                 continue
-            lines = (self.inbuf + data).split(b"\n")
-            self.inbuf = bytearray(lines.pop())
-            for line in lines:
-                if line.strip():
-                    self.handle(line)
+            if isinstance(req.get("payload"), int) and req["payload"] > 0:
+                self.waiting = req
+            else:
+                self.handle(req)
 
-    def handle(self, line: bytes) -> None:
+    def parse(self, line: bytes) -> dict | None:
+        if not line.strip():
+            return None
         try:
             req = json.loads(line)
         except ValueError as exc:
             self.send({"ev": "log", "message": f"bad request: {exc}"})
-            return
+            return None
         if not isinstance(req, dict):
             self.send({"ev": "log", "message": "bad request: not a JSON object"})
-            return
+            return None
+        return req
+
+    def handle(self, req: dict) -> None:
         try:
             reply = getattr(self, "op_" + req["op"])(req)
             self.send({"id": req.get("id"), "ok": True, **reply})
@@ -365,7 +394,7 @@ class Agent:
         """Write files under `root`: one request and one compressed blob for all of
         them, since every round trip and every byte costs under emulation."""
         root = Path(req["root"])
-        blob = zlib.decompress(base64.b64decode(req["data"]))
+        blob = zlib.decompress(req["payload"])
         user = pwd.getpwnam(req["owner"]) if req.get("owner") else None
         offset = 0
         for entry in req["files"]:
