@@ -151,15 +151,19 @@ def test_episode_4_stops_the_built_kernel_in_gdb(fresh_site) -> None:
 
 
 def _check_drgn(everything: str, kernel: str) -> None:
-    """drgn, in the guest on /proc/kcore, read the built kernel's tasks and log: the
-    agent as pid 1, the window's shell (the pid `echo $$` printed) as drgn's parent, and
-    the greeting the program that gdb stopped logged, with a clock that moved."""
-    assert re.search(r"^1 S kblog-agent\n(\d+) S bash\n(\d+) R drgn$", everything, re.M), kernel
+    """drgn's shell, in the guest on /proc/kcore, read the built kernel's tasks and log:
+    the agent as pid 1, drgn and the window's shell in the task list, the same two
+    walking up from drgn (the shell its parent) to the idle task, and the greeting the
+    program that gdb stopped logged, with a clock that moved."""
+    tasks = re.search(r"^1 S kblog-agent\n(\d+) S bash\n(\d+) R drgn$", everything, re.M)
+    assert tasks is not None, kernel
     chain = re.search(
-        r"^(\d+) drgn\n(\d+) bash\n1 kblog-agent\n0 swapper/0\n.*?^(\d+)$", everything, re.M | re.S
+        r"^(\d+) drgn\n(\d+) bash\n1 kblog-agent\n>>> task\.comm\n\(char \[16\]\)\"swapper/0\"$",
+        everything,
+        re.M,
     )
     assert chain is not None, kernel
-    assert chain[2] == chain[3] and int(chain[1]) > int(chain[2])
+    assert (chain[1], chain[2]) == (tasks[2], tasks[1]) and int(chain[1]) > int(chain[2])
     assert re.search(r"^kblog_hello: hello, world, from kblog_hello \(pid \d+\)$", everything, re.M)
     moved = re.search(r"^jiffies went on by (\d+)$", everything, re.M)
     assert moved is not None and int(moved[1]) > 0, kernel
