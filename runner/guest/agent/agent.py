@@ -200,14 +200,15 @@ class Agent:
     def take(self, data: bytes) -> None:
         """Lines, and the payloads that follow some of them, out of what was read."""
         while data:
-            if self.waiting is not None:
-                need = self.waiting["payload"] - len(self.payload)
+            waiting = self.waiting
+            if waiting is not None:
+                need = waiting["payload"] - len(self.payload)
                 self.payload += data[:need]
                 data = data[need:]
-                if len(self.payload) == self.waiting["payload"]:
-                    req, self.waiting = self.waiting, None
-                    req["payload"], self.payload = bytes(self.payload), bytearray()
-                    self.handle(req)
+                if len(self.payload) == waiting["payload"]:
+                    self.waiting = None
+                    waiting["payload"], self.payload = bytes(self.payload), bytearray()
+                    self.handle(waiting)
                 continue
             end = data.find(b"\n")
             if end < 0:
