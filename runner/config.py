@@ -105,6 +105,8 @@ INITRAMFS_MODULES = (
 )
 
 GUEST_MEMORY_MB = 512
+# The transfer disk's size (runner/guest/vm.py): a put larger than this goes in parts.
+TRANSFER_DISK_MB = 1024
 
 
 def cache_dir() -> Path:

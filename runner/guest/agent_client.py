@@ -11,10 +11,10 @@ import base64
 import contextlib
 import itertools
 import json
+import os
 import socket
 import threading
 import time
-import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +53,27 @@ MESSAGE_LIMIT = 1 << 20
 RECV_SIZE = 65536
 
 
+def put_parts(
+    files: list[tuple[str, bytes, int]], capacity: int
+) -> list[list[tuple[str, bytes, int]]]:
+    """The files of a put in order, in parts whose bytes fit on the transfer disk."""
+    parts: list[list[tuple[str, bytes, int]]] = []
+    used = capacity
+    for file in files:
+        size = len(file[1])
+        if size > capacity:
+            raise ValueError(
+                f"{file[0]} is {size:,} bytes: a file put in the guest may have "
+                f"{capacity:,} (the transfer disk, config.TRANSFER_DISK_MB)"
+            )
+        if used + size > capacity:
+            parts.append([])
+            used = 0
+        parts[-1].append(file)
+        used += size
+    return parts
+
+
 class AgentError(RuntimeError):
     """The agent refused a request."""
 
@@ -81,8 +102,11 @@ def connect_unix(
 class AgentClient:
     """Requests with replies, plus events (terminal output, exits) to handlers."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, transfer: Path) -> None:
         self._sock = sock
+        # The transfer disk's file (runner/guest/vm.py), and the put that owns it.
+        self._transfer = transfer
+        self._put_lock = threading.Lock()
         self._ids = itertools.count(1)
         self._replies: dict[int, dict] = {}
         self._cond = threading.Condition()
@@ -98,12 +122,14 @@ class AgentClient:
         self._reader.start()
 
     @classmethod
-    def connect(cls, path: Path, deadline: float, alive: Callable[[], bool]) -> AgentClient:
+    def connect(
+        cls, path: Path, transfer: Path, deadline: float, alive: Callable[[], bool]
+    ) -> AgentClient:
         """Connect to QEMU's end of the port; QEMU creates the socket as it starts."""
         sock = connect_unix(path, deadline, alive)
         if sock is None:
             raise AgentLost(f"QEMU's agent socket {path} never accepted a connection")
-        return cls(sock)
+        return cls(sock, transfer)
 
     @property
     def closed(self) -> bool:
@@ -159,17 +185,13 @@ class AgentClient:
                 self._replies[msg["id"]] = msg
                 self._cond.notify_all()
 
-    def send(self, op: str, payload: bytes = b"", **fields: object) -> int:
-        """Send a request, its payload (bytes as they are) right behind its line."""
-        if payload:
-            fields["payload"] = len(payload)
-        with self._send_lock:  # a payload of megabytes is one message, not interleaved
+    def send(self, op: str, **fields: object) -> int:
+        """Send a request; its reply is for wait()."""
+        with self._send_lock:
             rid = next(self._ids)
             data = json.dumps({"id": rid, "op": op, **fields}).encode() + b"\n"
             try:
                 self._sock.sendall(data)
-                if payload:
-                    self._sock.sendall(payload)
             except OSError as exc:
                 raise AgentLost(f"agent channel closed: {exc}") from exc
         return rid
@@ -189,10 +211,8 @@ class AgentClient:
             raise AgentError(reply.get("error", "unknown agent error"))
         return reply
 
-    def request(
-        self, op: str, timeout: float = 30.0, payload: bytes = b"", **fields: object
-    ) -> dict:
-        return self.wait(self.send(op, payload, **fields), timeout)
+    def request(self, op: str, timeout: float = 30.0, **fields: object) -> dict:
+        return self.wait(self.send(op, **fields), timeout)
 
     # --- the ops, one method each ----------------------------------------------------
 
@@ -250,10 +270,20 @@ class AgentClient:
         )
 
     def put(self, root: str, files: list[tuple[str, bytes, int]], owner: str | None = None) -> None:
-        """Write (path under `root`, content, mode) files in the guest, owned by `owner`."""
-        blob = zlib.compress(b"".join(data for _, data, _ in files), 1)
-        entries = [{"path": path, "size": len(data), "mode": mode} for path, data, mode in files]
-        self.request("put", payload=blob, root=root, files=entries, owner=owner)
+        """Write (path under `root`, content, mode) files in the guest, owned by `owner`.
+        Their bytes go on the transfer disk, one after the other from its start, and
+        the request names their sizes: the agent reads them from there."""
+        with self._put_lock, self._transfer.open("r+b") as disk:
+            capacity = disk.seek(0, os.SEEK_END)
+            for part in put_parts(files, capacity):
+                disk.seek(0)
+                for _, data, _ in part:
+                    disk.write(data)
+                disk.flush()  # QEMU reads the file through its own descriptor
+                entries = [{"path": p, "size": len(data), "mode": m} for p, data, m in part]
+                # A put's time is the guest's copy of its bytes, about 100 MB/s under TCG.
+                timeout = 30.0 + sum(len(data) for _, data, _ in part) / 10e6
+                self.request("put", timeout=timeout, root=root, files=entries, owner=owner)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

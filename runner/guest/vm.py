@@ -2,7 +2,9 @@
 
 QEMU's argv is data with a reason per flag. Two channels leave the guest: the
 serial console (the kernel log, written by QEMU to a file the host reads) and a
-virtio-serial port to the guest agent (commands and terminal output).
+virtio-serial port to the guest agent (commands and terminal output). Files go in
+on a third: the transfer disk, a sparse file of the run dir the host writes a
+put's bytes into and the agent reads from its device.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ import time
 from pathlib import Path
 
 from runner import config, interrupt
+from runner.guest.agent.agent import TRANSFER_SERIAL
 from runner.guest.agent_client import AgentClient, AgentLost
 from runner.guest.image import GuestArtifacts
 from runner.host import Accel, kvm_precheck, pid_alive
 
 AGENT_PORT = "org.kblog.agent.0"
 GDB_SOCKET = "gdb.sock"  # in the VM's run dir
+TRANSFER_DISK = "transfer.img"  # in the VM's run dir
 BOOT_TIMEOUT = {"kvm": 30.0, "tcg": 120.0}
 KVM_SMOKE_TIMEOUT = 20.0
 EXIT_GRACE = 3.0  # how long a guest that closed the agent channel may take to exit
@@ -87,7 +91,17 @@ def qemu_argv(
     argv += ["-kernel", str(art.vmlinuz), "-initrd", str(art.initrd)]
     argv += ["-append", " ".join(KERNEL_CMDLINE)]
     # The root disk is shared by every VM: read-only here, a tmpfs overlay in the guest.
-    argv += ["-drive", f"file={_opt(art.root_image)},format=raw,if=virtio,readonly=on"]
+    # Both disks are explicit devices, so they take PCI slots in this order and the
+    # guest names the root vda, as its init expects (an if=virtio drive would come
+    # after every -device).
+    argv += ["-drive", f"file={_opt(art.root_image)},format=raw,if=none,id=root,readonly=on"]
+    argv += ["-device", "virtio-blk-pci,drive=root"]
+    # The transfer disk (agent_client.put): through the serial port, a page per read,
+    # a 45 MB file took about 3 s to arrive under TCG. Read-only for the guest; the
+    # host writes the file, and the agent reads the device past its page cache.
+    transfer = _opt(rundir / TRANSFER_DISK)
+    argv += ["-drive", f"file={transfer},format=raw,if=none,id=transfer,readonly=on"]
+    argv += ["-device", f"virtio-blk-pci,drive=transfer,serial={TRANSFER_SERIAL}"]
     # The serial console, appended to a file the host reads as the kernel log.
     argv += ["-chardev", f"file,id=console,path={_opt(rundir / 'console.log')}"]
     argv += ["-serial", "chardev:console"]
@@ -206,6 +220,10 @@ class VM:
                 why = f"the saved guest {self.restore}: {exc.strerror}"
                 raise BootError(why, qemu_exited=True) from None
             self._stack.callback(os.close, state)  # QEMU holds its own copy
+        # Sparse: it takes host disk only as far as a put writes into it.
+        transfer = self.rundir / TRANSFER_DISK
+        with transfer.open("wb") as disk:
+            disk.truncate(config.TRANSFER_DISK_MB << 20)
         argv = qemu_argv(self.artifacts, self.accel, self.rundir, config.GUEST_MEMORY_MB, state)
         stderr = (self.rundir / "qemu.stderr").open("wb")
         self._stack.callback(stderr.close)
@@ -227,7 +245,9 @@ class VM:
         interrupt.check()  # an interrupt that came while QEMU started missed it
         deadline = started + self.boot_timeout
         try:
-            self.agent = AgentClient.connect(self.rundir / "agent.sock", deadline, self.alive)
+            self.agent = AgentClient.connect(
+                self.rundir / "agent.sock", transfer, deadline, self.alive
+            )
             self._stack.callback(self.agent.close)
             self.agent.handshake(deadline, self.alive)
         except AgentLost as exc:

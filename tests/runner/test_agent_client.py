@@ -8,6 +8,7 @@ import re
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -16,9 +17,9 @@ from runner.guest.agent_client import MESSAGE_LIMIT, AgentClient, AgentLost
 
 
 @pytest.fixture
-def pair() -> Iterator[tuple[AgentClient, socket.socket]]:
+def pair(tmp_path: Path) -> Iterator[tuple[AgentClient, socket.socket]]:
     host, guest = socket.socketpair()
-    client = AgentClient(host)
+    client = AgentClient(host, tmp_path / "transfer.img")  # no test here puts files
     yield client, guest
     guest.close()
     client.close()

@@ -15,6 +15,7 @@ import pytest
 from runner import config, events
 from runner.guest import image as guest_image
 from runner.guest import vm
+from runner.guest.agent.agent import TRANSFER_SERIAL
 from runner.guest.image import GuestArtifacts, ImageError
 from runner.host import Accel
 from runner.scenario import Scenario, Status, Step, StepResult
@@ -38,8 +39,14 @@ def test_qemu_argv_tcg_boot(tmp_path: Path) -> None:
     assert _value(argv, "-m") == ["512"]
     assert "-no-reboot" in argv and "-nodefaults" in argv
     # A comma in a path would end QEMU's option value: it is doubled.
-    (drive,) = _value(argv, "-drive")
-    assert f"file={tmp_path}/root,,1.img" in drive and "readonly=on" in drive
+    root, transfer = _value(argv, "-drive")
+    assert f"file={tmp_path}/root,,1.img" in root and "readonly=on" in root
+    # The root disk's device comes first: the guest's init mounts vda.
+    assert _value(argv, "-device")[:2] == [
+        "virtio-blk-pci,drive=root",
+        f"virtio-blk-pci,drive=transfer,serial={TRANSFER_SERIAL}",
+    ]
+    assert f"file={tmp_path}/transfer.img" in transfer and "readonly=on" in transfer
     assert "-incoming" not in argv
     assert " ".join(vm.KERNEL_CMDLINE) in argv
 

@@ -4,9 +4,10 @@ Standard library only: it runs on the guest's Debian python3. Protocol: one JSON
 object per line each way. The host sends requests ({"id": N, "op": ...}) and gets
 one reply per request ({"id": N, "ok": true, ...} or {"id": N, "ok": false,
 "error": ...}); the agent also sends events without an id: terminal output
-({"ev": "out"}) and session exits ({"ev": "exit"}). A request with "payload": N
-is followed on the port by N bytes as they are (a put's files): under emulation,
-base64 in a JSON string would cost the guest more than the bytes themselves.
+({"ev": "out"}) and session exits ({"ev": "exit"}). A put's files do not come on
+the port: the host writes their bytes at the start of the transfer disk, a virtio
+disk whose serial is TRANSFER_SERIAL, and the request names their sizes. Under
+emulation the port moves a page per read; the disk moves megabytes.
 
 Kernel messages never pass through here: they go out on the serial console, so a
 dead agent still leaves the whole kernel log on the host.
@@ -19,6 +20,7 @@ import contextlib
 import errno
 import fcntl
 import json
+import mmap
 import os
 import pty
 import pwd
@@ -30,13 +32,14 @@ import sys
 import termios
 import time
 import traceback
-import zlib
 from pathlib import Path
 
-PROTOCOL = 5
+PROTOCOL = 6
 EXIT_DRAIN = 0.5  # how long a session's pty is read after its program exits
 PORT_NAME = "org.kblog.agent.0"
 READ_SIZE = 65536
+TRANSFER_SERIAL = "kblog-transfer"
+TRANSFER_READ = 4 << 20  # bytes per read of the transfer disk
 # Above this much unsent output, terminals are not read: their writers block, as on a
 # real terminal, instead of PID 1 growing until the OOM killer takes it.
 OUTBUF_LIMIT = 1 << 20
@@ -51,6 +54,50 @@ def find_port() -> str | None:
         except OSError:
             continue
     return None
+
+
+def find_transfer_disk() -> str:
+    """The /dev node of the transfer disk, found by its serial."""
+    for entry in Path("/sys/block").glob("vd*"):
+        with contextlib.suppress(OSError):
+            if (entry / "serial").read_text().strip() == TRANSFER_SERIAL:
+                return f"/dev/{entry.name}"
+    raise OSError(f"no disk with the serial {TRANSFER_SERIAL} (the transfer disk)")
+
+
+class TransferReader:
+    """A put's bytes, read in order from the start of the transfer disk. Read past the
+    page cache (O_DIRECT): pages an earlier put left there would be stale."""
+
+    def __init__(self, device: str, total: int) -> None:
+        self.fd = os.open(device, os.O_RDONLY | os.O_DIRECT | os.O_CLOEXEC)
+        self.buf = mmap.mmap(-1, TRANSFER_READ)  # page-aligned, as O_DIRECT needs
+        self.left = total  # bytes of the put not read from the disk yet
+        self.offset = 0  # the disk's offset of the next read
+        self.start = self.end = 0  # what buf holds that was not copied out yet
+
+    def copy(self, out, size: int) -> None:
+        """Write the next `size` bytes of the put to the file `out`."""
+        while size:
+            if self.start == self.end:
+                # Whole sectors, as O_DIRECT reads them; no more than the put holds.
+                want = min(TRANSFER_READ, (self.left + 511) // 512 * 512)
+                with memoryview(self.buf) as view:
+                    got = os.preadv(self.fd, [view[:want]], self.offset)
+                if got <= 0:
+                    raise OSError("the transfer disk ended before the put's bytes")
+                self.offset += got
+                self.start, self.end = 0, min(got, self.left)
+                self.left -= self.end
+            take = min(size, self.end - self.start)
+            with memoryview(self.buf) as view:
+                out.write(view[self.start : self.start + take])
+            self.start += take
+            size -= take
+
+    def close(self) -> None:
+        self.buf.close()
+        os.close(self.fd)
 
 
 def setup_system() -> None:
@@ -130,9 +177,6 @@ class Agent:
         self.port_path = port
         self.port = os.open(port, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         self.inbuf = bytearray()
-        # A request whose payload is still arriving, and the payload so far.
-        self.waiting: dict | None = None
-        self.payload = bytearray()
         self.outbuf = bytearray()
         self.sessions: dict[str, Session] = {}
         self.by_pid: dict[int, Session] = {}
@@ -185,9 +229,8 @@ class Agent:
                 time.sleep(0.05)  # host not connected: poll() would spin
 
     def read_port(self) -> None:
-        """Read all the port holds now. A put of megabytes comes a page at a time: one
-        poll round per page, or a scan of the whole buffer for its end per page,
-        would cost more than moving the bytes under emulation."""
+        """Read all the port holds now, not one read per poll round: the port gives a
+        page per read, and under emulation every round costs."""
         while True:
             try:
                 data = os.read(self.port, READ_SIZE)
@@ -198,18 +241,8 @@ class Agent:
             self.take(data)
 
     def take(self, data: bytes) -> None:
-        """Lines, and the payloads that follow some of them, out of what was read."""
+        """The request lines out of what was read."""
         while data:
-            waiting = self.waiting
-            if waiting is not None:
-                need = waiting["payload"] - len(self.payload)
-                self.payload += data[:need]
-                data = data[need:]
-                if len(self.payload) == waiting["payload"]:
-                    self.waiting = None
-                    waiting["payload"], self.payload = bytes(self.payload), bytearray()
-                    self.handle(waiting)
-                continue
             end = data.find(b"\n")
             if end < 0:
                 self.inbuf += data
@@ -218,11 +251,7 @@ class Agent:
             self.inbuf = bytearray()
             data = data[end + 1 :]
             req = self.parse(line)
-            if req is None:
-                continue
-            if isinstance(req.get("payload"), int) and req["payload"] > 0:
-                self.waiting = req
-            else:
+            if req is not None:
                 self.handle(req)
 
     def parse(self, line: bytes) -> dict | None:
@@ -392,24 +421,27 @@ class Agent:
         return {}
 
     def op_put(self, req: dict) -> dict:
-        """Write files under `root`: one request and one compressed blob for all of
-        them, since every round trip and every byte costs under emulation."""
+        """Write files under `root`, their bytes read in order from the transfer disk."""
         root = Path(req["root"])
-        blob = zlib.decompress(req["payload"])
         user = pwd.getpwnam(req["owner"]) if req.get("owner") else None
-        offset = 0
-        for entry in req["files"]:
+        entries = req["files"]
+        for entry in entries:  # all checked before any is written
             rel = Path(entry["path"])
             if rel.is_absolute() or ".." in rel.parts:
                 raise ValueError(f"put: {rel} is not a path under {root}")
-            path = root / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(blob[offset : offset + entry["size"]])
-            offset += entry["size"]
-            path.chmod(entry.get("mode", 0o644))
-            if user is not None:
-                for p in [path, *_created_parents(path.parent, user.pw_dir)]:
-                    os.chown(p, user.pw_uid, user.pw_gid)
+        disk = TransferReader(find_transfer_disk(), sum(e["size"] for e in entries))
+        try:
+            for entry in entries:
+                path = root / entry["path"]
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with path.open("wb") as out:
+                    disk.copy(out, entry["size"])
+                path.chmod(entry.get("mode", 0o644))
+                if user is not None:
+                    for p in [path, *_created_parents(path.parent, user.pw_dir)]:
+                        os.chown(p, user.pw_uid, user.pw_gid)
+        finally:
+            disk.close()
         return {}
 
 
