@@ -62,6 +62,7 @@ class KernelWorkspace:
     series: str  # the label of the kernel whose source it builds
     built: kernel_build.BuiltKernel | None = None  # the last kernel a step booted
     reconciled: bool = False  # the objects settled before a make (before_build_step)
+    seeded: bytes | None = None  # the .config a seed brought, until the next make
     log: Log = print
 
     @classmethod
@@ -83,11 +84,16 @@ class KernelWorkspace:
 
     def before_build_step(self, typed: str) -> None:
         """Settle the objects before the run's first command that makes some (see
-        kernel_build.settle): by then the post has patched what it patches."""
-        if self.reconciled or not kernel_build.MAKES_OBJECTS.search(typed):
+        kernel_build.settle): by then the post has patched what it patches. Before
+        the next one, a seed of another configuration is replaced (kernel_build.reseed)."""
+        if not kernel_build.MAKES_OBJECTS.search(typed):
             return
-        self.reconciled = True
-        kernel_build.settle(self.workspace, self.source.tree, self.log)
+        if not self.reconciled:
+            self.reconciled = True
+            self.seeded = kernel_build.settle(self.workspace, self.source.tree, self.log)
+        elif self.seeded is not None:  # the first make was the post's configuration step
+            seeded, self.seeded = self.seeded, None
+            kernel_build.reseed(self.workspace, self.source.tree, seeded, self.log)
 
     def rejects(self) -> str:
         """The hunks `patch` could not apply, from the .rej files it left in the tree."""

@@ -19,7 +19,10 @@ and a changed patch rebuilds only what its files reach.
 Before the first make of a run, `settle()` makes the objects fit the tree the post
 has patched by then. A new workspace does not start cold when another post built
 the same source and fragment: it is seeded with a copy of the objects of the one
-whose tree was closest (`seed()`). Then `reconcile()` removes the objects make would
+whose tree was closest (`seed()`). A seed only saves work if it was built with the
+configuration the post then makes: before the next make, one whose `.config` the
+post's configuration step changed is replaced by a copy from a workspace built with
+the new one, where there is one (`reseed()`). Then `reconcile()` removes the objects make would
 wrongly keep (built from content this tree no longer has, yet newer than it), so a
 post that applies the same patch as its seed rebuilds nothing, and one that patches
 other files rebuilds what they, and the seed's reverted files, reach.
@@ -202,7 +205,9 @@ def workspace(series: str, source_version: str, fragment: str, post: str) -> Wor
 SEEDING = ".kblog-seeding"  # in the objects while a seed's copy is under way
 
 
-def seed(ws: Workspace, now: dict[str, str], log: Log = lambda _m: None) -> Path | None:
+def seed(
+    ws: Workspace, now: dict[str, str], log: Log = lambda _m: None, config: bytes | None = None
+) -> Path | None:
     """Give a workspace with no objects yet a copy of the objects of the one of its
     family (same series, source and fragment) whose last build had the tree closest
     to this one's (`now`: differing(), the post's changes so far); the workspace it
@@ -216,27 +221,19 @@ def seed(ws: Workspace, now: dict[str, str], log: Log = lambda _m: None) -> Path
     marker: a copy cut short is wiped and made again. Objects are copied, never
     linked: kbuild rewrites some files in place (shell redirections), which would
     write into the other workspace.
+
+    With `config`, the .config the post's own configuration step wrote over a seed:
+    only a workspace built with that configuration is a candidate, and its copy
+    replaces the objects there.
     """
     marker = ws.objects / SEEDING
     if marker.exists():
         for left in list(ws.objects.iterdir()):
             if left != marker:
                 _remove(left)
-    elif not ws.objects.is_dir() or any(ws.objects.iterdir()):
+    elif config is None and (not ws.objects.is_dir() or any(ws.objects.iterdir())):
         return None  # its own objects, or a build of its own under way
-    family = ws.top.name.split("-", 1)[0] + "-"
-    candidates = []
-    for other in ws.top.parent.glob(f"{family}*"):
-        record = other / "objects" / RECORD
-        if other == ws.top or not record.is_file() or (other / "objects" / SEEDING).exists():
-            continue
-        try:
-            files = json.loads(record.read_text())["files"]
-        except (OSError, ValueError, KeyError):
-            continue
-        mismatched = sum(now.get(rel) != files.get(rel) for rel in now.keys() | files.keys())
-        candidates.append((mismatched, len(files), other.name, other))
-    for *_rank, other in sorted(candidates):
+    for other in _seed_candidates(ws, now, config):
         try:
             lock = os.open(other / ".lock", os.O_RDONLY | os.O_CLOEXEC)  # no O_CREAT
         except OSError:
@@ -248,6 +245,9 @@ def seed(ws: Workspace, now: dict[str, str], log: Log = lambda _m: None) -> Path
                 continue
             log(f"seeding the kernel workspace {ws.top.name} from {other.name}")
             marker.write_text(other.name + "\n")
+            for left in list(ws.objects.iterdir()):  # a seed's objects being replaced
+                if left != marker:
+                    _remove(left)
             argv = ["cp", "-a", "--reflink=auto", f"{other / 'objects'}/.", str(ws.objects)]
             _run(argv, "seeding")
         finally:
@@ -256,6 +256,26 @@ def seed(ws: Workspace, now: dict[str, str], log: Log = lambda _m: None) -> Path
         return other
     marker.unlink(missing_ok=True)
     return None
+
+
+def _seed_candidates(ws: Workspace, now: dict[str, str], config: bytes | None) -> list[Path]:
+    """The workspaces of `ws`'s family a seed may come from, the closest first: the
+    fewest files whose content differs between their last build's tree and `now`."""
+    family = ws.top.name.split("-", 1)[0] + "-"
+    candidates = []
+    for other in ws.top.parent.glob(f"{family}*"):
+        record = other / "objects" / RECORD
+        if other == ws.top or not record.is_file() or (other / "objects" / SEEDING).exists():
+            continue
+        try:
+            files = json.loads(record.read_text())["files"]
+            if config is not None and (other / "objects" / ".config").read_bytes() != config:
+                continue
+        except (OSError, ValueError, KeyError):
+            continue
+        mismatched = sum(now.get(rel) != files.get(rel) for rel in now.keys() | files.keys())
+        candidates.append((mismatched, len(files), other.name, other))
+    return [other for *_rank, other in sorted(candidates)]
 
 
 def reconcile(ws: Workspace, pristine: Path, now: dict[str, str] | None = None) -> list[str]:
@@ -294,11 +314,36 @@ def _write_record(path: Path, accepted_at: float, files: dict[str, str]) -> None
     os.replace(partial, path)
 
 
-def settle(ws: Workspace, pristine: Path, log: Log = lambda _m: None) -> None:
-    """Before a run's first make: seed a new workspace, then reconcile it."""
+def settle(ws: Workspace, pristine: Path, log: Log = lambda _m: None) -> bytes | None:
+    """Before a run's first make: seed a new workspace, then reconcile it. The .config
+    the seed brought (for reseed()), or None if there was no seed."""
     now = differing(pristine, ws.tree)
-    seed(ws, now, log)
+    seeded = seed(ws, now, log) is not None
     reconcile(ws, pristine, now)
+    return _dotconfig(ws) if seeded else None
+
+
+def reseed(ws: Workspace, pristine: Path, seeded: bytes, log: Log = lambda _m: None) -> None:
+    """Before the make after the one that followed a seed: if that make (the post's
+    configuration step) wrote another .config than the seed's (`seeded`), every
+    object would be compiled again; a workspace built with the new .config, if one
+    is kept, gives its objects instead."""
+    config = _dotconfig(ws)
+    if config is None or config == seeded:
+        return
+    vmlinux, dotconfig = ws.objects / "vmlinux", ws.objects / ".config"
+    if vmlinux.exists() and vmlinux.stat().st_mtime >= dotconfig.stat().st_mtime:
+        return  # that make built the kernel with its .config: nothing left to save
+    now = differing(pristine, ws.tree)
+    if seed(ws, now, log, config=config) is not None:
+        reconcile(ws, pristine, now)
+
+
+def _dotconfig(ws: Workspace) -> bytes | None:
+    try:
+        return (ws.objects / ".config").read_bytes()
+    except FileNotFoundError:
+        return None
 
 
 # A build step's command that makes kernel objects: make with O= (or KBUILD_OUTPUT).
@@ -659,9 +704,12 @@ def build(
         log(f"building bzImage from {source.package} {source.version}" + (clean * " (minutes)"))
         started = time.monotonic()
         cores = jobs or len(os.sched_getaffinity(0))  # what nproc says
+        seeded: bytes | None = None
         for command in recipe(sandbox.home(layout), inside, cores):
             if command[0] == "make" and command[-1] == "allnoconfig":
-                settle(ws, source.tree, log)  # patched: the tree is what make will read
+                seeded = settle(ws, source.tree, log)  # patched: the tree make will read
+            elif command[0] == "make" and seeded is not None:
+                reseed(ws, source.tree, seeded, log)
             _sandboxed(layout, as_root, env, command, progress)
         seconds["make"] = time.monotonic() - started
         built = accept(ws, source.tree, kernel.name, source.version, fragment)

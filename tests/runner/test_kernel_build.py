@@ -579,6 +579,67 @@ def test_a_new_workspace_is_seeded_from_the_closest_one_and_settled_before_make(
     assert kernel_build.seed(fifth, {}) is None
 
 
+def test_a_seed_of_another_configuration_is_replaced_after_the_configuration_step(
+    pristine: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A debug post's new workspace is first seeded from the closest tree, which may
+    be a kernel built without debug info (the seed is chosen before any .config
+    exists). Once its configuration step wrote the debug .config, that seed would be
+    compiled again whole: the objects of the workspace built with that .config
+    replace it. A build that already followed, or no such workspace, is left alone."""
+    monkeypatch.setenv("KBLOG_CACHE", str(tmp_path / "cache"))
+    parent = tmp_path / "kernel-build"
+    fragment = "CONFIG_A=y\n"
+    plain, debug = "CONFIG_A=y\n", "CONFIG_A=y\nCONFIG_DEBUG_INFO_DWARF5=y\n"
+
+    def new(name: str) -> kernel_build.Workspace:
+        ws = kernel_build.Workspace(parent / name)
+        kernel_build.checkout(pristine, ws, as_root=False)
+        return ws
+
+    def built(name: str, dotconfig: str) -> kernel_build.Workspace:
+        ws = new(name)
+        _fake_build(ws, fragment, dotconfig)
+        (ws.objects / "kernel.o").write_text(name)
+        kernel_build.accept(ws, pristine, "6.1", "6.1.192-3", fragment)
+        (ws.top / ".lock").write_text("")
+        return ws
+
+    built("abc-6.1-a-plain", plain)  # first by name among equally close trees
+    built("abc-6.1-b-debug", debug)
+    second = new("abc-6.1-c-second-debug")
+    said: list[str] = []
+    seeded = kernel_build.settle(second, pristine, said.append)
+    assert said == ["seeding the kernel workspace abc-6.1-c-second-debug from abc-6.1-a-plain"]
+    assert seeded == plain.encode()
+    kernel_build.reseed(second, pristine, seeded, said.append)  # .config unchanged
+    assert len(said) == 1
+
+    (second.objects / ".config").write_text(debug)  # the post's allnoconfig
+    kernel_build.reseed(second, pristine, seeded, said.append)
+    assert said[1:] == ["seeding the kernel workspace abc-6.1-c-second-debug from abc-6.1-b-debug"]
+    assert (second.objects / "kernel.o").read_text() == "abc-6.1-b-debug"
+    assert not (second.objects / kernel_build.SEEDING).exists()
+
+    # A .config no workspace was built with: the seed stays, make compiles it again.
+    third = new("abc-6.1-d-third")
+    seeded = kernel_build.settle(third, pristine)
+    assert seeded is not None
+    (third.objects / ".config").write_text("CONFIG_A=y\nCONFIG_KASAN=y\n")
+    kernel_build.reseed(third, pristine, seeded, said.append)
+    assert len(said) == 2 and (third.objects / "kernel.o").exists()
+
+    # The make after the seed built the kernel itself (its .config changed on the way,
+    # as syncconfig may): that build is kept, whatever a sibling has.
+    fourth = new("abc-6.1-e-fourth")
+    seeded = kernel_build.settle(fourth, pristine)
+    assert seeded is not None
+    (fourth.objects / ".config").write_text(debug)
+    (fourth.objects / "vmlinux").write_text("fresh")
+    kernel_build.reseed(fourth, pristine, seeded, said.append)
+    assert len(said) == 2 and (fourth.objects / "vmlinux").read_text() == "fresh"
+
+
 def test_the_patch_a_built_kernel_came_from_is_found_by_its_lines(tmp_path: Path) -> None:
     """Episode 3's two patches change the same three files; the provenance names the
     one whose added lines the changed tree holds."""
