@@ -21,12 +21,11 @@ import time
 from pathlib import Path
 
 from runner import config, interrupt
-from runner.guest.agent.agent import TRANSFER_SERIAL
+from runner.guest.agent.agent import PORT_NAME, TRANSFER_SERIAL
 from runner.guest.agent_client import AgentClient, AgentLost
 from runner.guest.image import GuestArtifacts
 from runner.host import Accel, kvm_precheck, pid_alive
 
-AGENT_PORT = "org.kblog.agent.0"
 GDB_SOCKET = "gdb.sock"  # in the VM's run dir
 TRANSFER_DISK = "transfer.img"  # in the VM's run dir
 BOOT_TIMEOUT = {"kvm": 30.0, "tcg": 120.0}
@@ -108,7 +107,7 @@ def qemu_argv(
     # The agent channel: a named virtio-serial port behind a unix socket.
     argv += ["-device", "virtio-serial-pci,id=vser"]
     argv += ["-chardev", f"socket,id=agent,path={_opt(rundir / 'agent.sock')},server=on,wait=off"]
-    argv += ["-device", f"virtserialport,bus=vser.0,chardev=agent,name={AGENT_PORT}"]
+    argv += ["-device", f"virtserialport,bus=vser.0,chardev=agent,name={PORT_NAME}"]
     # QMP: runner/guest/snapshot.py migrates a booted guest's state through it, and
     # runner/debugger.py resumes a guest that a gdb gone wrong left stopped.
     argv += ["-qmp", f"unix:{_opt(rundir / 'qmp.sock')},server=on,wait=off"]
