@@ -305,9 +305,12 @@ def split_echo(raw: str, line: str) -> tuple[str, str]:
 
 
 def restore_default_signals() -> None:
-    """In a child before exec: Python ignores SIGPIPE and SIGXFSZ, and an ignored
-    signal stays ignored across exec (`yes | head -1` would say "Broken pipe")."""
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+    """In a child before exec: the dispositions a terminal's shell starts with. An
+    ignored signal stays ignored across exec, and a shell cannot undo it. Python
+    ignores SIGPIPE and SIGXFSZ (`yes | head -1` would say "Broken pipe"); a runner
+    a script started in the background (`make test &`) inherits SIGINT and SIGQUIT
+    ignored, and Ctrl-C would not stop a step's program."""
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGQUIT):
         signal.signal(sig, signal.SIG_DFL)
 
 
