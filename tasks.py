@@ -345,7 +345,9 @@ def test(c, k="", vm=True):
     c.run(shlex.join([PYTHON, "-m", "ruff", "check", str(ROOT)]))
     c.run(shlex.join([PYTHON, "-m", "ruff", "format", "--check", str(ROOT)]))
     c.run(shlex.join([PYTHON, "-m", "mypy"]))
-    args = [PYTHON, "-m", "pytest"]
+    # The slowest tests at the end: where a run's time went, readable from its log
+    # (a first run on a new machine is mostly the kernels and the Docker image).
+    args = [PYTHON, "-m", "pytest", "--durations=25"]
     if k:
         args += ["-k", k]
     if not vm:
