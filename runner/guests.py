@@ -78,7 +78,7 @@ class KernelWorkspace:
         so that another post's objects are never rebuilt or refused by this one."""
         source = kernel_source.fetch(kernel, log)
         chosen = kernel_build.workspace(kernel.name, source.version, fragment, post)
-        ws = stack.enter_context(kernel_build.claimed(chosen, log))
+        ws = stack.enter_context(kernel_build.claimed(chosen, log, drop_saved_guests))
         kernel_build.checkout(source.tree, ws, as_root=os.geteuid() == 0)
         return cls(source, ws, fragment, kernel.name, log=log)
 
@@ -118,6 +118,11 @@ class KernelWorkspace:
         return kernel_build.provenance(
             self.built, self.source.package, self.workspace.tree, self.fragment, posts_tree
         )
+
+
+def drop_saved_guests(workspace: Path) -> None:
+    """Remove the saved guests of the kernels a pruned workspace built (its key names them)."""
+    snapshot.drop_lineage(config.kernel_cache_dir(), workspace.name)
 
 
 def fresh_vm(

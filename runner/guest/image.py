@@ -58,6 +58,9 @@ class GuestArtifacts:
     # Where what is made from them (runner/guest/snapshot.py's saved guest) is kept: the
     # cache, or for a kernel built from source the kernel cache, writable in a container.
     cache: Path = field(default_factory=config.cache_dir)
+    # For a built kernel, the workspace that built it: two posts' kernels may share a
+    # release, and each keeps its own saved guest (runner/guest/snapshot.py).
+    lineage: str = ""
 
 
 def _run(argv: list[str], what: str, **kwargs: object) -> None:
@@ -562,7 +565,7 @@ def builtin_initramfs(log: Log = print) -> Path:
 
 
 def prepare_built(
-    kernel: config.Kernel, version: str, vmlinuz: Path, log: Log = print
+    kernel: config.Kernel, version: str, vmlinuz: Path, log: Log = print, lineage: str = ""
 ) -> GuestArtifacts:
     """What boots `vmlinuz`, a kernel built with all our drivers in, with the root disk
     that the stock kernels boot. `version` names its source (the package version)."""
@@ -574,5 +577,5 @@ def prepare_built(
         [kernel.release, version, vmlinuz.read_bytes(), initrd.name, root.name]
     )
     return GuestArtifacts(
-        kernel, version, vmlinuz, initrd, root, identity, config.kernel_cache_dir()
+        kernel, version, vmlinuz, initrd, root, identity, config.kernel_cache_dir(), lineage
     )

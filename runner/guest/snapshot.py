@@ -32,6 +32,7 @@ from runner.guest.qmp import QMP, QMPError
 from runner.guest.vm import VM, VMError, qemu_version
 from runner.host import Accel, pid_alive
 
+SNAPSHOTS = "snapshots"  # the directory of the saved guests, in GuestArtifacts.cache
 MIGRATE_TIMEOUT = 120.0
 POOL_TIMEOUT = 60.0  # a cold guest's bash and python3 show prompts in a few seconds
 
@@ -57,7 +58,15 @@ def state_path(artifacts: GuestArtifacts, accel: Accel) -> Path:
             [artifacts.identity, disk, qemu_version(), accel.name, config.GUEST_MEMORY_MB, pool]
         ).encode()
     ).hexdigest()[:16]
-    return artifacts.cache / "snapshots" / f"{artifacts.kernel.release}-{accel.name}-{key}.state"
+    return artifacts.cache / SNAPSHOTS / f"{_name_prefix(artifacts, accel)}{key}.state"
+
+
+def _name_prefix(artifacts: GuestArtifacts, accel: Accel) -> str:
+    """What a state's name starts with: its kernel's release, the workspace that built
+    it (for a built kernel), the accelerator. A newer state of the same prefix
+    supersedes it; two posts' kernels of one release have a prefix each."""
+    lineage = f"{artifacts.lineage}-" if artifacts.lineage else ""
+    return f"{artifacts.kernel.release}-{lineage}{accel.name}-"
 
 
 def ensure(artifacts: GuestArtifacts, accel: Accel, log: Log = print) -> Path:
@@ -80,18 +89,28 @@ def ensure(artifacts: GuestArtifacts, accel: Accel, log: Log = print) -> Path:
             _save(artifacts, accel, tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
-        _drop_superseded(path)
+        drop_superseded(artifacts, accel)
     return path
 
 
-def _drop_superseded(current: Path) -> None:
-    """Older states of the same kernel and accelerator (100 MB each) are never used
-    again: their key named an agent, image or QEMU that has changed since."""
-    prefix = current.name.rsplit("-", 1)[0] + "-"
+def drop_superseded(artifacts: GuestArtifacts, accel: Accel) -> None:
+    """Older states of the same kernel, workspace and accelerator (100 MB each) are
+    never used again: their key named an agent, image or QEMU that has changed since."""
+    current, prefix = state_path(artifacts, accel), _name_prefix(artifacts, accel)
     for old in current.parent.glob(f"{glob.escape(prefix)}*.state"):
-        if old != current and old.name.rsplit("-", 1)[0] + "-" == prefix:
-            old.unlink(missing_ok=True)  # a VM restoring from it keeps its open file
-            old.with_suffix(".lock").unlink(missing_ok=True)
+        if old != current and old.name[len(prefix) :].count("-") == 0:
+            _remove(old)
+
+
+def drop_lineage(cache: Path, lineage: str) -> None:
+    """Remove the saved guests of the kernels a workspace built, once it is gone."""
+    for old in (cache / SNAPSHOTS).glob(f"*-{glob.escape(lineage)}-*.state"):
+        _remove(old)
+
+
+def _remove(state: Path) -> None:
+    state.unlink(missing_ok=True)  # a VM restoring from it keeps its open file
+    state.with_suffix(".lock").unlink(missing_ok=True)
 
 
 def _save(artifacts: GuestArtifacts, accel: Accel, tmp: Path, final: Path) -> None:

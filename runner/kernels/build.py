@@ -353,9 +353,14 @@ MAKES_OBJECTS = re.compile(r"\bmake\b[^\n;|&]*\bO=|\bKBUILD_OUTPUT=")
 
 
 @contextlib.contextmanager
-def claimed(ws: Workspace, log: Log = lambda _m: None) -> Iterator[Workspace]:
+def claimed(
+    ws: Workspace,
+    log: Log = lambda _m: None,
+    removed: Callable[[Path], None] = lambda _top: None,
+) -> Iterator[Workspace]:
     """The workspace, for this process alone until the block ends. Opening its lock
-    dates it: workspaces beside it left unclaimed for PRUNE_AFTER are removed."""
+    dates it: workspaces beside it left unclaimed for PRUNE_AFTER are removed, and
+    `removed` is told of each (what was made from it goes too)."""
     while True:
         ws.top.mkdir(parents=True, exist_ok=True)
         with open(ws.top / ".lock", "w") as lock:
@@ -368,6 +373,7 @@ def claimed(ws: Workspace, log: Log = lambda _m: None) -> Iterator[Workspace]:
                 continue  # pruned while we waited: the lock we hold is of a removed one
             for gone in prune(ws.top.parent, time.time() - PRUNE_AFTER):
                 log(f"removed the kernel workspace {gone}, unused for {PRUNE_AFTER // 86400} days")
+                removed(gone)
             yield ws
             return
 
@@ -809,7 +815,8 @@ def guest_artifacts(built: BuiltKernel, log: Log = print) -> guest_image.GuestAr
     """What runner/guest/vm.py boots (and runner/guest/snapshot.py saves): this kernel, the stock
     root disk, and an initramfs that loads no modules."""
     kernel = config.Kernel(name=f"{built.series}-built", release=built.release)
-    return guest_image.prepare_built(kernel, built.source_version, built.image, log)
+    lineage = built.build_dir.parent.name  # the workspace's key
+    return guest_image.prepare_built(kernel, built.source_version, built.image, log, lineage)
 
 
 def main(argv: list[str] | None = None) -> None:

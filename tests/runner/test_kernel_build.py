@@ -17,6 +17,7 @@ import pytest
 from syscall_post import check_syscall_run, syscall_scenario
 
 from runner import config, execute
+from runner import guests as guests_module
 from runner.guest import image as guest_image
 from runner.guest import snapshot, vm
 from runner.kernels import build as kernel_build
@@ -165,6 +166,49 @@ def test_the_guest_identity_follows_the_image_bytes(
     before = snapshot.state_path(first, accel)
     (tmp_path / "root.img").write_bytes(b"disk, made again")
     assert snapshot.state_path(first, accel) != before
+
+
+def test_each_posts_kernel_keeps_its_own_saved_guest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Episode 3's and episode 4's kernels share a release: saving one's guest must not
+    delete the other's (each run would boot the other cold), and a pruned workspace
+    takes its saved guests with it, no one else's."""
+    monkeypatch.setenv("KBLOG_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "root.img").write_bytes(b"disk")
+    monkeypatch.setattr(guest_image, "root_image", lambda log: tmp_path / "root.img")
+    accel = vm.Accel("tcg", "test")
+    guests = {}
+    for post in ("episode-3", "episode-4"):
+        ws = kernel_build.workspace("6.1", "6.1.192-3", "CONFIG_A=y\n", post)
+        ws.objects.mkdir(parents=True)
+        (ws.top / ".lock").write_text("")
+        image = ws.top / "bzImage"
+        image.write_bytes(f"bzImage of {post}".encode())
+        built = kernel_build.BuiltKernel("6.1", "6.1.192-3", "6.1.192-kblog", image, ws.objects)
+        guests[post] = kernel_build.guest_artifacts(built, log=lambda msg: None)
+    states = {post: snapshot.state_path(art, accel) for post, art in guests.items()}
+    assert states["episode-3"] != states["episode-4"]
+    states["episode-3"].parent.mkdir(parents=True)
+    older = states["episode-3"].with_name(
+        states["episode-3"].name.rsplit("-", 1)[0] + "-0123456789abcdef.state"
+    )
+    for state in (*states.values(), older):
+        state.write_bytes(b"saved guest")
+    snapshot.drop_superseded(guests["episode-3"], accel)
+    assert not older.exists()  # an agent or QEMU since changed: never restored again
+    assert states["episode-3"].exists() and states["episode-4"].exists()
+    # Episode 4's workspace unused for long: claiming episode 3's removes it, and its guest.
+    ep4_top = states["episode-4"].parent.parent / "kernel-build"
+    long_ago = time.time() - kernel_build.PRUNE_AFTER - 3600
+    for lock in ep4_top.glob("*-episode-4/.lock"):
+        os.utime(lock, (long_ago, long_ago))
+    mine = kernel_build.workspace("6.1", "6.1.192-3", "CONFIG_A=y\n", "episode-3")
+    with kernel_build.claimed(mine, removed=guests_module.drop_saved_guests):
+        pass
+    assert not list(ep4_top.glob("*-episode-4"))
+    assert not states["episode-4"].exists()
+    assert states["episode-3"].exists()
 
 
 def test_the_builtin_initramfs_loads_nothing(
@@ -423,12 +467,15 @@ def test_workspaces_unclaimed_for_long_are_removed_when_another_is_claimed(
     for ws in (old, held):
         os.utime(ws / ".lock", (long_ago, long_ago))
     said: list[str] = []
+    gone: list[Path] = []
     with open(held / ".lock", "a") as other_runner:
         fcntl.flock(other_runner, fcntl.LOCK_EX)
-        with kernel_build.claimed(kernel_build.Workspace(parent / "mine"), said.append):
+        mine = kernel_build.Workspace(parent / "mine")
+        with kernel_build.claimed(mine, said.append, gone.append):
             assert not old.exists()
             assert held.exists() and recent.exists()
     assert said == [f"removed the kernel workspace {old}, unused for 14 days"]
+    assert gone == [old]
     # Claiming dates a workspace: the one just used is not old.
     assert time.time() - (parent / "mine" / ".lock").stat().st_mtime < 60
 
