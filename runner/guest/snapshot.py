@@ -15,6 +15,7 @@ restore is deleted, that VM boots cold, and the next run saves a new one.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import glob
 import hashlib
@@ -96,10 +97,14 @@ def ensure(artifacts: GuestArtifacts, accel: Accel, log: Log = print) -> Path:
 def drop_superseded(artifacts: GuestArtifacts, accel: Accel) -> None:
     """Older states of the same kernel, workspace and accelerator (100 MB each) are
     never used again: their key named an agent, image or QEMU that has changed since."""
-    current, prefix = state_path(artifacts, accel), _name_prefix(artifacts, accel)
-    for old in current.parent.glob(f"{glob.escape(prefix)}*.state"):
-        if old != current and old.name[len(prefix) :].count("-") == 0:
-            _remove(old)
+    current = state_path(artifacts, accel)
+    prefixes = [_name_prefix(artifacts, accel)]
+    if artifacts.lineage:  # and one saved before built kernels had a lineage each
+        prefixes.append(_name_prefix(dataclasses.replace(artifacts, lineage=""), accel))
+    for prefix in prefixes:
+        for old in current.parent.glob(f"{glob.escape(prefix)}*.state"):
+            if old != current and old.name[len(prefix) :].count("-") == 0:
+                _remove(old)
 
 
 def drop_lineage(cache: Path, lineage: str) -> None:
@@ -109,8 +114,11 @@ def drop_lineage(cache: Path, lineage: str) -> None:
 
 
 def _remove(state: Path) -> None:
-    state.unlink(missing_ok=True)  # a VM restoring from it keeps its open file
-    state.with_suffix(".lock").unlink(missing_ok=True)
+    # A VM restoring from it keeps its open file. One that cannot be removed (another
+    # user's) stays: nothing needs it gone, and no run may fail for it.
+    with contextlib.suppress(OSError):
+        state.unlink(missing_ok=True)
+        state.with_suffix(".lock").unlink(missing_ok=True)
 
 
 def _save(artifacts: GuestArtifacts, accel: Accel, tmp: Path, final: Path) -> None:

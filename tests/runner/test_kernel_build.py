@@ -193,10 +193,13 @@ def test_each_posts_kernel_keeps_its_own_saved_guest(
     older = states["episode-3"].with_name(
         states["episode-3"].name.rsplit("-", 1)[0] + "-0123456789abcdef.state"
     )
-    for state in (*states.values(), older):
+    # Saved before each workspace had its own: named by the release alone.
+    unowned = states["episode-3"].parent / "6.1.192-kblog-tcg-fedcba9876543210.state"
+    for state in (*states.values(), older, unowned):
         state.write_bytes(b"saved guest")
     snapshot.drop_superseded(guests["episode-3"], accel)
     assert not older.exists()  # an agent or QEMU since changed: never restored again
+    assert not unowned.exists()  # no built kernel boots without a workspace now
     assert states["episode-3"].exists() and states["episode-4"].exists()
     # Episode 4's workspace unused for long: claiming episode 3's removes it, and its guest.
     ep4_top = states["episode-4"].parent.parent / "kernel-build"
