@@ -109,8 +109,12 @@ def drop_superseded(artifacts: GuestArtifacts, accel: Accel) -> None:
 
 def drop_lineage(cache: Path, lineage: str) -> None:
     """Remove the saved guests of the kernels a workspace built, once it is gone."""
-    for old in (cache / SNAPSHOTS).glob(f"*-{glob.escape(lineage)}-*.state"):
-        _remove(old)
+    mark = f"-{lineage}-"
+    for old in (cache / SNAPSHOTS).glob(f"*{glob.escape(mark)}*.state"):
+        # Only the accelerator and the key follow the mark: a workspace whose key
+        # merely starts with this one's ("ep3" and "ep3-system-call") keeps its own.
+        if old.name.rsplit(mark, 1)[1].count("-") == 1:
+            _remove(old)
 
 
 def _remove(state: Path) -> None:

@@ -179,7 +179,7 @@ def test_each_posts_kernel_keeps_its_own_saved_guest(
     monkeypatch.setattr(guest_image, "root_image", lambda log: tmp_path / "root.img")
     accel = vm.Accel("tcg", "test")
     guests = {}
-    for post in ("episode-3", "episode-4"):
+    for post in ("episode-3", "episode-4", "episode-4-again"):
         ws = kernel_build.workspace("6.1", "6.1.192-3", "CONFIG_A=y\n", post)
         ws.objects.mkdir(parents=True)
         (ws.top / ".lock").write_text("")
@@ -212,6 +212,7 @@ def test_each_posts_kernel_keeps_its_own_saved_guest(
     assert not list(ep4_top.glob("*-episode-4"))
     assert not states["episode-4"].exists()
     assert states["episode-3"].exists()
+    assert states["episode-4-again"].exists()  # a key that starts with the pruned one's
 
 
 def test_the_builtin_initramfs_loads_nothing(
